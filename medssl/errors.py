@@ -1,0 +1,28 @@
+"""The error types medssl raises.
+
+Every failure a user can cause (a missing or malformed file, a bad config value, an
+unknown name) raises a subclass of :class:`MedSSLError` whose message says what was
+wrong, where (file, key), and what to do. Errors from dependencies (h5py, numpy, PIL)
+are caught at the boundary and re-raised as one of these, chained with ``from``.
+"""
+
+from __future__ import annotations
+
+
+class MedSSLError(Exception):
+    """Base class of every error medssl raises on purpose."""
+
+
+class DataError(MedSSLError):
+    """A dataset file or folder is missing, malformed or inconsistent."""
+
+
+class ConfigError(MedSSLError, ValueError):
+    """A configuration value or key is invalid."""
+
+
+class RegistryError(ConfigError, KeyError):
+    """A name is not in a registry (unknown dataset, objective, backbone, ...)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message; keep it readable
+        return str(self.args[0]) if self.args else ""

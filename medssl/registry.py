@@ -1,0 +1,91 @@
+"""Name -> builder tables: the one place that maps config names to code.
+
+Each table is a :class:`Registry`. Modules register their builders with the decorator
+form at import time; :func:`ensure_registered` imports the packages that do so, so a
+lookup by name works whichever module the caller imported first.
+
+>>> from medssl.registry import DATASETS
+>>> ds = DATASETS.build({"name": "medmnist", "root": "data", "flag": "bloodmnist", "split": "train"})
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from typing import Any, Callable, Dict, Iterator, Mapping, TypeVar
+
+from medssl.errors import RegistryError
+
+T = TypeVar("T", bound=Callable[..., Any])
+
+# Packages whose import registers entries; imported lazily on first lookup so that
+# ``import medssl.registry`` stays cheap and free of import cycles.
+_PROVIDERS: Dict[str, tuple[str, ...]] = {
+    "dataset": ("medssl.data",),
+    "augmentation": ("medssl.augment",),
+    "backbone": ("medssl.models",),
+    "objective": ("medssl.objectives",),
+    "neighbour": ("medssl.objectives",),
+}
+
+
+class Registry:
+    """A table from names to builders of one kind (``kind`` names it in errors)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: Dict[str, Callable[..., Any]] = {}
+
+    def register(self, name: str) -> Callable[[T], T]:
+        """Decorator registering ``fn`` under ``name`` (lower-case); duplicates are an error."""
+        key = name.lower()
+
+        def deco(fn: T) -> T:
+            if key in self._entries and self._entries[key] is not fn:
+                raise RegistryError(f"{self.kind} {key!r} is already registered")
+            self._entries[key] = fn
+            return fn
+
+        return deco
+
+    def _load(self) -> None:
+        for mod in _PROVIDERS.get(self.kind, ()):
+            importlib.import_module(mod)
+
+    def get(self, name: str) -> Callable[..., Any]:
+        """The builder registered as ``name``; an unknown name lists the valid ones."""
+        self._load()
+        key = str(name).lower()
+        if key not in self._entries:
+            close = difflib.get_close_matches(key, list(self._entries), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise RegistryError(
+                f"unknown {self.kind} {name!r}.{hint} Valid names: {', '.join(sorted(self._entries))}"
+            )
+        return self._entries[key]
+
+    def build(self, cfg: Mapping[str, Any], **extra: Any) -> Any:
+        """Call the builder named by ``cfg['name']`` with the remaining keys as keyword arguments."""
+        if "name" not in cfg:
+            raise RegistryError(f"a {self.kind} config needs a 'name' key; got keys {sorted(cfg)}")
+        kwargs = {k: v for k, v in cfg.items() if k != "name"}
+        kwargs.update(extra)
+        return self.get(cfg["name"])(**kwargs)
+
+    def names(self) -> list[str]:
+        self._load()
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        self._load()
+        return str(name).lower() in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+
+DATASETS = Registry("dataset")
+AUGMENTATIONS = Registry("augmentation")
+BACKBONES = Registry("backbone")
+OBJECTIVES = Registry("objective")
+NEIGHBOURS = Registry("neighbour")
