@@ -1,0 +1,9 @@
+"""Datasets: PCAM HDF5, MedMNIST npz, STL-10 binary, own image folders, embedded sample.
+
+Importing this package registers every dataset in :data:`medssl.registry.DATASETS`.
+"""
+
+from medssl.data import folder, medmnist, pcam, sample, stl10  # noqa: F401  (registration)
+from medssl.data.base import TASKS, MedicalImageDataset
+
+__all__ = ["TASKS", "MedicalImageDataset"]
