@@ -1,0 +1,264 @@
+"""Typed configuration: YAML loading, dotted overrides, strict validation.
+
+A config schema is a tree of dataclasses. :func:`from_mapping` turns a plain mapping
+(from YAML) into that tree, checking every key and value once, at load time:
+
+* an unknown key is a :class:`~medssl.errors.ConfigError` naming the key, its dotted
+  location, the file and the closest valid key;
+* a value of the wrong type (``epochs: ten``) or out of range names the same;
+* ``int`` values are accepted where a ``float`` is expected, never the reverse.
+
+YAML is read with ``yaml.safe_load`` only (no object construction from a file).
+
+>>> @dataclass
+... class Optim:
+...     lr: float = 1e-3
+>>> from_mapping(Optim, {"lr": 0.1}).lr
+0.1
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass  # noqa: F401  (used in the module doctest)
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Type, TypeVar, Union
+
+import yaml
+
+from medssl.errors import ConfigError
+
+T = TypeVar("T")
+
+__all__ = [
+    "load_yaml",
+    "parse_override",
+    "apply_overrides",
+    "from_mapping",
+    "to_dict",
+    "closest",
+    "check_range",
+]
+
+
+def closest(name: str, valid: Sequence[str]) -> Optional[str]:
+    """The valid name most similar to ``name``, or ``None`` when nothing is close."""
+    hits = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.5)
+    return hits[0] if hits else None
+
+
+def _where(source: Optional[str], dotted: str) -> str:
+    loc = f"key '{dotted}'" if dotted else "the top level"
+    return f"{loc} in {source}" if source else loc
+
+
+def load_yaml(path: Union[str, Path]) -> Dict[str, Any]:
+    """Read a YAML mapping with the safe loader; errors name the file (and line)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} not found (looked in {p.resolve().parent})")
+    try:
+        with p.open("r", encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{p}: not valid YAML{at}: {getattr(exc, 'problem', exc)}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: the top level must be a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def parse_override(text: str) -> Tuple[List[str], Any]:
+    """Split ``"a.b.c=value"`` into ``(["a", "b", "c"], value)``; the value is parsed as YAML
+    (so ``5`` is an int, ``1e-3`` a float, ``[1, 2]`` a list, ``null`` None)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key.subkey=value")
+    key, _, raw = text.partition("=")
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {text!r}: empty key part in {key!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    # YAML 1.1 reads "1e-3" as a string; users mean a number.
+    if isinstance(value, str):
+        try:
+            value = float(value) if any(c in value for c in ".eE") else value
+        except ValueError:
+            pass
+    return key.split("."), value
+
+
+def apply_overrides(data: Dict[str, Any], overrides: Sequence[str]) -> Dict[str, Any]:
+    """Return a deep copy of ``data`` with each ``key.sub=value`` override applied.
+
+    Missing intermediate mappings are created; validation of the result (unknown keys,
+    types) happens in :func:`from_mapping`.
+    """
+    import copy
+
+    out = copy.deepcopy(data)
+    for text in overrides:
+        parts, value = parse_override(text)
+        node = out
+        for i, part in enumerate(parts[:-1]):
+            nxt = node.get(part)
+            if nxt is None:
+                nxt = node[part] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError(
+                    f"override {text!r}: '{'.'.join(parts[: i + 1])}' is a value, not a section"
+                )
+            node = nxt
+        node[parts[-1]] = value
+    return out
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _convert(tp: Any, value: Any, dotted: str, source: Optional[str]) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin is Union or (hasattr(types, "UnionType") and isinstance(tp, types.UnionType)):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(arg, value, dotted, source)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(
+            f"{_where(source, dotted)}: {value!r} is not a valid "
+            f"{' or '.join(_type_name(a) for a in args)}"
+        )
+    if origin is typing.Literal:
+        if value in args:
+            return value
+        hint = closest(str(value), [str(a) for a in args])
+        extra = f" Did you mean {hint!r}?" if hint else ""
+        raise ConfigError(
+            f"{_where(source, dotted)}: {value!r} is not one of {list(args)}.{extra}"
+        )
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{_where(source, dotted)} must be a mapping, got {value!r}")
+        return from_mapping(tp, value, source=source, prefix=dotted)
+    if origin in (list, List, Sequence, tuple, Tuple) or tp in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{_where(source, dotted)} must be a list, got {value!r}")
+        if origin in (tuple, Tuple) and args and args[-1] is not Ellipsis:
+            if len(args) != len(value):
+                raise ConfigError(
+                    f"{_where(source, dotted)} must have {len(args)} items, got {len(value)}"
+                )
+            return tuple(_convert(a, v, f"{dotted}[{i}]", source) for i, (a, v) in enumerate(zip(args, value)))
+        item = args[0] if args else Any
+        conv = [_convert(item, v, f"{dotted}[{i}]", source) for i, v in enumerate(value)]
+        return tuple(conv) if origin in (tuple, Tuple) else conv
+    if origin in (dict, Dict, Mapping) or tp in (dict,):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{_where(source, dotted)} must be a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{_where(source, dotted)} must be true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{_where(source, dotted)} must be an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{_where(source, dotted)} must be a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{_where(source, dotted)} must be a string, got {value!r}")
+    if tp is Path:
+        if isinstance(value, (str, Path)):
+            return Path(value)
+        raise ConfigError(f"{_where(source, dotted)} must be a path, got {value!r}")
+    raise TypeError(f"config type {tp!r} at {dotted} is not supported")  # a schema bug, not user error
+
+
+def from_mapping(cls: Type[T], data: Mapping[str, Any], source: Optional[str] = None, prefix: str = "") -> T:
+    """Build dataclass ``cls`` from ``data``, validating keys, types and ``__post_init__`` checks.
+
+    Args:
+        cls: a dataclass type (fields may be nested dataclasses, Optional, Literal, list, dict).
+        data: the mapping, e.g. from :func:`load_yaml`.
+        source: the file the data came from, named in errors.
+        prefix: the dotted location of ``data`` inside the whole config, named in errors.
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{_where(source, prefix)} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    kwargs: Dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if key not in fields:
+            hint = closest(str(key), list(fields))
+            extra = f" Did you mean '{hint}'?" if hint else f" Valid keys: {', '.join(sorted(fields))}."
+            raise ConfigError(f"unknown {_where(source, dotted)}.{extra}")
+        kwargs[key] = _convert(hints[key], value, dotted, source)
+    missing = [
+        name
+        for name, f in fields.items()
+        if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        where = f" ({prefix})" if prefix else ""
+        src = f" in {source}" if source else ""
+        raise ConfigError(f"missing required key(s) {', '.join(missing)}{where}{src}")
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        where = f"{prefix}: " if prefix else ""
+        src = f"{source}: " if source else ""
+        raise ConfigError(f"{src}{where}{exc}") from exc
+
+
+def to_dict(obj: Any) -> Any:
+    """A dataclass tree as plain Python data (for YAML/JSON output); Paths become strings."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def check_range(name: str, value: float, lo: Optional[float] = None, hi: Optional[float] = None,
+                lo_open: bool = False, hi_open: bool = False) -> None:
+    """Raise :class:`ConfigError` unless ``lo <= value <= hi`` (open ends when asked)."""
+    bad = (
+        (lo is not None and (value <= lo if lo_open else value < lo))
+        or (hi is not None and (value >= hi if hi_open else value > hi))
+    )
+    if bad:
+        left = "(" if lo_open else "["
+        right = ")" if hi_open else "]"
+        rng = f"{left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}"
+        raise ConfigError(f"{name} must be in {rng}, got {value!r}")
+

@@ -1,0 +1,172 @@
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Literal, Optional, Tuple
+
+import pytest
+
+from medssl.config import (
+    apply_overrides,
+    check_range,
+    closest,
+    from_mapping,
+    load_yaml,
+    parse_override,
+    to_dict,
+)
+from medssl.errors import ConfigError
+
+
+@dataclass
+class Optim:
+    name: Literal["adam", "sgd", "lars"] = "adam"
+    lr: float = 1e-3
+    betas: Tuple[float, float] = (0.9, 0.999)
+
+    def __post_init__(self) -> None:
+        check_range("optim.lr", self.lr, lo=0.0, lo_open=True)
+
+
+@dataclass
+class Train:
+    epochs: int = 10
+    amp: bool = False
+    out_dir: Path = Path("runs")
+    milestones: List[int] = field(default_factory=list)
+    optim: Optim = field(default_factory=Optim)
+    resume: Optional[str] = None
+    extra: Dict[str, object] = field(default_factory=dict)
+
+
+@dataclass
+class Needs:
+    root: str
+    split: str = "train"
+
+
+def test_defaults_and_nested_values() -> None:
+    cfg = from_mapping(Train, {"epochs": 3, "optim": {"lr": 0.1, "name": "sgd"}, "milestones": [1, 2]})
+    assert cfg.epochs == 3 and cfg.optim.lr == 0.1 and cfg.optim.name == "sgd"
+    assert cfg.milestones == [1, 2] and cfg.amp is False and cfg.out_dir == Path("runs")
+
+
+def test_int_accepted_for_float_but_not_reverse() -> None:
+    assert from_mapping(Optim, {"lr": 1}).lr == 1.0
+    assert isinstance(from_mapping(Optim, {"lr": 1}).lr, float)
+    with pytest.raises(ConfigError, match=r"'epochs'.*must be an integer, got 2.5"):
+        from_mapping(Train, {"epochs": 2.5})
+    assert from_mapping(Train, {"epochs": 4.0}).epochs == 4
+
+
+def test_unknown_key_names_key_file_and_closest() -> None:
+    with pytest.raises(ConfigError) as err:
+        from_mapping(Train, {"optim": {"lrr": 0.1}}, source="configs/x.yaml")
+    msg = str(err.value)
+    assert "optim.lrr" in msg and "configs/x.yaml" in msg and "Did you mean 'lr'" in msg
+
+
+def test_unknown_key_without_close_match_lists_valid_keys() -> None:
+    with pytest.raises(ConfigError, match="Valid keys: .*epochs"):
+        from_mapping(Train, {"zzzzzz": 1})
+
+
+def test_wrong_types_are_named() -> None:
+    with pytest.raises(ConfigError, match=r"key 'epochs'.*integer.*'ten'"):
+        from_mapping(Train, {"epochs": "ten"})
+    with pytest.raises(ConfigError, match=r"key 'amp'.*true or false"):
+        from_mapping(Train, {"amp": "yes please"})
+    with pytest.raises(ConfigError, match=r"key 'optim' .*mapping"):
+        from_mapping(Train, {"optim": 3})
+    with pytest.raises(ConfigError, match=r"key 'milestones' .*list"):
+        from_mapping(Train, {"milestones": 3})
+    with pytest.raises(ConfigError, match=r"optim.betas.*2 items"):
+        from_mapping(Train, {"optim": {"betas": [0.9]}})
+
+
+def test_bool_is_not_an_int() -> None:
+    with pytest.raises(ConfigError, match="integer"):
+        from_mapping(Train, {"epochs": True})
+
+
+def test_literal_suggests_closest_choice() -> None:
+    with pytest.raises(ConfigError, match=r"'adamw' is not one of .*Did you mean 'adam'"):
+        from_mapping(Optim, {"name": "adamw"})
+
+
+def test_optional_accepts_none_and_value() -> None:
+    assert from_mapping(Train, {"resume": None}).resume is None
+    assert from_mapping(Train, {"resume": "auto"}).resume == "auto"
+    with pytest.raises(ConfigError, match="resume"):
+        from_mapping(Train, {"resume": 3})
+
+
+def test_range_check_in_post_init_names_file() -> None:
+    with pytest.raises(ConfigError, match=r"cfg.yaml: optim: optim.lr must be in \(0.0, inf\], got -1"):
+        from_mapping(Train, {"optim": {"lr": -1}}, source="cfg.yaml")
+
+
+def test_missing_required_key() -> None:
+    with pytest.raises(ConfigError, match="missing required key.*root"):
+        from_mapping(Needs, {"split": "val"})
+
+
+def test_parse_override_types() -> None:
+    assert parse_override("train.epochs=5") == (["train", "epochs"], 5)
+    assert parse_override("optim.lr=1e-3") == (["optim", "lr"], 1e-3)
+    assert parse_override("a=[1, 2]") == (["a"], [1, 2])
+    assert parse_override("a=null") == (["a"], None)
+    assert parse_override("a=true") == (["a"], True)
+    assert parse_override("a=resnet50") == (["a"], "resnet50")
+    with pytest.raises(ConfigError, match="key.subkey=value"):
+        parse_override("train.epochs")
+    with pytest.raises(ConfigError, match="empty key part"):
+        parse_override("train..epochs=3")
+
+
+def test_apply_overrides_then_validate() -> None:
+    base = {"optim": {"lr": 0.1}}
+    out = apply_overrides(base, ["optim.lr=0.5", "epochs=7", "extra.new.deep=1"])
+    assert base == {"optim": {"lr": 0.1}}  # input untouched
+    cfg = from_mapping(Train, out)
+    assert cfg.optim.lr == 0.5 and cfg.epochs == 7 and cfg.extra == {"new": {"deep": 1}}
+    with pytest.raises(ConfigError, match="unknown key 'optim.lrr'"):
+        from_mapping(Train, apply_overrides(base, ["optim.lrr=3"]))
+    with pytest.raises(ConfigError, match="'epochs' is a value, not a section"):
+        apply_overrides({"epochs": 3}, ["epochs.x=1"])
+
+
+def test_load_yaml_safe_and_errors(tmp_path: Path) -> None:
+    good = tmp_path / "a.yaml"
+    good.write_text("train:\n  epochs: 3\n")
+    assert load_yaml(good) == {"train": {"epochs": 3}}
+    bad = tmp_path / "b.yaml"
+    bad.write_text("train:\n  epochs: [1, 2\n")
+    with pytest.raises(ConfigError, match=r"b.yaml: not valid YAML at line"):
+        load_yaml(bad)
+    evil = tmp_path / "evil.yaml"
+    evil.write_text("x: !!python/object/apply:os.system ['echo hacked']\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_yaml(evil)
+    lst = tmp_path / "list.yaml"
+    lst.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_yaml(lst)
+    with pytest.raises(ConfigError, match="not found"):
+        load_yaml(tmp_path / "missing.yaml")
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    assert load_yaml(empty) == {}
+
+
+def test_to_dict_round_trip() -> None:
+    cfg = from_mapping(Train, {"epochs": 2, "optim": {"name": "sgd"}})
+    data = to_dict(cfg)
+    assert data["out_dir"] == "runs" and data["optim"]["betas"] == [0.9, 0.999]
+    again = from_mapping(Train, data)
+    assert again == cfg
+
+
+def test_closest() -> None:
+    assert closest("lrr", ["lr", "epochs"]) == "lr"
+    assert closest("qqqq", ["lr", "epochs"]) is None
