@@ -1,0 +1,1 @@
+"""Training: optimisers and schedules (the loop, checkpoints and monitoring build on them)."""
