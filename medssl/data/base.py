@@ -88,6 +88,8 @@ def require_file(path: PathLike, what: str, how_to_get: str) -> Path:
     p = Path(path).expanduser()
     if p.is_file():
         return p
+    if p.is_dir():
+        raise DataError(f"{what}: expected a file but {p} is a directory. {how_to_get}")
     if p.with_name(p.name + ".gz").is_file():
         raise DataError(
             f"{what}: found {p.name}.gz but not {p.name} in {p.parent}. "

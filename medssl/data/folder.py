@@ -1,1 +1,317 @@
-"""(being written)"""
+"""Your own images: a CSV list, one folder per class, or a flat unlabelled folder.
+
+Registry name ``folder``::
+
+    DATASETS.build({"name": "folder", "root": "data/derm", "split": "train", "image_size": 224})
+
+Three layouts, chosen from the arguments:
+
+(a) **CSV** (``csv`` given): a header row with a ``path`` column, an optional ``label``
+    column and an optional ``split`` column. ``path`` is relative to ``root`` when ``root``
+    is given, else to the CSV's own directory (``csv`` itself may also be given relative to
+    ``root``). Paths that leave that directory (``..``, absolute paths) are refused unless
+    ``allow_outside_root: true``. With a ``split`` column, ``split=`` keeps only the rows
+    of that split (``val`` and ``valid`` are the same); without ``split=`` all rows are used.
+    ``label`` holds class names or integer indices. A cell with ``|`` or ``;`` (e.g.
+    ``effusion|nodule``), or ``task: multilabel``, makes the task multi-label: each cell is
+    a set of class names (an empty cell = no positive class). Class names, when not given,
+    are the sorted distinct labels of the *whole* CSV (all splits, so every split shares
+    one index); all-integer labels ``0..K-1`` keep their integer as the index. Without a
+    ``label`` column the images are unlabelled.
+(b) **Folder per class** (``root`` whose subfolders hold images):
+    ``root/<class_name>/**/*.png`` ... Class index = position of the folder name in the
+    sorted folder names (or in ``class_names`` when given). With ``split`` set, images are
+    read from ``root/<split>/<class_name>/`` (the ``<split>`` folder must exist).
+    Hidden folders (``.name``) are skipped; an empty class folder is an error.
+(c) **Flat folder** (``root`` holding images directly, no class subfolders): unlabelled,
+    every label is ``-1`` and ``task`` is ``None`` (for pretraining).
+
+Other keys: ``channels`` (3 = RGB, the default; 1 = grayscale), ``image_size`` (``None``
+keeps native sizes; an int ``s`` or ``[h, w]`` resizes on load with PIL bilinear, which
+batching mixed-size images needs), ``task`` (default ``binary`` for 2 classes, else
+``multiclass``; ``ordinal`` needs integer labels or ``class_names`` in order),
+``class_names``, ``extensions`` (default ``.png .jpg .jpeg .tif .tiff .bmp``, any case).
+
+Decoding (PIL): the EXIF orientation is applied; multi-frame files (TIFF stacks) give
+their first frame; alpha is dropped; palette / CMYK / 1-bit images are converted by PIL;
+RGB -> grayscale uses PIL's ITU-R 601-2 luma, grayscale -> RGB repeats the channel.
+Images with more than 8 bits (16-bit ``I;16``, 32-bit ``I``, float ``F``) are scaled by
+**their own maximum**: ``uint8 = round(clip(x, 0, None) * 255 / max(x))`` (all-zero
+images stay 0), so 12-bit data in a 16-bit container uses the full 0..255 range; the
+scale therefore differs between images. An unreadable file raises :class:`DataError`
+naming it when the item is read.
+"""
+
+from __future__ import annotations
+
+import csv as csvlib
+import os
+import re
+from pathlib import Path
+from typing import Any, Optional, Sequence, Tuple, Union
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from medssl.data.base import TASKS, Label, MedicalImageDataset, PathLike
+from medssl.errors import ConfigError, DataError
+from medssl.registry import DATASETS
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+_MULTI_SEP = re.compile(r"[|;]")
+_INT = re.compile(r"^-?\d+$")
+_PIL_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+
+def _same_split(a: str, b: str) -> bool:
+    norm = {"valid": "val", "validation": "val"}
+    return norm.get(a.strip().lower(), a.strip().lower()) == norm.get(b.strip().lower(), b.strip().lower())
+
+
+def _size_hw(image_size: Union[None, int, Sequence[int]]) -> Optional[Tuple[int, int]]:
+    if image_size is None:
+        return None
+    if isinstance(image_size, int) and not isinstance(image_size, bool):
+        hw = (image_size, image_size)
+    elif isinstance(image_size, (list, tuple)) and len(image_size) == 2:
+        hw = (int(image_size[0]), int(image_size[1]))
+    else:
+        raise ConfigError(f"folder: image_size must be null, an int or [height, width], got {image_size!r}")
+    if min(hw) < 1:
+        raise ConfigError(f"folder: image_size must be positive, got {image_size!r}")
+    return hw
+
+
+def _to_uint8(img: Image.Image) -> Image.Image:
+    """An 8-bit 'L' image from a >8-bit one, scaled by its own maximum (see module doc)."""
+    arr = np.asarray(img, dtype=np.float64)
+    arr = np.clip(arr, 0, None)
+    top = float(arr.max()) if arr.size else 0.0
+    scaled = np.zeros(arr.shape, np.uint8) if top <= 0 else np.rint(arr * (255.0 / top)).astype(np.uint8)
+    return Image.fromarray(scaled, mode="L")
+
+
+def decode_image(path: PathLike, channels: int = 3, size_hw: Optional[Tuple[int, int]] = None) -> np.ndarray:
+    """Read one image file as HWC uint8 with ``channels`` (1 or 3) channels, resized to
+    ``size_hw = (h, w)`` with bilinear interpolation when given. Raises DataError."""
+    try:
+        with Image.open(path) as im:
+            im.seek(0)
+            im = ImageOps.exif_transpose(im)
+            if im.mode in ("I", "F") or im.mode.startswith("I;16"):
+                im = _to_uint8(im)
+            im = im.convert("L" if channels == 1 else "RGB")
+            if size_hw is not None and im.size != (size_hw[1], size_hw[0]):
+                im = im.resize((size_hw[1], size_hw[0]), Image.BILINEAR)
+            arr = np.asarray(im, dtype=np.uint8)
+    except FileNotFoundError as exc:
+        raise DataError(f"image file {path} not found: {exc}") from exc
+    except _PIL_ERRORS as exc:
+        raise DataError(f"cannot read image {path} (corrupt, truncated or not an image): {type(exc).__name__}: {exc}") from exc
+    arr = arr[..., None] if arr.ndim == 2 else arr
+    return np.ascontiguousarray(arr)
+
+
+def _list_images(folder: Path, extensions: Tuple[str, ...], recursive: bool) -> list[Path]:
+    it = folder.rglob("*") if recursive else folder.iterdir()
+    found = []
+    for p in it:
+        rel = p.relative_to(folder).parts
+        if any(part.startswith(".") for part in rel):
+            continue
+        if p.suffix.lower() in extensions and p.is_file():
+            found.append(p)
+    return sorted(found)
+
+
+@DATASETS.register("folder")
+class ImageFolderDataset(MedicalImageDataset):
+    """Images from a CSV, class folders or a flat folder (see the module docstring)."""
+
+    def __init__(
+        self,
+        root: Optional[PathLike] = None,
+        csv: Optional[PathLike] = None,
+        split: Optional[str] = None,
+        channels: int = 3,
+        image_size: Union[None, int, Sequence[int]] = None,
+        task: Optional[str] = None,
+        class_names: Optional[Sequence[str]] = None,
+        allow_outside_root: bool = False,
+        extensions: Sequence[str] = IMAGE_EXTENSIONS,
+    ) -> None:
+        if channels not in (1, 3):
+            raise ConfigError(f"folder: channels must be 1 (grayscale) or 3 (RGB), got {channels!r}")
+        if task is not None and task not in TASKS:
+            raise ConfigError(f"folder: task must be one of {', '.join(TASKS)} or null, got {task!r}")
+        if root is None and csv is None:
+            raise ConfigError("folder: give 'root' (an image folder) or 'csv' (a file with path,label columns)")
+        self.extensions = tuple(e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions)
+        self.in_channels = channels
+        self.size_hw = _size_hw(image_size)
+        self.split = split or ""
+        self.allow_outside_root = allow_outside_root
+        self.root = Path(root).expanduser() if root is not None else None
+        names = list(class_names) if class_names is not None else None
+        if csv is not None:
+            self.files, labels, names, task = self._from_csv(Path(csv).expanduser(), split, names, task)
+        else:
+            self.files, labels, names = self._from_folders(split, names)
+        self.class_names = names or []
+        self.num_classes = len(self.class_names)
+        if labels is None:
+            self.task = None
+            self._labels = np.full(len(self.files), -1, dtype=np.int64)
+        else:
+            self.task = task or ("binary" if self.num_classes == 2 else "multiclass")
+            if self.task == "binary" and self.num_classes != 2:
+                raise DataError(f"{self._source}: task 'binary' needs 2 classes, found {self.num_classes}: {self.class_names}")
+            self._labels = labels
+        self._labels.flags.writeable = False
+
+    # -- layouts ----------------------------------------------------------------------------
+    def _from_folders(self, split: Optional[str], names: Optional[list[str]]) -> Tuple[list[Path], Optional[np.ndarray], Optional[list[str]]]:
+        assert self.root is not None
+        base = self.root
+        if not base.is_dir():
+            raise DataError(f"folder: root {base} is not a directory")
+        if split:
+            subdirs = sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+            match = [d for d in subdirs if _same_split(d, split)]
+            if not match:
+                raise DataError(
+                    f"folder: split '{split}' asked for but {base} has no '{split}' subfolder "
+                    f"(subfolders: {', '.join(subdirs) or 'none'}); drop 'split' or arrange root/<split>/<class>/"
+                )
+            base = base / match[0]
+        self._source = str(base)
+        loose = _list_images(base, self.extensions, recursive=False)
+        class_dirs = sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if not class_dirs:
+            if not loose:
+                raise DataError(f"folder: no images in {base} (looked for {' '.join(self.extensions)}, any case)")
+            return loose, None, None  # flat, unlabelled
+        if loose:
+            raise DataError(
+                f"folder: {base} holds both class subfolders and {len(loose)} loose images (e.g. {loose[0].name}); "
+                "move the loose images into a class folder, or list the files in a CSV"
+            )
+        order = names if names is not None else [d.name for d in class_dirs]
+        index = {n: i for i, n in enumerate(order)}
+        files: list[Path] = []
+        labels: list[int] = []
+        for d in class_dirs:
+            if d.name not in index:
+                raise DataError(f"folder: class folder {d} is not in class_names {order}")
+            imgs = _list_images(d, self.extensions, recursive=True)
+            if not imgs:
+                raise DataError(f"folder: class folder {d} has no images (looked for {' '.join(self.extensions)}, any case)")
+            files += imgs
+            labels += [index[d.name]] * len(imgs)
+        return files, np.asarray(labels, dtype=np.int64), order
+
+    def _from_csv(
+        self, csv_path: Path, split: Optional[str], names: Optional[list[str]], task: Optional[str]
+    ) -> Tuple[list[Path], Optional[np.ndarray], Optional[list[str]], Optional[str]]:
+        if not csv_path.is_file() and self.root is not None and (self.root / csv_path).is_file():
+            csv_path = self.root / csv_path
+        if not csv_path.is_file():
+            raise DataError(f"folder: CSV file {csv_path} not found")
+        self._source = str(csv_path)
+        base = self.root if self.root is not None else csv_path.parent
+        try:
+            with open(csv_path, newline="", encoding="utf-8-sig") as f:
+                reader = csvlib.DictReader(f)
+                columns = [c.strip() for c in (reader.fieldnames or [])]
+                rows = [({k.strip(): (v or "").strip() for k, v in r.items() if k is not None}, reader.line_num) for r in reader]
+        except (OSError, UnicodeDecodeError, csvlib.Error) as exc:
+            raise DataError(f"{csv_path}: cannot read the CSV: {exc}") from exc
+        if "path" not in columns:
+            raise DataError(f"{csv_path}: needs a 'path' column (optional: label, split); found columns {columns}")
+        has_label = "label" in columns
+        if split:
+            if "split" not in columns:
+                raise DataError(f"{csv_path}: split '{split}' asked for but the CSV has no 'split' column (columns: {columns})")
+            present = sorted({r["split"] for r, _ in rows})
+            kept = [(r, ln) for r, ln in rows if _same_split(r["split"], split)]
+            if not kept:
+                raise DataError(f"{csv_path}: no rows with split '{split}'; splits present: {present}")
+        else:
+            kept = rows
+        if not kept:
+            raise DataError(f"{csv_path}: the CSV has no data rows")
+
+        files = [self._resolve_row(base, r["path"], ln, csv_path) for r, ln in kept]
+        if not has_label:
+            return files, None, names, task
+        multilabel = task == "multilabel" or any(_MULTI_SEP.search(r["label"]) for r, _ in rows)
+        if multilabel:
+            task = "multilabel"
+            sets = [[t.strip() for t in _MULTI_SEP.split(r["label"]) if t.strip()] for r, _ in rows]
+            names = names if names is not None else sorted({t for s in sets for t in s})
+            index = {n: i for i, n in enumerate(names)}
+            out = np.zeros((len(kept), len(names)), np.float32)
+            for i, (r, ln) in enumerate(kept):
+                for t in (x.strip() for x in _MULTI_SEP.split(r["label"])):
+                    if t:
+                        out[i, self._class_index(t, index, names, ln, csv_path)] = 1.0
+            return files, out, names, task
+        for r, ln in rows:
+            if not r["label"]:
+                raise DataError(f"{csv_path} line {ln}: empty label (path {r['path']!r}); every row needs one")
+        if names is None:
+            raw = sorted({r["label"] for r, _ in rows})
+            if all(_INT.match(x) for x in raw):
+                top = max(int(x) for x in raw)
+                if min(int(x) for x in raw) < 0:
+                    raise DataError(f"{csv_path}: integer labels must be >= 0, found {min(int(x) for x in raw)}")
+                names = [str(i) for i in range(top + 1)]
+            else:
+                names = raw
+        index = {n: i for i, n in enumerate(names)}
+        labels = np.asarray([self._class_index(r["label"], index, names, ln, csv_path) for r, ln in kept], np.int64)
+        return files, labels, names, task
+
+    @staticmethod
+    def _class_index(label: str, index: dict[str, int], names: list[str], line: int, csv_path: Path) -> int:
+        if label in index:
+            return index[label]
+        if _INT.match(label) and 0 <= int(label) < len(names):
+            return int(label)
+        raise DataError(f"{csv_path} line {line}: label {label!r} is not one of the class names {names}")
+
+    def _resolve_row(self, base: Path, cell: str, line: int, csv_path: Path) -> Path:
+        if not cell:
+            raise DataError(f"{csv_path} line {line}: empty 'path'")
+        rel = Path(cell).expanduser()
+        full = Path(os.path.normpath(base / rel))
+        if not self.allow_outside_root:
+            base_norm = Path(os.path.normpath(base.absolute()))
+            if rel.is_absolute() or not Path(os.path.normpath(full.absolute())).is_relative_to(base_norm):
+                raise DataError(
+                    f"{csv_path} line {line}: path {cell!r} points outside {base}; "
+                    "use paths relative to it, or set allow_outside_root: true"
+                )
+        if not full.is_file():
+            raise DataError(f"{csv_path} line {line}: image file {cell!r} not found (looked at {full})")
+        return full
+
+    # -- dataset contract -------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def labels(self) -> np.ndarray:
+        """``(N,)`` int64 (``-1`` = unlabelled) or ``(N, num_classes)`` float32 (read-only)."""
+        return self._labels
+
+    def _get_label(self, index: int) -> Label:
+        lab = self._labels[index]
+        return lab.copy() if self.task == "multilabel" else int(lab)
+
+    def _get_image(self, index: int) -> np.ndarray:
+        return decode_image(self.files[index], self.in_channels, self.size_hw)
+
+    def describe(self) -> dict[str, Any]:
+        d = super().describe()
+        d.update(source=self._source, image_size=list(self.size_hw) if self.size_hw else None)
+        return d
