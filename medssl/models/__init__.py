@@ -1,0 +1,21 @@
+"""Models: the timm backbone factory, projection/prediction heads, the EMA target and
+the SSL model that ties them together. Importing this package registers the ``timm``
+backbone builder in :data:`medssl.registry.BACKBONES`."""
+
+from medssl.models.backbone import apply_small_input_stem, build_backbone, load_backbone_weights
+from medssl.models.ema import EMATarget, cosine_momentum, ema_update
+from medssl.models.heads import PredictionHead, ProjectionHead
+from medssl.models.ssl_model import SSLModel, build_ssl_model
+
+__all__ = [
+    "build_backbone",
+    "load_backbone_weights",
+    "apply_small_input_stem",
+    "ProjectionHead",
+    "PredictionHead",
+    "EMATarget",
+    "cosine_momentum",
+    "ema_update",
+    "SSLModel",
+    "build_ssl_model",
+]

@@ -1,0 +1,153 @@
+"""The SSL model: backbone ``f`` + projector ``g`` (+ predictor ``q``) (+ EMA target ``f', g'``).
+
+``SSLModel.forward(views)`` returns :class:`~medssl.objectives.base.ViewOutputs` with
+``z = n(g(f(x)))``, ``p = n(q(g(f(x))))`` and ``t = n(g'(f'(x)))`` (no gradient) per view.
+
+All views of a step go through the networks as ONE concatenated batch (one backbone
+call instead of one per view): faster, and BatchNorm statistics are then computed over
+all views together, as in SimCLR/NNCLR practice. Views of different shapes (multi-crop)
+cannot be concatenated and are run one after another instead.
+
+Embeddings are L2-normalised in float32 (also under autocast), so objectives receive
+unit rows whatever the compute precision.
+
+The optimiser should receive :meth:`SSLModel.online_parameters` (the target's
+parameters are frozen and change only through :meth:`SSLModel.update_target`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from medssl.errors import ConfigError
+from medssl.models.ema import EMATarget, cosine_momentum
+from medssl.models.heads import PredictionHead, ProjectionHead
+from medssl.objectives.base import ViewOutputs
+
+
+def _normalize(x: Tensor) -> Tensor:
+    return F.normalize(x.float(), dim=1)
+
+
+class SSLModel(nn.Module):
+    """Online network (and optional EMA target) producing per-view normalised embeddings.
+
+    Args:
+        backbone: encoder ``[B, C, H, W] -> [B, F]``.
+        projector: ``[B, F] -> [B, D]``.
+        predictor: ``[B, D] -> [B, D]`` or ``None``.
+        use_target: keep an EMA copy of (backbone, projector) giving ``t``.
+        ema_base: starting EMA momentum λ0 of the cosine schedule.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        projector: nn.Module,
+        predictor: Optional[nn.Module] = None,
+        use_target: bool = False,
+        ema_base: float = 0.99,
+    ) -> None:
+        super().__init__()
+        if not 0.0 <= ema_base <= 1.0:
+            raise ConfigError(f"ema_base must be in [0, 1]; got {ema_base}")
+        self.backbone = backbone
+        self.projector = projector
+        self.predictor = predictor
+        self.ema_base = float(ema_base)
+        # The target copies (backbone, projector) as one Sequential; the predictor has none.
+        self.target: Optional[EMATarget] = EMATarget(self._online_pair()) if use_target else None
+
+    def _online_pair(self) -> nn.Sequential:
+        # Built on the fly so the online modules are not registered twice in state_dict.
+        return nn.Sequential(self.backbone, self.projector)
+
+    @property
+    def encoder(self) -> nn.Module:
+        """The backbone ``f`` (what is exported and evaluated)."""
+        return self.backbone
+
+    @property
+    def use_target(self) -> bool:
+        return self.target is not None
+
+    def online_parameters(self) -> Iterator[nn.Parameter]:
+        """Trainable parameters (backbone, projector, predictor) for the optimiser."""
+        return (p for p in self.parameters() if p.requires_grad)
+
+    def _run(self, views: Sequence[Tensor], fn: Any) -> List[Tensor]:
+        if all(v.shape == views[0].shape for v in views):
+            return list(fn(torch.cat(list(views), dim=0)).chunk(len(views), dim=0))
+        return [fn(v) for v in views]
+
+    def forward(
+        self, views: Sequence[Tensor], indices: Optional[Tensor] = None, labels: Optional[Tensor] = None
+    ) -> ViewOutputs:
+        """Embed each view ``[B, C, H, W]``; returns per-view ``[B, D]`` unit rows."""
+        if len(views) == 0:
+            raise ValueError("SSLModel.forward needs at least one view")
+
+        def online(x: Tensor) -> Tensor:
+            return self.projector(self.backbone(x))
+
+        proj = self._run(views, online)
+        z = [_normalize(g) for g in proj]
+        p = None
+        if self.predictor is not None:
+            # Predictor on the concatenated projections too (one BatchNorm over all views).
+            if all(g.shape == proj[0].shape for g in proj):
+                p = [_normalize(q) for q in self.predictor(torch.cat(proj)).chunk(len(proj))]
+            else:
+                p = [_normalize(self.predictor(g)) for g in proj]
+        t = None
+        if self.target is not None:
+            with torch.no_grad():
+                t = [_normalize(x) for x in self._run(views, self.target)]
+        return ViewOutputs(z=z, p=p, t=t, indices=indices, labels=labels)
+
+    @torch.no_grad()
+    def update_target(self, step: int, total_steps: int) -> Optional[float]:
+        """EMA step of the target after optimiser step ``step`` of ``total_steps``.
+
+        Returns the momentum λ used, or ``None`` (a no-op) without a target network.
+        """
+        if self.target is None:
+            return None
+        momentum = cosine_momentum(step, total_steps, self.ema_base)
+        self.target.update(self._online_pair(), momentum)
+        return momentum
+
+
+def build_ssl_model(
+    backbone: nn.Module,
+    objective: Any,
+    proj_hidden: int = 2048,
+    proj_dim: int = 256,
+    pred_hidden: int = 4096,
+    proj_layers: int = 3,
+    ema_base: float = 0.99,
+) -> SSLModel:
+    """An :class:`SSLModel` with the heads an objective needs.
+
+    ``objective`` is an Objective instance or class; its ``uses_predictor`` /
+    ``uses_target`` class attributes decide whether a predictor and an EMA target are built.
+    """
+    num_features = getattr(backbone, "num_features", None)
+    if not isinstance(num_features, int) or num_features < 1:
+        raise ConfigError(
+            f"backbone {type(backbone).__name__} has no integer `num_features`; build it with "
+            "medssl.models.build_backbone or set the attribute to its pooled feature width"
+        )
+    projector = ProjectionHead(num_features, proj_hidden, proj_dim, num_layers=proj_layers)
+    predictor = PredictionHead(proj_dim, pred_hidden) if getattr(objective, "uses_predictor", False) else None
+    return SSLModel(
+        backbone,
+        projector,
+        predictor=predictor,
+        use_target=bool(getattr(objective, "uses_target", False)),
+        ema_base=ema_base,
+    )

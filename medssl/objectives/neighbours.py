@@ -1,0 +1,237 @@
+"""Neighbour selection from the support set: ``nn``, ``topk`` and ``pnn`` (pseudo neighbours).
+
+Pure functions (:func:`pseudo_neighbour`, :func:`select_neighbours`) plus small selector
+objects the objectives call as ``selector(query, support, training=...) -> Neighbours``.
+Selectors are registered in :data:`medssl.registry.NEIGHBOURS`, so any objective can be
+combined with any selection rule from config (``neighbours: pnn``).
+
+Pseudo nearest neighbour (pNNCLR, Eq. 4-5)::
+
+    u''  = u + (1 - α) (NN(u) - u)        α = 1 -> the query, α = 0 -> the neighbour
+    u'   = u'' + σ ε,   ε ~ N(0, I_D),   σ = β ||u - u''||   (one σ per row)
+
+σ is detached: it only scales the noise, and a gradient through it would push the
+query towards its neighbour merely to shrink the noise.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from dataclasses import dataclass
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from medssl.errors import ConfigError
+from medssl.objectives.support_set import SupportSet
+from medssl.registry import NEIGHBOURS
+
+
+def _check_alpha_beta(alpha: float, beta: float) -> None:
+    if not 0.0 <= float(alpha) <= 1.0:
+        raise ConfigError(f"pnn alpha must be in [0, 1] (0 = the neighbour, 1 = the query); got {alpha}")
+    if float(beta) < 0.0:
+        raise ConfigError(f"pnn beta (noise scale) must be >= 0; got {beta}")
+
+
+def _randn_like(x: Tensor, generator: Optional[torch.Generator]) -> Tensor:
+    if generator is None:
+        return torch.randn_like(x)
+    # A generator lives on one device; draw there and move (e.g. a CPU generator for CUDA data).
+    eps = torch.randn(x.shape, generator=generator, device=generator.device, dtype=torch.float32)
+    return eps.to(device=x.device, dtype=x.dtype)
+
+
+def pseudo_neighbour(
+    u: Tensor,
+    nn: Tensor,
+    alpha: float,
+    beta: float,
+    generator: Optional[torch.Generator] = None,
+    renormalize: bool = False,
+    noise: bool = True,
+) -> Tensor:
+    """Pseudo nearest neighbour of queries ``u [B, D]`` given neighbours ``nn``.
+
+    Args:
+        u: queries ``[B, D]``; gradient flows through the ``α u`` part.
+        nn: neighbours ``[B, D]`` or ``[B, K, D]`` (pass them detached).
+        alpha: interpolation in ``[0, 1]``.
+        beta: noise scale ``>= 0``; σ = β ||u - u''|| per row (detached).
+        generator: source of the Gaussian noise (reproducibility).
+        renormalize: L2-normalise the result (paper: off).
+        noise: add the noise (training); ``False`` gives ``u''``.
+
+    Returns:
+        pseudo neighbours, the shape of ``nn``.
+    """
+    _check_alpha_beta(alpha, beta)
+    if nn.ndim == u.ndim + 1:
+        u = u.unsqueeze(1)  # [B, 1, D] against [B, K, D]
+    elif nn.shape != u.shape:
+        raise ValueError(f"neighbours {tuple(nn.shape)} do not match queries {tuple(u.shape)}")
+    nn = nn.to(u.dtype)
+    mid = u + (1.0 - alpha) * (nn - u)
+    if noise and beta > 0.0:
+        sigma = float(beta) * (u - mid).detach().norm(dim=-1, keepdim=True)
+        mid = mid + sigma * _randn_like(mid, generator)
+    return F.normalize(mid, dim=-1) if renormalize else mid
+
+
+def select_neighbours(query: Tensor, support: SupportSet, k: int) -> Tuple[Tensor, Tensor, Tensor]:
+    """Top-``k`` cosine neighbours of ``query [B, D]``: ``(embeddings [B, k, D], rows [B, k],
+    sims [B, k])``; embeddings are detached queue rows in the query's dtype."""
+    sims, rows = support.topk(query, k)
+    return support.gather(rows).to(query.dtype), rows, sims
+
+
+@dataclass
+class Neighbours:
+    """Result of a neighbour look-up for ``B`` queries and ``K`` neighbours each.
+
+    Attributes:
+        embeddings: ``[B, K, D]`` queue rows (detached) or pseudo neighbours (which carry
+            the query's gradient unless ``pnn_grad`` is off).
+        rows: ``[B, K]`` int64 support-set rows the neighbours came from.
+        sims: ``[B, K]`` float32 cosine similarity of the query to each queue row.
+    """
+
+    embeddings: Tensor
+    rows: Tensor
+    sims: Tensor
+
+    @property
+    def first(self) -> Tensor:
+        """The first (nearest) neighbour of each query, ``[B, D]``."""
+        return self.embeddings[:, 0]
+
+    @property
+    def k(self) -> int:
+        return int(self.rows.shape[1])
+
+
+class NeighbourSelector:
+    """Base: ``selector(query [B, D], support, training=...) -> Neighbours``."""
+
+    k: int = 1
+
+    def __call__(
+        self, query: Tensor, support: SupportSet, *, training: bool, generator: Optional[torch.Generator] = None
+    ) -> Neighbours:
+        emb, rows, sims = select_neighbours(query, support, self.k)
+        return Neighbours(emb, rows, sims)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({args})"
+
+
+@NEIGHBOURS.register("nn")
+class NNSelector(NeighbourSelector):
+    """Plain nearest neighbour (NNCLR): K = 1, argmax cosine, stop-gradient."""
+
+    def __init__(self) -> None:
+        self.k = 1
+
+
+@NEIGHBOURS.register("topk")
+class TopKSelector(NeighbourSelector):
+    """The ``k`` most similar queue rows (SNCLR's candidates, PSM's mined positives)."""
+
+    def __init__(self, k: int = 30) -> None:
+        if int(k) < 1:
+            raise ConfigError(f"topk neighbours: k must be >= 1; got {k}")
+        self.k = int(k)
+
+
+@NEIGHBOURS.register("pnn")
+class PseudoNNSelector(NeighbourSelector):
+    """Top-``k`` neighbours turned into pseudo neighbours (pNNCLR geometry per neighbour).
+
+    Noise is added only when ``training`` is true. ``pnn_grad=False`` detaches the whole
+    pseudo neighbour (otherwise the query's gradient flows through ``α u``).
+    ``alpha=0, beta=0`` reproduces plain nearest neighbours.
+    """
+
+    def __init__(
+        self, k: int = 1, alpha: float = 0.25, beta: float = 0.10, renormalize: bool = False, pnn_grad: bool = True
+    ) -> None:
+        if int(k) < 1:
+            raise ConfigError(f"pnn neighbours: k must be >= 1; got {k}")
+        _check_alpha_beta(alpha, beta)
+        self.k = int(k)
+        self.alpha, self.beta = float(alpha), float(beta)
+        self.renormalize, self.pnn_grad = bool(renormalize), bool(pnn_grad)
+
+    def __call__(
+        self, query: Tensor, support: SupportSet, *, training: bool, generator: Optional[torch.Generator] = None
+    ) -> Neighbours:
+        emb, rows, sims = select_neighbours(query, support, self.k)
+        pnn = pseudo_neighbour(
+            query, emb, self.alpha, self.beta, generator=generator, renormalize=self.renormalize, noise=training
+        )
+        return Neighbours(pnn if self.pnn_grad else pnn.detach(), rows, sims)
+
+
+def build_selector(name: str, **kwargs: Any) -> NeighbourSelector:
+    """A selector from config: ``build_selector("pnn", alpha=0.25)``; unknown options are a
+    ConfigError naming the option and the valid ones."""
+    cls = NEIGHBOURS.get(name)
+    params = [p for p in inspect.signature(cls).parameters if p != "self"]
+    for key in kwargs:
+        if key not in params:
+            close = difflib.get_close_matches(key, params, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(
+                f"unknown option {key!r} for neighbours {name!r}.{hint} Valid options: {params or 'none'}"
+            )
+    return cls(**kwargs)
+
+
+def neighbour_diagnostics(
+    rows: Tensor,
+    support: SupportSet,
+    query_labels: Optional[Tensor] = None,
+    query_indices: Optional[Tensor] = None,
+    weights: Optional[Tensor] = None,
+) -> Dict[str, float]:
+    """Neighbour purity and same-image rate of a look-up (diagnostics only, never a loss).
+
+    Args:
+        rows: ``[B, K]`` support-set rows returned by the look-up.
+        query_labels: ``[B]`` labels of the queries (``-1`` = unknown).
+        query_indices: ``[B]`` dataset indices of the queries.
+        weights: ``[B, K]`` non-negative neighbour weights (e.g. SNCLR's w).
+
+    Returns:
+        ``nn_purity``: fraction of (query, neighbour) pairs with both labels known whose
+        labels agree; ``nn_purity_weighted``: the same, weighted; ``nn_same_image``: fraction
+        of neighbours with a known index that are an older embedding of the query's image.
+        A key is left out when it has no pairs to average over (never NaN).
+    """
+    rows = rows.reshape(rows.shape[0], -1)
+    out: Dict[str, float] = {}
+    if query_labels is not None:
+        ql = query_labels.reshape(-1, 1).to(device=rows.device, dtype=torch.long)
+        nl = support.labels_of(rows)
+        known = (nl >= 0) & (ql >= 0)
+        match = ((nl == ql) & known).float()
+        n_known = int(known.sum())
+        if n_known:
+            out["nn_purity"] = float(match.sum()) / n_known
+        if weights is not None:
+            w = weights.detach().float().reshape(rows.shape) * known.float()
+            total = float(w.sum())
+            if total > 0:
+                out["nn_purity_weighted"] = float((w * match).sum()) / total
+    if query_indices is not None:
+        qi = query_indices.reshape(-1, 1).to(device=rows.device, dtype=torch.long)
+        ni = support.indices_of(rows)
+        known = ni >= 0
+        n_known = int(known.sum())
+        if n_known:
+            out["nn_same_image"] = float(((ni == qi) & known).sum()) / n_known
+    return out
