@@ -36,3 +36,14 @@ def shared_file(rel: str) -> Path:
     if not p.is_file():
         pytest.skip(f"real shared data file {p} not found")
     return p
+
+
+@pytest.fixture(scope="session")
+def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The embedded sample (``medssl data sample``, seed 0) written once per session;
+    returns its OUT_DIR. Treat it as read-only: other tests share it."""
+    from medssl.data.sample import write_sample
+
+    out = tmp_path_factory.mktemp("medssl_sample") / "sample"
+    write_sample(out, seed=0)
+    return out

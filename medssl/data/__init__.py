@@ -5,5 +5,6 @@ Importing this package registers every dataset in :data:`medssl.registry.DATASET
 
 from medssl.data import folder, medmnist, pcam, sample, stl10  # noqa: F401  (registration)
 from medssl.data.base import TASKS, MedicalImageDataset
+from medssl.data.open import open_dataset
 
-__all__ = ["TASKS", "MedicalImageDataset"]
+__all__ = ["TASKS", "MedicalImageDataset", "open_dataset"]

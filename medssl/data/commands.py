@@ -1,0 +1,89 @@
+"""``medssl data``: ``sample``, ``info`` and ``stats`` sub-commands (logic in sample.py / info.py)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any, Dict
+
+from medssl.data.info import channel_stats, default_split, describe_path
+from medssl.data.open import open_dataset, resolve_config
+from medssl.data.sample import write_sample
+
+
+def _run_sample(args: argparse.Namespace) -> int:
+    summary = write_sample(args.out_dir, seed=args.seed)
+    print(f"wrote the medssl sample (seed {args.seed}) to {args.out_dir}:")
+    for fmt, splits in summary.items():
+        sizes = ", ".join(f"{split} {sum(c.values())}" for split, c in splits.items())
+        print(f"  {fmt}: {sizes}")
+    print(f"see {args.out_dir}/README.md for where the pixels come from and how labels are defined")
+    return 0
+
+
+def _print_info(info: Dict[str, Any]) -> None:
+    print(f"format: {info['format']}")
+    print(f"config: {json.dumps(info['config'])}")
+    for split, d in info["splits"].items():
+        if "error" in d:
+            print(f"split {split}: not available ({d['error']})")
+            continue
+        counts = ", ".join(f"{k} {v}" for k, v in d["label_counts"].items())
+        print(f"split {split}: {d['length']} images of shape {d['image_shape']}, task {d['task']}")
+        print(f"  labels: {counts or 'none'}")
+    for f in info["files"]:
+        line = f"file {f['path']}: {f['bytes']} bytes"
+        if "md5" in f:
+            line += f", md5 {f['md5']}"
+        if "matches_official" in f:
+            line += " (matches the official file)" if f["matches_official"] else f" (differs from the official {f['official_md5']})"
+        print(line)
+
+
+def _run_info(args: argparse.Namespace) -> int:
+    info = describe_path(args.path, checksum=not args.no_checksum)
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        _print_info(info)
+    return 0
+
+
+def _run_stats(args: argparse.Namespace) -> int:
+    cfg = resolve_config(args.path)
+    split = args.split or cfg.get("split") or default_split(str(cfg["name"]).lower())
+    ds = open_dataset(cfg, split=split)
+    mean, std = channel_stats(ds, max_images=args.max_images)
+    used = len(ds) if not args.max_images else min(args.max_images, len(ds))
+    if args.json:
+        print(json.dumps({"split": ds.split, "images": used, "mean": mean, "std": std}))
+        return 0
+    print(f"# per-channel statistics (0..1 scale) of {used} of {len(ds)} images, {cfg['name']} split {ds.split or 'all'}")
+    print(f"mean: [{', '.join(f'{v:.4f}' for v in mean)}]")
+    print(f"std: [{', '.join(f'{v:.4f}' for v in std)}]")
+    return 0
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``medssl data`` and its sub-commands on the top-level subparsers."""
+    data = subparsers.add_parser("data", help="inspect datasets and write the embedded sample")
+    sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    data.set_defaults(func=lambda _args: (data.print_help(), 0)[1])
+
+    p = sub.add_parser("sample", help="write small datasets in the PCAM/MedMNIST/STL-10/folder formats from real images")
+    p.add_argument("out_dir", metavar="OUT_DIR")
+    p.add_argument("--seed", type=int, default=0, help="seed for tile orientations and crops (default 0)")
+    p.set_defaults(func=_run_sample)
+
+    p = sub.add_parser("info", help="format, splits, sizes, label counts and md5 of a dataset")
+    p.add_argument("path", metavar="PATH_OR_CONFIG", help="a dataset file or folder, or a YAML config with a data: section")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--no-checksum", action="store_true", help="skip the md5 of each file (slow for large files)")
+    p.set_defaults(func=_run_info)
+
+    p = sub.add_parser("stats", help="per-channel mean/std (0..1 scale) for normalisation")
+    p.add_argument("path", metavar="PATH_OR_CONFIG")
+    p.add_argument("--split", default=None, help="split to measure (default: train where the format has splits)")
+    p.add_argument("--max-images", type=int, default=10000, help="evenly spaced images to use; 0 = all (default 10000)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of YAML-ready lines")
+    p.set_defaults(func=_run_stats)
