@@ -1,0 +1,401 @@
+"""Augmentation presets: typed parameter sets selectable by name.
+
+A preset is a frozen dataclass of parameters (``HistoParams``, ``NaturalParams``,
+``GrayParams``, ``EvalParams``) registered in :data:`medssl.registry.AUGMENTATIONS`;
+its :meth:`plan` lowers it to one :class:`AugmentPlan`, which both the per-image CPU
+path (:mod:`medssl.augment.pipeline`) and the batched on-device path
+(:mod:`medssl.augment.gpu`) execute, so the two cannot drift apart.
+
+>>> aug = build_augmentation("histo", 96, hed_theta="strong", pcam_safe=True)
+>>> view = aug(image, np.random.default_rng(0))   # float32 tensor (3, 96, 96)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import numbers
+from dataclasses import dataclass
+from typing import Any, ClassVar, Dict, Mapping, Optional, Tuple, Union
+
+from medssl.errors import ConfigError
+from medssl.registry import AUGMENTATIONS
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+HED_STRENGTHS = {"light": 0.05, "strong": 0.2}
+PCAM_CENTER = 32  # PCAM labels a 96x96 tile by its central 32x32 region
+
+Pair = Tuple[float, float]
+
+
+@dataclass(frozen=True)
+class AugmentPlan:
+    """Every operation with its resolved parameters, in execution order.
+
+    ``mode`` is "random" (training views) or "eval" (deterministic). Probabilities are
+    per call; ranges are inclusive ``(low, high)``.
+    """
+
+    mode: str
+    work_channels: Optional[int]  # channels the ops run on (None = as the input)
+    out_channels: Optional[int]  # channels of the output (None = as work_channels)
+    mean: Optional[Tuple[float, ...]]  # None = ImageNet (its channel average for 1 channel)
+    std: Optional[Tuple[float, ...]]
+    stain_normalize: bool = False
+    scale: Pair = (1.0, 1.0)
+    ratio: Pair = (1.0, 1.0)
+    keep_center: int = 0
+    crop_fraction: float = 1.0
+    d4: bool = False
+    hflip_p: float = 0.0
+    vflip_p: float = 0.0
+    rotate_degrees: float = 0.0
+    hed_theta: float = 0.0
+    hed_p: float = 0.0
+    jitter_p: float = 0.0
+    brightness: float = 0.0
+    contrast: float = 0.0
+    saturation: float = 0.0
+    hue: float = 0.0
+    grayscale_p: float = 0.0
+    blur_p: float = 0.0
+    blur_sigma: Pair = (0.1, 2.0)
+    blur_min_size: int = 64
+
+    def blur_active(self, image_size: int) -> bool:
+        """Blur runs only when enabled and the output is at least ``blur_min_size`` px:
+        at 28 px a sigma-2 blur erases the texture that carries the label."""
+        return self.blur_p > 0 and image_size >= self.blur_min_size
+
+    def normalisation(self, channels: int) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
+        """Mean and std for an output with ``channels`` channels (length-1 values broadcast)."""
+        if channels == 1:
+            default_mean, default_std = (sum(IMAGENET_MEAN) / 3,), (sum(IMAGENET_STD) / 3,)
+        else:
+            default_mean, default_std = IMAGENET_MEAN, IMAGENET_STD
+        mean, std = self.mean or default_mean, self.std or default_std
+        mean = mean * channels if len(mean) == 1 else mean
+        std = std * channels if len(std) == 1 else std
+        if len(mean) != channels or len(std) != channels:
+            raise ConfigError(
+                f"augmentation mean/std have {len(mean)}/{len(std)} values but the output has "
+                f"{channels} channel(s); give 1 or {channels} values"
+            )
+        return mean, std
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _fail(preset: str, key: str, why: str, value: Any) -> ConfigError:
+    return ConfigError(f"augmentation {preset!r}: parameter {key!r} {why}, got {value!r}")
+
+
+def _number(preset: str, key: str, v: Any, lo: float, hi: float) -> float:
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise _fail(preset, key, "must be a number", v)
+    if not lo <= float(v) <= hi:
+        raise _fail(preset, key, f"must be in [{lo}, {hi}]", v)
+    return float(v)
+
+
+def _pair(preset: str, key: str, v: Any, lo: float, hi: float) -> Pair:
+    if isinstance(v, (str, bytes)) or not hasattr(v, "__len__") or len(v) != 2:
+        raise _fail(preset, key, "must be a pair [low, high]", v)
+    a, b = (_number(preset, key, x, lo, hi) for x in v)
+    if a > b:
+        raise _fail(preset, key, "must have low <= high", v)
+    return (a, b)
+
+
+def _stats(preset: str, key: str, v: Any, positive: bool) -> Tuple[float, ...]:
+    if isinstance(v, (str, bytes)) or not hasattr(v, "__len__") or len(v) not in (1, 3):
+        raise _fail(preset, key, "must be a list of 1 or 3 numbers", v)
+    out = tuple(_number(preset, key, x, -1e6, 1e6) for x in v)
+    if positive and min(out) <= 0:
+        raise _fail(preset, key, "must be positive", v)
+    return out
+
+
+def _flag(preset: str, key: str, v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise _fail(preset, key, "must be true or false", v)
+    return v
+
+
+def _int(preset: str, key: str, v: Any, lo: int, hi: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+        raise _fail(preset, key, "must be an integer", v)
+    if not lo <= int(v) <= hi:
+        raise _fail(preset, key, f"must be in [{lo}, {hi}]", v)
+    return int(v)
+
+
+def _channels(preset: str, key: str, v: Any, allow_none: bool) -> Optional[int]:
+    if v is None and allow_none:
+        return None
+    if v not in (1, 3) or isinstance(v, bool):
+        raise _fail(preset, key, "must be 1 or 3" + (" or null" if allow_none else ""), v)
+    return int(v)
+
+
+def _check_field(preset: str, key: str, v: Any) -> Any:
+    """Validate one value by the naming conventions shared by all presets."""
+    if key.endswith("_p"):
+        return _number(preset, key, v, 0.0, 1.0)
+    if key in ("brightness", "contrast", "saturation"):
+        return _number(preset, key, v, 0.0, 1.0)
+    if key == "hue":
+        return _number(preset, key, v, 0.0, 0.5)
+    if key == "scale":
+        v = _pair(preset, key, v, 0.0, 1.0)
+        if v[0] <= 0:
+            raise _fail(preset, key, "must have low > 0", v)
+        return v
+    if key == "ratio":
+        v = _pair(preset, key, v, 1e-3, 1e3)
+        return v
+    if key == "blur_sigma":
+        v = _pair(preset, key, v, 0.0, 20.0)
+        if v[0] <= 0:
+            raise _fail(preset, key, "must have low > 0", v)
+        return v
+    if key == "hed_theta":
+        if isinstance(v, str):
+            if v not in HED_STRENGTHS:
+                raise _fail(preset, key, f"must be a number in [0, 0.9] or one of {sorted(HED_STRENGTHS)}", v)
+            return HED_STRENGTHS[v]
+        return _number(preset, key, v, 0.0, 0.9)
+    if key == "rotate_degrees":
+        return _number(preset, key, v, 0.0, 180.0)
+    if key == "crop_fraction":
+        v = _number(preset, key, v, 0.0, 1.0)
+        if v <= 0:
+            raise _fail(preset, key, "must be > 0", v)
+        return v
+    if key in ("keep_center", "blur_min_size"):
+        return _int(preset, key, v, 0, 1 << 16)
+    if key in ("d4", "pcam_safe", "stain_normalize"):
+        return _flag(preset, key, v)
+    if key == "mean":
+        return None if v is None else _stats(preset, key, v, positive=False)
+    if key == "std":
+        return None if v is None else _stats(preset, key, v, positive=True)
+    if key == "out_channels":
+        return _channels(preset, key, v, allow_none=True)
+    raise AssertionError(f"no validator for {key}")  # pragma: no cover - programming error
+
+
+@dataclass(frozen=True)
+class PresetParams:
+    """Base of every preset's parameters: validation and normalisation statistics."""
+
+    preset: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, _check_field(self.preset, f.name, getattr(self, f.name)))
+
+    def plan(self) -> AugmentPlan:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class HistoParams(PresetParams):
+    """H&E patches (PCAM, PathMNIST): crop, full D4, HED stain jitter, light colour jitter.
+
+    No solarize (no tissue looks like that) and grayscale off (colour carries the stain).
+    """
+
+    preset: ClassVar[str] = "histo"
+    scale: Pair = (0.3, 1.0)
+    ratio: Pair = (3 / 4, 4 / 3)
+    pcam_safe: bool = False
+    keep_center: int = 0
+    d4: bool = True
+    hed_theta: Union[float, str] = 0.05
+    hed_p: float = 1.0
+    jitter_p: float = 0.8
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.2
+    hue: float = 0.05
+    grayscale_p: float = 0.0
+    blur_p: float = 0.5
+    blur_sigma: Pair = (0.1, 2.0)
+    blur_min_size: int = 64
+    stain_normalize: bool = False
+    mean: Optional[Tuple[float, ...]] = None
+    std: Optional[Tuple[float, ...]] = None
+
+    def plan(self) -> AugmentPlan:
+        return AugmentPlan(
+            mode="random", work_channels=3, out_channels=3, mean=self.mean, std=self.std,
+            stain_normalize=self.stain_normalize, scale=self.scale, ratio=self.ratio,
+            keep_center=max(self.keep_center, PCAM_CENTER if self.pcam_safe else 0),
+            d4=self.d4, hed_theta=float(self.hed_theta), hed_p=self.hed_p, jitter_p=self.jitter_p,
+            brightness=self.brightness, contrast=self.contrast, saturation=self.saturation, hue=self.hue,
+            grayscale_p=self.grayscale_p, blur_p=self.blur_p, blur_sigma=self.blur_sigma,
+            blur_min_size=self.blur_min_size,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class NaturalParams(PresetParams):
+    """The SimCLR recipe for natural images (STL-10 as a source domain)."""
+
+    preset: ClassVar[str] = "natural"
+    scale: Pair = (0.08, 1.0)
+    ratio: Pair = (3 / 4, 4 / 3)
+    hflip_p: float = 0.5
+    jitter_p: float = 0.8
+    brightness: float = 0.4
+    contrast: float = 0.4
+    saturation: float = 0.4
+    hue: float = 0.1
+    grayscale_p: float = 0.2
+    blur_p: float = 0.5
+    blur_sigma: Pair = (0.1, 2.0)
+    blur_min_size: int = 64
+    mean: Optional[Tuple[float, ...]] = None
+    std: Optional[Tuple[float, ...]] = None
+
+    def plan(self) -> AugmentPlan:
+        return AugmentPlan(
+            mode="random", work_channels=3, out_channels=3, mean=self.mean, std=self.std, scale=self.scale,
+            ratio=self.ratio, hflip_p=self.hflip_p, jitter_p=self.jitter_p, brightness=self.brightness,
+            contrast=self.contrast, saturation=self.saturation, hue=self.hue, grayscale_p=self.grayscale_p,
+            blur_p=self.blur_p, blur_sigma=self.blur_sigma, blur_min_size=self.blur_min_size,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class GrayParams(PresetParams):
+    """X-ray / ultrasound: crop, small rotations, brightness/contrast; no colour ops and no
+    vertical flip (a chest has an up and a down). ``out_channels`` 3 repeats the gray
+    channel for encoders pretrained on RGB."""
+
+    preset: ClassVar[str] = "gray"
+    scale: Pair = (0.5, 1.0)
+    ratio: Pair = (3 / 4, 4 / 3)
+    keep_center: int = 0
+    rotate_degrees: float = 10.0
+    hflip_p: float = 0.5
+    jitter_p: float = 0.8
+    brightness: float = 0.2
+    contrast: float = 0.2
+    blur_p: float = 0.0
+    blur_sigma: Pair = (0.1, 1.0)
+    blur_min_size: int = 64
+    out_channels: Optional[int] = 3
+    mean: Optional[Tuple[float, ...]] = None
+    std: Optional[Tuple[float, ...]] = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.out_channels is None:
+            raise _fail(self.preset, "out_channels", "must be 1 or 3", None)
+
+    def plan(self) -> AugmentPlan:
+        return AugmentPlan(
+            mode="random", work_channels=1, out_channels=self.out_channels, mean=self.mean, std=self.std,
+            scale=self.scale, ratio=self.ratio, keep_center=self.keep_center,
+            rotate_degrees=self.rotate_degrees, hflip_p=self.hflip_p, jitter_p=self.jitter_p,
+            brightness=self.brightness, contrast=self.contrast, blur_p=self.blur_p,
+            blur_sigma=self.blur_sigma, blur_min_size=self.blur_min_size,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class EvalParams(PresetParams):
+    """Deterministic: centred square crop of ``crop_fraction`` of the short side, resize,
+    normalise. A centred crop always keeps PCAM's labelled centre."""
+
+    preset: ClassVar[str] = "eval"
+    crop_fraction: float = 1.0
+    out_channels: Optional[int] = None
+    stain_normalize: bool = False
+    mean: Optional[Tuple[float, ...]] = None
+    std: Optional[Tuple[float, ...]] = None
+
+    def plan(self) -> AugmentPlan:
+        return AugmentPlan(
+            mode="eval", work_channels=self.out_channels, out_channels=self.out_channels,
+            mean=self.mean, std=self.std, stain_normalize=self.stain_normalize, crop_fraction=self.crop_fraction,
+        )  # fmt: skip
+
+
+PRESETS: Dict[str, type] = {}
+
+
+def _register(cls: type) -> type:
+    """Register a builder ``(**params) -> params dataclass`` that validates keys."""
+    PRESETS[cls.preset] = cls
+
+    def build(**params: Any) -> PresetParams:
+        return make_params(cls, params)
+
+    build.__doc__ = cls.__doc__
+    AUGMENTATIONS.register(cls.preset)(build)
+    return cls
+
+
+for _cls in (HistoParams, NaturalParams, GrayParams, EvalParams):
+    _register(_cls)
+
+
+def make_params(cls: type, params: Mapping[str, Any]) -> PresetParams:
+    """Instantiate preset ``cls`` from a mapping; an unknown key is a ConfigError naming the
+    key and the closest valid one."""
+    valid = [f.name for f in dataclasses.fields(cls)]
+    for key in params:
+        if key not in valid:
+            close = difflib.get_close_matches(str(key), valid, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(
+                f"augmentation {cls.preset!r}: unknown parameter {key!r}.{hint} Valid parameters: {', '.join(valid)}"
+            )
+    return cls(**dict(params))
+
+
+def resolve_params(name_or_cfg: Union[str, Mapping[str, Any], PresetParams], **overrides: Any) -> PresetParams:
+    """Preset name, ``{name: ..., **params}`` mapping or a params object (+ overrides) ->
+    validated params."""
+    if isinstance(name_or_cfg, PresetParams):
+        return dataclasses.replace(name_or_cfg, **overrides) if overrides else name_or_cfg
+    if isinstance(name_or_cfg, str):
+        name, params = name_or_cfg, {}
+    elif isinstance(name_or_cfg, Mapping):
+        if "name" not in name_or_cfg:
+            raise ConfigError(
+                f"an augmentation config needs a 'name' key (one of {', '.join(AUGMENTATIONS.names())}); "
+                f"got keys {sorted(name_or_cfg)}"
+            )
+        params = {k: v for k, v in name_or_cfg.items() if k != "name"}
+        name = name_or_cfg["name"]
+    else:
+        raise ConfigError(f"augmentation must be a preset name or a mapping, got {type(name_or_cfg).__name__}")
+    params.update(overrides)
+    return AUGMENTATIONS.get(name)(**params)
+
+
+def build_augmentation(
+    name_or_cfg: Union[str, Mapping[str, Any], PresetParams], image_size: int, **overrides: Any
+):
+    """A callable ``(image HWC uint8, rng) -> float32 tensor (C, image_size, image_size)``.
+
+    ``name_or_cfg``: "histo" | "natural" | "gray" | "eval", or a mapping with ``name``
+    and parameter overrides; ``overrides`` win over the mapping. See docs/augmentation.md.
+    """
+    from medssl.augment.pipeline import Augment
+
+    params = resolve_params(name_or_cfg, **overrides)
+    return Augment(params.plan(), image_size, name=params.preset)
+
+
+__all__ = [
+    "AugmentPlan", "PresetParams", "HistoParams", "NaturalParams", "GrayParams", "EvalParams",
+    "PRESETS", "IMAGENET_MEAN", "IMAGENET_STD", "PCAM_CENTER", "build_augmentation",
+    "make_params", "resolve_params",
+]  # fmt: skip
