@@ -21,6 +21,10 @@ class ConfigError(MedSSLError, ValueError):
     """A configuration value or key is invalid."""
 
 
+class EvaluationError(MedSSLError, ValueError):
+    """Labels, scores or embeddings given to evaluation are invalid (shape, NaN, range)."""
+
+
 class RegistryError(ConfigError, KeyError):
     """A name is not in a registry (unknown dataset, objective, backbone, ...)."""
 
