@@ -1,0 +1,210 @@
+"""Plumbing shared by the objective modules: config checks, selector composition,
+cold-start look-ups, seeded generators and neighbour diagnostics.
+
+Pure tensor maths lives in :mod:`medssl.objectives.functional`; this module is the
+thin layer between a config mapping and those functions.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence, Type, TypeVar, Union
+
+import torch
+from torch import Tensor
+
+from medssl.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from medssl.objectives.neighbours import Neighbours
+    from medssl.objectives.support_set import SupportSet
+
+T = TypeVar("T")
+SelectorSpec = Union[None, str, Mapping[str, Any]]
+
+
+# ----------------------------------------------------------------------------- config checks
+def check_positive(objective: str, name: str, value: Any) -> float:
+    """``value`` as a float > 0, else :class:`ConfigError` naming ``name`` and ``value``."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"objective {objective!r}: {name} must be a number > 0, got {value!r}") from exc
+    if not v > 0:
+        raise ConfigError(f"objective {objective!r}: {name} must be > 0, got {value!r}")
+    return v
+
+
+def check_range(objective: str, name: str, value: Any, lo: float, hi: float) -> float:
+    """``value`` as a float in ``[lo, hi]``, else :class:`ConfigError`."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"objective {objective!r}: {name} must be a number in [{lo}, {hi}], got {value!r}") from exc
+    if not lo <= v <= hi:
+        raise ConfigError(f"objective {objective!r}: {name} must be in [{lo}, {hi}], got {value!r}")
+    return v
+
+
+def check_int(objective: str, name: str, value: Any, minimum: int) -> int:
+    """``value`` as an int >= ``minimum``, else :class:`ConfigError`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"objective {objective!r}: {name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_choice(objective: str, name: str, value: Any, choices: Sequence[str]) -> str:
+    """``value`` if it is one of ``choices``, else :class:`ConfigError` listing them."""
+    if value not in choices:
+        raise ConfigError(
+            f"objective {objective!r}: unknown {name} {value!r}; valid values: {', '.join(map(repr, choices))}"
+        )
+    return str(value)
+
+
+def check_bool(objective: str, name: str, value: Any) -> bool:
+    """``value`` if it is a bool (YAML ``true``/``false``), else :class:`ConfigError`."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"objective {objective!r}: {name} must be true or false, got {value!r}")
+    return value
+
+
+def build_checked(cls: Type[T], objective: str, kwargs: Mapping[str, Any]) -> T:
+    """``cls(**kwargs)`` after checking every key is a constructor option.
+
+    An unknown key raises :class:`ConfigError` naming it, the closest valid key and the
+    valid ones (Python's own ``TypeError`` would not say which config it came from).
+    """
+    params = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    for key in kwargs:
+        if key not in params:
+            close = difflib.get_close_matches(key, params, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(
+                f"objective {objective!r}: unknown option {key!r}.{hint} Valid options: {', '.join(params)}"
+            )
+    return cls(**kwargs)
+
+
+# ----------------------------------------------------------------------------- selectors
+def resolve_selector(
+    objective: str, spec: SelectorSpec, default: str, defaults: Mapping[str, Mapping[str, Any]]
+) -> Any:
+    """Build the neighbour selector an objective uses.
+
+    Args:
+        objective: the objective's name (for error messages).
+        spec: ``None`` (use ``default``), a selector name (``"nn"``, ``"pnn"``, ``"topk"``)
+            or a mapping ``{"name": ..., **kwargs}``.
+        default: the objective's own selector name.
+        defaults: per selector name, the keyword arguments the objective fills in (e.g.
+            SNCLR passes ``k=30`` to ``topk`` and ``pnn``); keys given in a mapping ``spec``
+            override them.
+    """
+    from medssl.objectives.neighbours import build_selector
+
+    if spec is None:
+        name, given = default, {}
+    elif isinstance(spec, str):
+        name, given = spec, {}
+    elif isinstance(spec, Mapping):
+        if "name" not in spec:
+            raise ConfigError(
+                f"objective {objective!r}: neighbours mapping needs a 'name' key (nn, pnn, topk); got keys {sorted(spec)}"
+            )
+        name, given = str(spec["name"]), {k: v for k, v in spec.items() if k != "name"}
+    else:
+        raise ConfigError(
+            f"objective {objective!r}: neighbours must be a selector name or a mapping with 'name', got {spec!r}"
+        )
+    kwargs = {**dict(defaults.get(str(name).lower(), {})), **given}
+    try:
+        return build_selector(name, **kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"objective {objective!r}: bad options for neighbours {name!r}: {exc}") from exc
+
+
+def selector_k(selector: Any) -> int:
+    """How many support rows a selector needs per query (its ``k``; 1 for plain NN)."""
+    return int(getattr(selector, "k", 1))
+
+
+def look_up(
+    selector: Any,
+    query: Tensor,
+    support: Optional["SupportSet"],
+    *,
+    training: bool,
+    generator: Optional[torch.Generator],
+) -> Optional["Neighbours"]:
+    """Neighbours of ``query`` ``[B, D]`` from ``support``, or ``None`` at cold start.
+
+    Cold start = the support set holds fewer rows than the selector's ``k``; the caller
+    then applies its documented fallback.
+    """
+    if support is None or len(support) < selector_k(selector):
+        return None
+    return selector(query, support, training=training, generator=generator)
+
+
+def require_support(objective: str, support: Optional["SupportSet"]) -> "SupportSet":
+    """``support``, or a :class:`ConfigError` saying the objective needs one."""
+    if support is None:
+        raise ConfigError(
+            f"objective {objective!r} needs a support set (uses_support_set=True) but got None; "
+            "pass a medssl.objectives.support_set.SupportSet(size, dim) as the second argument"
+        )
+    return support
+
+
+def require_views(objective: str, field: str, views: Optional[Sequence[Tensor]]) -> Sequence[Tensor]:
+    """The two views of ``outputs.<field>``; a clear error when the model did not produce them."""
+    if views is None or len(views) < 2:
+        raise ConfigError(
+            f"objective {objective!r} needs two views of outputs.{field}, got "
+            f"{'None' if views is None else len(views)}; build the model with build_ssl_model(..., objective)"
+        )
+    return views
+
+
+# ----------------------------------------------------------------------------- randomness
+class SeededGenerators:
+    """One ``torch.Generator`` per device, seeded with ``seed`` on first use.
+
+    ``seed=None`` returns ``None`` (the global RNG, itself seeded by the run)."""
+
+    def __init__(self, seed: Optional[int]) -> None:
+        self.seed = seed
+        self._gens: Dict[str, torch.Generator] = {}
+
+    def get(self, device: torch.device, override: Optional[torch.Generator] = None) -> Optional[torch.Generator]:
+        if override is not None:
+            return override
+        if self.seed is None:
+            return None
+        key = str(device)
+        if key not in self._gens:
+            self._gens[key] = torch.Generator(device=device).manual_seed(int(self.seed))
+        return self._gens[key]
+
+
+# ----------------------------------------------------------------------------- diagnostics
+def neighbour_stats(
+    rows: Tensor,
+    support: "SupportSet",
+    labels: Optional[Tensor],
+    indices: Optional[Tensor],
+    weights: Optional[Tensor] = None,
+) -> Dict[str, float]:
+    """Neighbour purity / same-image fractions (when labels / indices are known)."""
+    if labels is None and indices is None:
+        return {}
+    from medssl.objectives.neighbours import neighbour_diagnostics
+
+    return {k: float(v) for k, v in neighbour_diagnostics(rows, support, labels, indices, weights=weights).items()}
+
+
+def tile(x: Optional[Tensor], n: int) -> Optional[Tensor]:
+    """Per-image metadata ``[B]`` repeated for ``n`` stacked query blocks (``None`` stays ``None``)."""
+    return None if x is None else torch.cat([x] * n)

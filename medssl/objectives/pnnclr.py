@@ -1,0 +1,149 @@
+"""pNNCLR: NNCLR with pseudo nearest neighbours, noise and a smooth (EMA) target network.
+
+The loss is the 4-term symmetrised ``C(p, t)`` of METHODS.md; the pseudo neighbours come
+from the shared ``pnn`` selector (:mod:`medssl.objectives.neighbours`), so
+``alpha = beta = 0`` reduces it to plain nearest neighbours (the "swu alone" ablation).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from medssl.objectives.base import Diagnostics, Objective, ViewOutputs, embedding_std
+from medssl.objectives.common import (
+    SelectorSpec,
+    SeededGenerators,
+    build_checked,
+    check_bool,
+    check_choice,
+    check_positive,
+    check_range,
+    look_up,
+    neighbour_stats,
+    require_support,
+    require_views,
+    resolve_selector,
+    tile,
+)
+from medssl.objectives.functional import ce_rows
+from medssl.registry import OBJECTIVES
+
+QUEUE_SOURCES = ("target", "online")
+
+
+def pnnclr_c(p: Tensor, t: Tensor, pnn_p: Tensor, pnn_t: Tensor, tau: float = 0.1) -> Tensor:
+    """``C(p, t) = 1/4 [CE(pNN(p) tᵀ/τ) + CE(t pNN(p)ᵀ/τ) + CE(pNN(t) pᵀ/τ) + CE(p pNN(t)ᵀ/τ)]``.
+
+    Args:
+        p: online predictions of one view ``[B, D]``.
+        t: target projections of the *other* view ``[B, D]``.
+        pnn_p, pnn_t: pseudo neighbours of ``p`` and ``t``, ``[B, D]`` or ``[B, K, D]``
+            (then ``C`` is averaged over the ``K`` slots). They are used as given: the
+            caller decides whether they carry gradient (``pnn_grad``).
+    """
+    if pnn_p.dim() == 3:
+        return torch.stack([pnnclr_c(p, t, pnn_p[:, k], pnn_t[:, k], tau) for k in range(pnn_p.shape[1])]).mean()
+    return 0.25 * (
+        ce_rows(pnn_p @ t.t() / tau)
+        + ce_rows(t @ pnn_p.t() / tau)
+        + ce_rows(pnn_t @ p.t() / tau)
+        + ce_rows(p @ pnn_t.t() / tau)
+    )
+
+
+def pnnclr_loss(
+    p1: Tensor, p2: Tensor, t1: Tensor, t2: Tensor,
+    pnn_p1: Tensor, pnn_p2: Tensor, pnn_t1: Tensor, pnn_t2: Tensor, tau: float = 0.1,
+) -> Tensor:
+    """``L = 1/2 [C(p1, t2) + C(p2, t1)]`` (see :func:`pnnclr_c`; all inputs unit rows)."""
+    return 0.5 * (pnnclr_c(p1, t2, pnn_p1, pnn_t2, tau) + pnnclr_c(p2, t1, pnn_p2, pnn_t1, tau))
+
+
+class PNNCLR(Objective):
+    """pNNCLR objective module.
+
+    Args:
+        tau: temperature (> 0), default 0.1.
+        alpha: interpolation ``u'' = u + (1-α)(NN(u) - u)``, in [0, 1], default 0.25.
+        beta: noise scale ``σ = β ||u - u''||``, >= 0, default 0.10 (noise only in training).
+        renormalize: L2-normalise the pseudo neighbour (default False).
+        pnn_grad: let gradient reach ``p`` through the ``α·p`` part of ``pNN(p)`` (default
+            True, the reference code); False detaches ``pNN(p)``.
+        queue_source: ``"target"`` (enqueue ``t1``, default) or ``"online"`` (enqueue the
+            detached online prediction ``p1``, as the reference code does).
+        ema_base: ``λ0`` of the target network's cosine EMA schedule, default 0.99 (read by
+            the model builder; the objective itself does not update weights).
+        neighbours: selector override (default ``"pnn"`` built from the options above).
+        seed: seeds the pseudo-neighbour noise.
+
+    Cold start: while the support set holds fewer rows than the selector's ``k``, every
+    query ``u`` is its own (detached) neighbour, i.e. ``pNN(u) = sg(u)``.
+    """
+
+    name: ClassVar[str] = "pnnclr"
+    uses_predictor: ClassVar[bool] = True
+    uses_target: ClassVar[bool] = True
+    uses_support_set: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        tau: float = 0.1,
+        alpha: float = 0.25,
+        beta: float = 0.10,
+        renormalize: bool = False,
+        pnn_grad: bool = True,
+        queue_source: str = "target",
+        ema_base: float = 0.99,
+        neighbours: SelectorSpec = None,
+        seed: Optional[int] = None,
+    ) -> None:
+        super().__init__()
+        self.tau = check_positive(self.name, "tau", tau)
+        self.alpha = check_range(self.name, "alpha", alpha, 0.0, 1.0)
+        self.beta = check_range(self.name, "beta", beta, 0.0, float("inf"))
+        self.renormalize = check_bool(self.name, "renormalize", renormalize)
+        self.pnn_grad = check_bool(self.name, "pnn_grad", pnn_grad)
+        self.queue_source = check_choice(self.name, "queue_source", queue_source, QUEUE_SOURCES)
+        self.ema_base = check_range(self.name, "ema_base", ema_base, 0.0, 1.0)
+        pnn = {"k": 1, "alpha": self.alpha, "beta": self.beta, "renormalize": self.renormalize,
+               "pnn_grad": self.pnn_grad}
+        self.selector = resolve_selector(self.name, neighbours, "pnn", {"pnn": pnn, "topk": {"k": 1}})
+        self.generators = SeededGenerators(seed)
+
+    def forward(
+        self, outputs: ViewOutputs, support: Optional[Any] = None, *, generator: Optional[torch.Generator] = None
+    ) -> Tuple[Tensor, Diagnostics]:
+        support = require_support(self.name, support)
+        p1, p2 = require_views(self.name, "p", outputs.p)[:2]
+        t1, t2 = (t.detach() for t in require_views(self.name, "t", outputs.t)[:2])
+        b = p1.shape[0]
+        # One look-up for all four queries (one matrix product), before the enqueue.
+        query = torch.cat([p1, p2, t1, t2])
+        found = look_up(self.selector, query, support, training=self.training,
+                        generator=self.generators.get(query.device, generator))
+        pnn = query.detach() if found is None else found.embeddings
+        pnn_p1, pnn_p2, pnn_t1, pnn_t2 = pnn[:b], pnn[b:2 * b], pnn[2 * b:3 * b], pnn[3 * b:]
+        c12 = pnnclr_c(p1, t2, pnn_p1, pnn_t2, self.tau)
+        c21 = pnnclr_c(p2, t1, pnn_p2, pnn_t1, self.tau)
+        loss = 0.5 * (c12 + c21)
+        diag: Diagnostics = {
+            "loss": float(loss.detach()),
+            "loss_c12": float(c12.detach()),
+            "loss_c21": float(c21.detach()),
+            "emb_std": embedding_std(p1),
+            "cold_start": float(found is None),
+        }
+        if found is not None:
+            diag.update(neighbour_stats(found.rows, support, tile(outputs.labels, 4), tile(outputs.indices, 4)))
+        stored = t1 if self.queue_source == "target" else p1.detach()
+        support.enqueue(stored, indices=outputs.indices, labels=outputs.labels)
+        return loss, diag
+
+
+@OBJECTIVES.register("pnnclr")
+def build_pnnclr(**kwargs: Any) -> PNNCLR:
+    """Registry builder: ``OBJECTIVES.build({"name": "pnnclr", "alpha": 0.1})``."""
+    return build_checked(PNNCLR, "pnnclr", kwargs)

@@ -1,0 +1,206 @@
+"""SNCLR: soft neighbours. Each anchor has its augmented view plus K support-set
+neighbours as positives, weighted by a learned cross-attention "positiveness".
+
+The attention projections ``f1, f2`` are parameters of this module: the optimiser must
+receive ``objective.parameters()`` as well as the model's.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar, Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from medssl.errors import ConfigError
+from medssl.objectives.base import Diagnostics, Objective, ViewOutputs, embedding_std
+from medssl.objectives.common import (
+    SelectorSpec,
+    SeededGenerators,
+    build_checked,
+    check_bool,
+    check_choice,
+    check_int,
+    check_positive,
+    look_up,
+    neighbour_stats,
+    require_support,
+    require_views,
+    resolve_selector,
+    tile,
+)
+from medssl.objectives.functional import entropy, soft_ce
+from medssl.registry import OBJECTIVES
+
+ATTENTIONS = ("linear", "cosine")
+LOSS_FORMS = ("weighted_positive", "soft_target")
+
+
+def attention_probs(query: Tensor, keys: Tensor, scale: float = 1.0) -> Tensor:
+    """``softmax_i(query_b · keys_bi * scale)``: ``query [B, d]``, ``keys [B, K, d]`` -> ``[B, K]``."""
+    return torch.softmax(torch.einsum("bd,bkd->bk", query, keys) * scale, dim=1)
+
+
+def rescale_weights(probs: Tensor, gamma: Union[str, float] = "max") -> Tensor:
+    """``w_bi = probs_bi / γ_b``: ``γ_b = max_i probs_bi`` (``"max"``) or a fixed float."""
+    if probs.shape[1] == 0:
+        return probs
+    if gamma == "max":
+        return probs / probs.max(dim=1, keepdim=True).values
+    return probs / float(gamma)
+
+
+def _candidates(t: Tensor, neighbours: Tensor, w: Tensor) -> Tuple[Tensor, Tensor]:
+    """Candidate set ``A`` (``[B(K+1), D]``: all ``t`` then every anchor's ``K`` neighbours)
+    and the positive-weight matrix ``W [B, B(K+1)]`` (``W[b, b] = 1``, ``W[b, B+bK+i] = w_bi``)."""
+    b, k = neighbours.shape[0], neighbours.shape[1]
+    cand = torch.cat([t, neighbours.reshape(b * k, neighbours.shape[2])])
+    weights = torch.zeros(b, b * (k + 1), dtype=w.dtype, device=w.device)
+    weights[:, :b] = torch.eye(b, dtype=w.dtype, device=w.device)
+    if k:
+        block = torch.zeros(b, b, k, dtype=w.dtype, device=w.device)
+        block[torch.arange(b), torch.arange(b)] = w
+        weights[:, b:] = block.reshape(b, b * k)
+    return cand, weights
+
+
+def snclr_view_loss(
+    p: Tensor, t: Tensor, neighbours: Tensor, w: Tensor, tau: float = 0.2, loss_form: str = "weighted_positive"
+) -> Tensor:
+    """``mean_b L_b`` for anchors ``p`` ``[B, D]`` with positives ``{t_b} ∪ N_b``.
+
+    Args:
+        p: online predictions (anchors) ``[B, D]``.
+        t: target projections of the other view ``[B, D]`` (the weight-1 positives).
+        neighbours: ``N [B, K, D]`` (``K`` may be 0: in-batch positives only).
+        w: positiveness weights ``[B, K]``.
+        loss_form: ``"weighted_positive"``:
+            ``L_b = -log[Σ_{a∈A_b} w_a e^{p_b·a/τ} / Σ_{a∈A} e^{p_b·a/τ}]``;
+            ``"soft_target"``: ``L_b = -Σ_{a∈A_b} w_a log P_b(a)``.
+    """
+    cand, weights = _candidates(t, neighbours, w)
+    logits = p @ cand.t() / tau
+    if loss_form == "soft_target":
+        return soft_ce(logits, weights).mean()
+    log_w = torch.where(weights > 0, weights.clamp_min(1e-30).log(), torch.full_like(weights, float("-inf")))
+    return (torch.logsumexp(logits, dim=1) - torch.logsumexp(logits + log_w, dim=1)).mean()
+
+
+class SNCLR(Objective):
+    """SNCLR objective module (queue of target projections; enqueues ``t2``).
+
+    Args:
+        tau: temperature (> 0), default 0.2.
+        k: number of candidate neighbours ``K`` per anchor, default 30.
+        dim: embedding width ``D`` (the projector's output), default 256.
+        attn_dim: attention width ``d`` of ``f1, f2: D -> d``, default 256.
+        attention: ``"linear"`` (learnable ``f1, f2``, scale ``1/sqrt(d)``; the paper) or
+            ``"cosine"`` (parameter-free: cosine of the unit rows, no scale; reference code).
+        gamma: ``"max"`` (largest ``w_bi`` becomes 1, default) or a float > 0 divisor.
+        loss_form: ``"weighted_positive"`` (default, the paper) or ``"soft_target"``.
+        detach_weights: stop the gradient through ``w`` (default False).
+        neighbours: selector override (default ``"topk"`` with ``k``; e.g. ``"pnn"`` gives
+            ``k`` pseudo neighbours).
+        seed: seeds a ``pnn`` selector's noise.
+
+    Cold start: while the support set holds fewer than ``k`` rows the anchor's only
+    positive is ``t_b`` (in-batch InfoNCE over the other view's target projections).
+    """
+
+    name: ClassVar[str] = "snclr"
+    uses_predictor: ClassVar[bool] = True
+    uses_target: ClassVar[bool] = True
+    uses_support_set: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        tau: float = 0.2,
+        k: int = 30,
+        dim: int = 256,
+        attn_dim: int = 256,
+        attention: str = "linear",
+        gamma: Union[str, float] = "max",
+        loss_form: str = "weighted_positive",
+        detach_weights: bool = False,
+        neighbours: SelectorSpec = None,
+        seed: Optional[int] = None,
+    ) -> None:
+        super().__init__()
+        self.tau = check_positive(self.name, "tau", tau)
+        self.k = check_int(self.name, "k", k, 1)
+        self.dim = check_int(self.name, "dim", dim, 1)
+        self.attn_dim = check_int(self.name, "attn_dim", attn_dim, 1)
+        self.attention = check_choice(self.name, "attention", attention, ATTENTIONS)
+        if isinstance(gamma, str) and gamma != "max":
+            raise ConfigError(f"objective 'snclr': gamma must be 'max' or a number > 0, got {gamma!r}")
+        self.gamma: Union[str, float] = gamma if gamma == "max" else check_positive(self.name, "gamma", gamma)
+        self.loss_form = check_choice(self.name, "loss_form", loss_form, LOSS_FORMS)
+        self.detach_weights = check_bool(self.name, "detach_weights", detach_weights)
+        if self.attention == "linear":
+            # No bias: a key bias only shifts all K logits of an anchor equally (softmax ignores it).
+            self.f1: Optional[nn.Linear] = nn.Linear(self.dim, self.attn_dim, bias=False)
+            self.f2: Optional[nn.Linear] = nn.Linear(self.dim, self.attn_dim, bias=False)
+        else:
+            self.f1 = self.f2 = None
+        self.selector = resolve_selector(self.name, neighbours, "topk", {"topk": {"k": self.k}, "pnn": {"k": self.k}})
+        self.generators = SeededGenerators(seed)
+
+    def attention_weights(self, y: Tensor, neighbours: Tensor) -> Tuple[Tensor, Tensor]:
+        """``(probs, w)`` for anchors' online projections ``y [B, D]`` and ``N [B, K, D]``."""
+        if self.f1 is None or self.f2 is None:
+            probs = attention_probs(F.normalize(y, dim=1), F.normalize(neighbours, dim=2))
+        else:
+            if y.shape[1] != self.dim:
+                raise ConfigError(
+                    f"objective 'snclr': dim={self.dim} but the projections have width {y.shape[1]}; "
+                    "set the objective's dim to the model's proj_dim"
+                )
+            probs = attention_probs(self.f1(y), self.f2(neighbours), 1.0 / math.sqrt(self.attn_dim))
+        w = rescale_weights(probs, self.gamma)
+        return probs, (w.detach() if self.detach_weights else w)
+
+    def forward(
+        self, outputs: ViewOutputs, support: Optional[Any] = None, *, generator: Optional[torch.Generator] = None
+    ) -> Tuple[Tensor, Diagnostics]:
+        support = require_support(self.name, support)
+        y1, y2 = require_views(self.name, "z", outputs.z)[:2]
+        p1, p2 = require_views(self.name, "p", outputs.p)[:2]
+        t1, t2 = (t.detach() for t in require_views(self.name, "t", outputs.t)[:2])
+        b = p1.shape[0]
+        query = torch.cat([t2, t1])
+        found = look_up(self.selector, query, support, training=self.training,
+                        generator=self.generators.get(query.device, generator))
+        if found is None:
+            nbrs = query.new_zeros(2 * b, 0, query.shape[1])
+        else:
+            nbrs = found.embeddings.detach()
+        n2, n1 = nbrs[:b], nbrs[b:]
+        probs2, w2 = self.attention_weights(y1, n2)  # anchor p1: neighbours of t2
+        probs1, w1 = self.attention_weights(y2, n1)  # anchor p2: neighbours of t1
+        l1 = snclr_view_loss(p1, t2, n2, w2, self.tau, self.loss_form)
+        l2 = snclr_view_loss(p2, t1, n1, w1, self.tau, self.loss_form)
+        loss = l1 + l2
+        diag: Diagnostics = {
+            "loss": float(loss.detach()),
+            "loss_12": float(l1.detach()),
+            "loss_21": float(l2.detach()),
+            "emb_std": embedding_std(y1),
+            "cold_start": float(found is None),
+        }
+        if found is not None:
+            probs = torch.cat([probs2, probs1]).detach()
+            w = torch.cat([w2, w1]).detach()
+            diag["weight_entropy"] = float(entropy(probs).mean())
+            diag["weight_mean"] = float(w.mean())
+            diag.update(neighbour_stats(found.rows, support, tile(outputs.labels, 2), tile(outputs.indices, 2),
+                                        weights=w))
+        support.enqueue(t2, indices=outputs.indices, labels=outputs.labels)
+        return loss, diag
+
+
+@OBJECTIVES.register("snclr")
+def build_snclr(**kwargs: Any) -> SNCLR:
+    """Registry builder: ``OBJECTIVES.build({"name": "snclr", "k": 30})``."""
+    return build_checked(SNCLR, "snclr", kwargs)
