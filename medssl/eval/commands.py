@@ -1,0 +1,200 @@
+"""``medssl transfer``, ``medssl evaluate``, ``medssl embed`` and ``medssl report``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import yaml
+
+from medssl.errors import ConfigError, DataError
+
+# flag attribute -> config key (only flags the user actually gave are applied)
+_FLAG_KEYS = {
+    "encoder": "encoder", "data": "data", "test_data": "test_data", "split_train": "split_train",
+    "split_test": "split_test", "protocol": "protocol", "label_fraction": "label_fraction",
+    "seeds": "seeds", "seed": "seed", "out": "out", "device": "device", "batch_size": "batch_size",
+}  # fmt: skip
+
+
+def _flag_mapping(args: argparse.Namespace) -> Dict[str, Any]:
+    out = {key: getattr(args, attr) for attr, key in _FLAG_KEYS.items() if getattr(args, attr, None) is not None}
+    if getattr(args, "no_plots", False):
+        out["report"] = {"plots": False}
+    return out
+
+
+def _print_summary(result: Any) -> None:
+    rep = result.report
+    agg = rep["aggregate"]
+    p = rep["protocol"]
+    print(f"medssl: {p['name']} at {100 * p['label_fraction']:g} % labels, seeds {p['seeds']}:")
+    for key in ("auc", "accuracy", "balanced_accuracy"):
+        e = agg[key]
+        val = "n/a (undefined)" if e["mean"] is None else f"{e['mean']:.4f} ± {e['sd']:.4f}"
+        print(f"  {key:<18}: {val}")
+    for w in rep["warnings"]:
+        print(f"  warning: {w}", file=sys.stderr)
+    print(f"  report: {result.out_dir / 'report.md'} (and report.json, plots)")
+
+
+def _transfer(args: argparse.Namespace) -> int:
+    from medssl.config import to_dict
+    from medssl.eval.config import load_transfer_config
+    from medssl.eval.transfer import run_transfer
+
+    overrides = list(args.overrides)
+    config = args.config
+    if config is not None and "=" in config and not Path(config).exists():
+        overrides.insert(0, config)  # `medssl transfer key=value --encoder ...`: no YAML given
+        config = None
+    mapping = _flag_mapping(args)
+    cfg = load_transfer_config(config, mapping, overrides) if (config or mapping or overrides) else None
+    if cfg is None:
+        raise ConfigError("medssl transfer needs a YAML config or --encoder and --data (see `medssl transfer -h`)")
+    if args.print_config:
+        sys.stdout.write(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        return 0
+    _print_summary(run_transfer(cfg))
+    return 0
+
+
+def evaluation_data(run_dir: Path) -> Dict[str, Any]:
+    """The labelled dataset mapping of a pretraining run (its ``val_data``, else ``data``),
+    without its split; DataError naming the run when neither carries labels."""
+    from medssl.config import load_yaml
+    from medssl.data.open import open_dataset
+
+    cfg_file = run_dir / "config.yaml"
+    if not cfg_file.is_file():
+        raise DataError(f"{run_dir} has no config.yaml: pass a run directory written by `medssl pretrain`")
+    raw = load_yaml(cfg_file)
+    tried: List[str] = []
+    for key in ("val_data", "data"):
+        spec = raw.get(key)
+        if not isinstance(spec, dict):
+            continue
+        spec = {k: v for k, v in spec.items() if k != "split"}
+        try:
+            ds = open_dataset(spec, split="train")
+        except (DataError, ConfigError) as exc:
+            tried.append(f"{key} ({spec.get('name')}): {exc}")
+            continue
+        if ds.task is not None:
+            return spec
+        tried.append(f"{key} ({spec.get('name')}): its train split is unlabelled")
+    raise DataError(
+        f"the data of run {run_dir} has no labelled train split, so it cannot be evaluated on its own dataset "
+        f"({'; '.join(tried) or 'no data mapping in config.yaml'}). Evaluate it on a labelled target instead: "
+        f"medssl transfer --encoder {run_dir} --data LABELLED_DATA"
+    )
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from medssl.eval.config import load_transfer_config
+    from medssl.eval.transfer import run_transfer
+
+    run_dir = Path(args.run_dir)
+    spec = evaluation_data(run_dir)
+    mapping = _flag_mapping(args)
+    mapping.update({"encoder": str(run_dir), "data": spec})
+    mapping.setdefault("out", str(run_dir / f"eval_{mapping.get('protocol', 'linear')}"))
+    cfg = load_transfer_config(None, mapping, args.overrides)
+    _print_summary(run_transfer(cfg))
+    return 0
+
+
+def _embed(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from medssl.data.open import open_dataset
+    from medssl.eval.features import embed
+    from medssl.eval.transfer import encoder_file, resolve_device
+    from medssl.eval.cache import sha256_file
+    from medssl.models.export import load_encoder
+
+    device = resolve_device(args.device or "auto")
+    model, preprocess = load_encoder(args.encoder, device=device)
+    ds = open_dataset(args.data, split=args.split)
+    feats, labels = embed(model, ds, preprocess, batch_size=args.batch_size or 256, device=device)
+    out = Path(args.out)
+    if out.suffix != ".npz":
+        raise ConfigError(f"--out {out}: embeddings are written as .npz; give a file name ending in .npz")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, features=feats.numpy(), labels=np.asarray(labels),
+             encoder_sha256=np.asarray(sha256_file(encoder_file(args.encoder))), split=np.asarray(ds.split))
+    print(f"medssl: wrote {tuple(feats.shape)} features and labels of {ds.describe()['dataset']} "
+          f"split {ds.split!r} to {out}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from medssl.eval.report import compare_reports
+
+    text, issues = compare_reports([Path(p) for p in args.dirs])
+    for issue in issues:
+        print(f"medssl report: warning: {issue}", file=sys.stderr)
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"medssl: wrote {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _add_eval_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--protocol", choices=("linear", "knn", "finetune"), help="evaluation protocol (default linear)")
+    p.add_argument("--label-fraction", type=float, help="fraction of the train labels to use, in (0, 1]")
+    p.add_argument("--seeds", type=int, help="number of label-subset / probe seeds (default 3)")
+    p.add_argument("--seed", type=int, help="first seed (default 0)")
+    p.add_argument("--split-train", help="labelled split to train the probe on (default train)")
+    p.add_argument("--split-test", help="split to score (default test)")
+    p.add_argument("--out", help="output directory")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--batch-size", type=int, help="batch size for feature extraction")
+    p.add_argument("--no-plots", action="store_true", help="skip the figures")
+    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="dotted config overrides")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    t = subparsers.add_parser(
+        "transfer", help="linear probe / kNN / fine-tune an encoder on a labelled target",
+        description="Evaluate an exported encoder on a labelled dataset: `medssl transfer --encoder runs/x "
+        "--data data/pcam --label-fraction 0.02` or `medssl transfer configs/transfer/stl10_to_pcam.yaml "
+        "key=value`. Writes report.json, report.md and plots to --out (docs/transfer.md).",
+    )
+    t.add_argument("config", nargs="?", help="transfer YAML config (configs/transfer/); optional with flags")
+    t.add_argument("--encoder", help="run directory or encoder.safetensors")
+    t.add_argument("--data", help="labelled dataset: a path (format auto-detected) or a dataset YAML")
+    t.add_argument("--test-data", help="a separate labelled test dataset (default: --data)")
+    t.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    _add_eval_flags(t)
+    t.set_defaults(func=_transfer)
+
+    e = subparsers.add_parser(
+        "evaluate", help="evaluate a pretraining run on its own dataset",
+        description="Evaluate RUN_DIR's encoder on the labelled dataset of its config.yaml (val_data, else "
+        "data): train split -> test split. Output goes to RUN_DIR/eval_<protocol> unless --out is given.",
+    )
+    e.add_argument("run_dir", help="a run directory written by `medssl pretrain`")
+    _add_eval_flags(e)
+    e.set_defaults(func=_evaluate, encoder=None, data=None, test_data=None)
+
+    m = subparsers.add_parser("embed", help="write embeddings of a dataset with an exported encoder",
+                              description="Write features [N, F] and labels of one split to an .npz.")
+    m.add_argument("--encoder", required=True, help="run directory or encoder.safetensors")
+    m.add_argument("--data", required=True, help="dataset path or YAML (format auto-detected)")
+    m.add_argument("--split", default=None, help="split to embed (default: the dataset's default)")
+    m.add_argument("--out", required=True, help="output .npz (keys features, labels, encoder_sha256, split)")
+    m.add_argument("--batch-size", type=int)
+    m.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    m.set_defaults(func=_embed)
+
+    r = subparsers.add_parser("report", help="compare evaluation reports side by side",
+                              description="A Markdown table of the headline metrics of several evaluation "
+                              "directories; differing protocols / label fractions are flagged.")
+    r.add_argument("dirs", nargs="+", help="evaluation directories (each with report.json)")
+    r.add_argument("--out", help="write the table here instead of printing it")
+    r.set_defaults(func=_report)

@@ -1,0 +1,74 @@
+"""Frozen-encoder features: run an encoder over a dataset (or an array of images) once."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+Preprocess = Callable[[np.ndarray], torch.Tensor]
+
+
+class _Preprocessed(Dataset):
+    """``(tensor CHW, label)`` of a medssl dataset's ``(image HWC uint8, label)`` items."""
+
+    def __init__(self, dataset: Any, preprocess: Preprocess, indices: Optional[Sequence[int]]) -> None:
+        self.dataset = dataset
+        self.preprocess = preprocess
+        self.indices = list(range(len(dataset))) if indices is None else [int(i) for i in indices]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> Tuple[torch.Tensor, Any]:
+        image, label = self.dataset[self.indices[i]]
+        return self.preprocess(image), label
+
+
+@torch.no_grad()
+def embed(
+    encoder: nn.Module,
+    data: Any,
+    preprocess: Preprocess,
+    *,
+    batch_size: int = 256,
+    num_workers: int = 0,
+    device: Optional[torch.device] = None,
+    indices: Optional[Sequence[int]] = None,
+) -> Tuple[torch.Tensor, np.ndarray]:
+    """Features ``[N, F]`` (float32, on CPU) and labels of ``data``.
+
+    ``data`` is a medssl dataset (items ``(image HWC uint8, label)``) or an array of images
+    ``[N, H, W(, C)]`` uint8 (labels then come back as ``-1``). ``indices`` selects a subset
+    of a dataset. The encoder is run in eval mode and left in the mode it was in.
+    """
+    if isinstance(data, np.ndarray):
+        arr = data if data.ndim == 4 else data[..., None]
+        data = _ArrayDataset(arr)
+    ds = _Preprocessed(data, preprocess, indices)
+    device = device or next(encoder.parameters()).device
+    was_training = encoder.training
+    encoder.eval()
+    feats, labels = [], []
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    try:
+        for x, y in loader:
+            feats.append(encoder(x.to(device)).float().cpu())
+            labels.append(np.asarray(y))
+    finally:
+        encoder.train(was_training)
+    return torch.cat(feats), np.concatenate(labels)
+
+
+class _ArrayDataset(Dataset):
+    def __init__(self, images: np.ndarray) -> None:
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> Tuple[np.ndarray, int]:
+        return self.images[i], -1

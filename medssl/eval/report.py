@@ -1,0 +1,249 @@
+"""Evaluation reports: ``report.json`` (everything), ``report.md`` (a table a clinician can
+paste) and side-by-side comparison of several evaluation directories.
+
+Confidence intervals in the Markdown table are the stratified percentile bootstrap
+intervals of the *first seed's* test predictions (the table says so); mean +- sd is the
+sample sd across seeds.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import platform
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from medssl.errors import DataError
+
+FORMAT = "medssl-eval-report/1"
+METRIC_LABELS = {
+    "auc": "AUC (ROC)",
+    "accuracy": "Accuracy",
+    "balanced_accuracy": "Balanced accuracy",
+    "macro_f1": "Macro-F1",
+    "ece": "ECE (15 bins, lower is better)",
+    "brier": "Brier score (lower is better)",
+}
+COMPARE_METRICS = ("auc", "accuracy", "balanced_accuracy", "macro_f1", "ece")
+
+
+def versions() -> Dict[str, str]:
+    """Versions of medssl and the libraries that shape the numbers."""
+    import numpy
+    import timm
+    import torch
+
+    import medssl
+
+    return {"medssl": medssl.__version__, "torch": torch.__version__, "timm": timm.__version__,
+            "numpy": numpy.__version__, "python": platform.python_version()}
+
+
+def _protocol_summary(cfg: Any, per_seed: List[Dict[str, Any]]) -> Dict[str, Any]:
+    first = dict(per_seed[0]["metrics"].get("protocol", {}))
+    first.pop("selection_table", None)
+    out: Dict[str, Any] = {
+        "name": cfg.protocol,
+        "label_fraction": cfg.label_fraction,
+        "min_per_class": cfg.min_per_class,
+        "seeds": [r["seed"] for r in per_seed],
+        "split_train": cfg.split_train,
+        "split_test": cfg.split_test,
+        "details": first,
+    }
+    if cfg.protocol == "linear":
+        out["weight_decay_per_seed"] = [r["metrics"]["protocol"].get("weight_decay") for r in per_seed]
+    return out
+
+
+def build_report(cfg: Any, per_seed: List[Dict[str, Any]], aggregate: Dict[str, Any], warnings: List[str],
+                 encoder: Dict[str, Any], data: Dict[str, Any], plots: Dict[str, str],
+                 cache_hits: Dict[str, bool]) -> Dict[str, Any]:
+    """The ``report.json`` dict of one transfer run (see docs/transfer.md for its keys)."""
+    from medssl.config import to_dict
+
+    m0 = per_seed[0]["metrics"]
+    seed_warnings = [f"seed {r['seed']}: {w}" for r in per_seed for w in r["metrics"].get("warnings", [])]
+    notes = sorted({n for r in per_seed for n in r["subset"].get("notes", [])})
+    report = {
+        "format": FORMAT,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "versions": versions(),
+        "protocol": _protocol_summary(cfg, per_seed),
+        "task": m0["task"],
+        "num_classes": m0["num_classes"],
+        "class_names": m0["class_names"],
+        "n_test": m0["n"],
+        "test_class_counts": m0["class_counts"],
+        "ci": {"source": "first_seed", "seed": per_seed[0]["seed"],
+               "method": "stratified percentile bootstrap of the test predictions",
+               "level": 1.0 - float(m0.get("bootstrap", {}).get("alpha", 0.05)),
+               "n_boot": m0.get("bootstrap", {}).get("n_boot")},
+        "aggregate": aggregate,
+        "per_seed": per_seed,
+        "subset_files": [r["subset"]["file"] for r in per_seed],
+        "notes": notes,
+        "warnings": list(dict.fromkeys(warnings + seed_warnings)),
+        "encoder": encoder,
+        "data": data,
+        "feature_cache": cache_hits,
+        "plots": plots,
+        "config": to_dict(cfg),
+    }
+    report["protocol"]["text"] = protocol_text(report)
+    return report
+
+
+def protocol_text(report: Mapping[str, Any]) -> str:
+    """The protocol in one paragraph (what was trained on what, how, and how it was scored)."""
+    p = report["protocol"]
+    d = p["details"]
+    enc = report["encoder"]["encoder_json"]
+    train = report["data"]["train"]["describe"]
+    test = report["data"]["test"]["describe"]
+    subset_sizes = sorted({r["subset"]["size"] for r in report["per_seed"]})
+    sizes = "/".join(str(s) for s in subset_sizes)
+    if p["name"] == "linear":
+        wd = d.get("weight_decay_grid")
+        how = (f"Linear probe: logistic regression fit with L-BFGS (at most {d.get('max_iter')} iterations) on "
+               f"standardised frozen encoder features; weight decay "
+               + (f"chosen per seed from {wd} by the lowest loss on a stratified held-out "
+                  f"{int(100 * (d.get('val_fraction') or 0.2))} % of the label subset "
+                  f"(chosen: {p.get('weight_decay_per_seed')})" if d.get("selection") != "fixed"
+                  else f"fixed at {d.get('weight_decay')}") + ".")
+    elif p["name"] == "knn":
+        how = (f"Weighted kNN on frozen encoder features: cosine similarity, k = {d.get('k')}, neighbours weighted "
+               f"by exp(similarity / {d.get('temperature')}), class score = weight share.")
+    else:
+        how = (f"Fine-tuning: the encoder and a new linear head trained end to end with AdamW (encoder lr "
+               f"{d.get('lr_encoder')}, head lr {d.get('lr_head')}, weight decay {d.get('weight_decay')}) for "
+               f"{d.get('epochs')} epochs, batch {d.get('batch_size')}, '{d.get('augment')}' training augmentation; "
+               f"normalisation statistics kept from pretraining; head initialised "
+               + ("as the linear probe of the frozen features (LP-FT)." if d.get("head_init") == "probe"
+                  else "at zero."))
+    ci = report["ci"]
+    return (
+        f"Encoder {enc.get('backbone')} ({enc.get('in_chans')} channels, {enc.get('image_size')} px input; images "
+        f"resized to that size, grayscale repeated to 3 channels when needed). {how} Labels used: a stratified "
+        f"{100 * p['label_fraction']:g} % of the labelled '{p['split_train']}' split of {train.get('dataset')} "
+        f"({train.get('length')} items; {sizes} items per seed, at least {p['min_per_class']} per class), "
+        f"seeds {p['seeds']}. Scored on all {report['n_test']} items of the '{p['split_test']}' split of "
+        f"{test.get('dataset')}. Mean +- sd are across seeds (sample sd); 95 % CIs are {ci['method']} "
+        f"({ci['n_boot']} resamples) for seed {ci['seed']}."
+    )
+
+
+def _fmt(v: Optional[float], digits: int = 3) -> str:
+    return "n/a" if v is None else f"{v:.{digits}f}"
+
+
+def _mean_sd(entry: Mapping[str, Any]) -> str:
+    if entry.get("mean") is None:
+        return "n/a (undefined)"
+    return f"{entry['mean']:.3f} ± {entry['sd']:.3f} (n={entry['n']})"
+
+
+def render_markdown(report: Mapping[str, Any]) -> str:
+    """``report.md``: headline table, per-class table, protocol paragraph, notes, plots."""
+    p = report["protocol"]
+    agg = report["aggregate"]
+    m0 = report["per_seed"][0]["metrics"]
+    seed0 = report["ci"]["seed"]
+    lines = [
+        f"# Transfer evaluation: {p['name']}, {100 * p['label_fraction']:g} % labels",
+        "",
+        f"Task: {report['task']} ({report['num_classes']} classes: {', '.join(report['class_names'])}); "
+        f"test items: {report['n_test']}; seeds: {', '.join(str(s) for s in p['seeds'])}.",
+        "",
+        f"| Metric | Mean ± SD across seeds | 95 % CI (seed {seed0}) |",
+        "|---|---|---|",
+    ]
+    for key, label in METRIC_LABELS.items():
+        ci = m0.get(f"{key}_ci")
+        ci_txt = f"{_fmt(ci[0])} – {_fmt(ci[1])}" if ci and ci[0] is not None else "—"
+        lines.append(f"| {label} | {_mean_sd(agg[key])} | {ci_txt} |")
+    lines += ["", f"Per class (one-vs-rest on the predicted class; AUC of seed {seed0}):", "",
+              "| Class | Test n | Sensitivity | Specificity | AUC |", "|---|---|---|---|---|"]
+    aucs = m0.get("auc_per_class", {})
+    for name, n in zip(report["class_names"], report["test_class_counts"]):
+        lines.append(f"| {name} | {n} | {_mean_sd(agg['sensitivity'][name])} | "
+                     f"{_mean_sd(agg['specificity'][name])} | {_fmt(aucs.get(name)) if name in aucs else '—'} |")
+    lines += ["", "## Protocol", "", p["text"], ""]
+    if report["notes"] or report["warnings"]:
+        lines += ["## Notes and warnings", ""]
+        lines += [f"- {n}" for n in report["notes"]] + [f"- **warning:** {w}" for w in report["warnings"]]
+        lines.append("")
+    if report["plots"]:
+        lines += ["## Figures", ""] + [f"![{k}]({v})" for k, v in report["plots"].items()] + [""]
+    enc = report["encoder"]
+    lines += ["## Provenance", "",
+              f"- encoder: `{enc['path']}` (sha256 `{enc['sha256'][:16]}…`)",
+              f"- data: train `{report['data']['train']['config']}`, test `{report['data']['test']['config']}`",
+              f"- versions: {', '.join(f'{k} {v}' for k, v in report['versions'].items())}; {report['created']}", ""]
+    return "\n".join(lines)
+
+
+def write_report(report: Mapping[str, Any], out: Path) -> Tuple[Path, Path]:
+    """Write ``report.json`` and ``report.md`` into ``out``."""
+    out = Path(out)
+    js, md = out / "report.json", out / "report.md"
+    js.write_text(json.dumps(report, indent=1, default=str))
+    md.write_text(render_markdown(report))
+    return js, md
+
+
+def load_report(path: Path) -> Dict[str, Any]:
+    """A ``report.json`` from an evaluation directory (or the file itself)."""
+    p = Path(path)
+    f = p / "report.json" if p.is_dir() else p
+    if not f.is_file():
+        raise DataError(f"no report.json in {p}: pass a directory written by `medssl transfer` or `medssl evaluate`")
+    try:
+        body = json.loads(f.read_text())
+    except ValueError as exc:
+        raise DataError(f"{f} is not valid JSON ({exc}); re-run the evaluation") from exc
+    if body.get("format") != FORMAT:
+        raise DataError(f"{f} is not a medssl evaluation report (format {body.get('format')!r}, expected {FORMAT!r})")
+    return body
+
+
+def compare_reports(paths: Sequence[Path]) -> Tuple[str, List[str]]:
+    """A Markdown table of the headline metrics of several evaluation directories, and the
+    list of mismatches (protocol, label fraction, test data) that make rows not comparable;
+    mismatching cells are marked with ⚠ and explained above the table."""
+    reports = [(Path(p), load_report(Path(p))) for p in paths]
+    keys = {
+        "protocol": lambda r: r["protocol"]["name"],
+        "label fraction": lambda r: r["protocol"]["label_fraction"],
+        "test data": lambda r: json.dumps(r["data"]["test"]["config"], sort_keys=True),
+        "test split": lambda r: r["protocol"]["split_test"],
+    }
+    issues = []
+    differs = {}
+    for what, get in keys.items():
+        values = [get(r) for _, r in reports]
+        differs[what] = len(set(map(str, values))) > 1
+        if differs[what]:
+            issues.append(f"{what} differs between reports ({', '.join(str(v) for v in values)}): "
+                          "their numbers are not directly comparable")
+
+    def mark(text: str, what: str) -> str:
+        return f"⚠ {text}" if differs[what] else text
+
+    head = ["Evaluation", "Encoder", "Protocol", "Label fraction", "Seeds"] + [METRIC_LABELS[k].split(" (")[0]
+                                                                              for k in COMPARE_METRICS]
+    lines = []
+    if issues:
+        lines += ["**Warning: these evaluations differ in setup, compare with care.**", ""]
+        lines += [f"- {i}" for i in issues] + [""]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for path, r in reports:
+        p = r["protocol"]
+        row = [path.name or str(path), f"{r['encoder']['encoder_json'].get('backbone')} "
+               f"(`{r['encoder']['sha256'][:8]}`)", mark(p["name"], "protocol"),
+               mark(f"{100 * p['label_fraction']:g} %", "label fraction"), str(len(p["seeds"]))]
+        row += [_mean_sd(r["aggregate"][k]) for k in COMPARE_METRICS]
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "Metrics: mean ± sample sd across seeds (n = seeds where the metric is defined)."]
+    return "\n".join(lines) + "\n", issues

@@ -1,0 +1,238 @@
+"""Transfer evaluation: an exported encoder on a labelled dataset, end to end.
+
+:func:`run_transfer` loads the encoder (its ``preprocess`` adapts channels and input
+size), embeds the train and test splits once (cached in the output directory, see
+:mod:`medssl.eval.cache`), draws a stratified label subset per seed (saved as
+``subsets/seed{S}.json``), runs the protocol (``linear`` / ``knn`` on the frozen
+features, or ``finetune``), scores the test split with bootstrap CIs, aggregates the
+seeds (mean +- sd) and writes ``report.json``, ``report.md`` and the plots.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+import numpy as np
+import torch
+
+from medssl.eval.cache import cached_features, data_provenance, fingerprint, sha256_file
+from medssl.eval.config import TransferConfig
+from medssl.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+HEADLINE = ("auc", "accuracy", "balanced_accuracy", "macro_f1", "ece", "brier")
+
+
+@dataclass
+class TransferResult:
+    """Where the outputs went, the report dict, and which feature caches were reused."""
+
+    out_dir: Path
+    report: Dict[str, Any]
+    cache_hits: Dict[str, bool] = field(default_factory=dict)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a ConfigError."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device: cuda was asked for but no CUDA device is available; use device=cpu or auto")
+    return torch.device(name)
+
+
+def encoder_file(path: str) -> Path:
+    """The ``.safetensors`` file behind a run directory / encoder path (as load_encoder reads it)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "encoder.safetensors"
+    if p.suffix == ".json":
+        p = p.with_suffix(".safetensors")
+    return p
+
+
+def encoder_provenance(path: str, meta: Mapping[str, Any]) -> Dict[str, Any]:
+    p = encoder_file(path)
+    return {"path": str(p), "sha256": sha256_file(p), "encoder_json": dict(meta)}
+
+
+def open_labelled(spec: Any, split: str, role: str) -> Tuple[Any, Dict[str, Any]]:
+    """``(dataset, resolved config)``; raises DataError when the split carries no labels."""
+    from medssl.data.open import open_dataset, resolve_config
+
+    cfg = resolve_config(spec, split=split)
+    ds = open_dataset(cfg)
+    if ds.task is None:
+        raise DataError(
+            f"{role} data {cfg.get('name')!r} split {split!r} is unlabelled (task None): transfer needs "
+            "labels. Pick a labelled split (e.g. STL-10 'train'/'test', not 'unlabeled') or another dataset"
+        )
+    if len(ds) == 0:
+        raise DataError(f"{role} data {cfg.get('name')!r} split {split!r} is empty")
+    return ds, cfg
+
+
+def _embed_split(model: torch.nn.Module, preprocess: Any, ds: Any, cfg: TransferConfig,
+                 device: torch.device) -> Tuple[np.ndarray, np.ndarray]:
+    from medssl.eval.features import embed
+
+    feats, labels = embed(model, ds, preprocess, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
+                          device=device)
+    return feats.numpy(), np.asarray(labels)
+
+
+def _subset(labels: np.ndarray, cfg: TransferConfig, seed: int, out: Path) -> Tuple[np.ndarray, Dict[str, Any]]:
+    from medssl.eval.subsets import save_indices, stratified_fraction_plan
+
+    plan = stratified_fraction_plan(labels, cfg.label_fraction, seed, cfg.min_per_class)
+    path = save_indices(out / "subsets" / f"seed{seed}.json", plan.indices, plan.meta())
+    return plan.indices, {"file": str(path.relative_to(out)), **plan.meta()}
+
+
+def _probe(cfg: TransferConfig, seed: int, x: np.ndarray, y: np.ndarray, xq: np.ndarray, yq: np.ndarray,
+           task: str, num_classes: int, names: List[str]) -> Tuple[np.ndarray, Dict[str, Any]]:
+    """Test scores and metrics of the linear / kNN protocol on frozen features."""
+    if cfg.protocol == "linear":
+        from medssl.eval.linear import linear_probe
+
+        res = linear_probe(x, y, xq, yq, task, weight_decay=cfg.linear.weight_decay, max_iter=cfg.linear.max_iter,
+                           seed=seed, num_classes=num_classes, class_names=names, ci=True, n_boot=cfg.report.n_boot)
+        res.metrics["protocol"]["selection_table"] = res.selection
+        return res.scores, res.metrics
+    from medssl.eval.knn import knn_evaluate, knn_predict
+
+    metrics = knn_evaluate(x, y, xq, yq, task, k=cfg.knn.k, temperature=cfg.knn.temperature,
+                           num_classes=num_classes, class_names=names, ci=True, n_boot=cfg.report.n_boot, seed=seed)
+    scores = knn_predict(x, y, xq, cfg.knn.k, cfg.knn.temperature, num_classes).numpy().astype(np.float64)
+    return scores, metrics
+
+
+def _finetune(cfg: TransferConfig, seed: int, model: torch.nn.Module, preprocess: Any, train_ds: Any,
+              idx: np.ndarray, test_ds: Any, task: str, num_classes: int, names: List[str],
+              device: torch.device) -> Tuple[np.ndarray, np.ndarray, Dict[str, Any]]:
+    from medssl.augment.presets import build_augmentation
+    from medssl.eval.finetune import finetune, pick_preset
+    from medssl.eval.metrics import evaluate_predictions
+
+    meta = preprocess.meta
+    preset = cfg.finetune.augment
+    if preset == "auto":
+        preset = pick_preset(train_ds.describe(), int(getattr(train_ds, "in_channels", 3)))
+    params = {"name": preset, "mean": tuple(meta["mean"]), "std": tuple(meta["std"]), **cfg.finetune.augment_params}
+    if preset == "gray":
+        params.setdefault("out_channels", meta["in_chans"])
+    augment = build_augmentation(params, meta["image_size"])
+    ft = cfg.finetune
+    res = finetune(model, train_ds, idx, test_ds, preprocess, task=task, num_classes=num_classes, augment=augment,
+                   epochs=ft.epochs, lr=ft.lr, head_lr=ft.head_lr, weight_decay=ft.weight_decay,
+                   batch_size=ft.batch_size, seed=seed, device=device, eval_batch_size=cfg.batch_size,
+                   head_init=ft.head_init, probe_weight_decay=ft.probe_weight_decay)
+    metrics = evaluate_predictions(test_ds.labels(), res.scores, task, names, ci=True, n_boot=cfg.report.n_boot,
+                                   seed=seed)
+    metrics["protocol"] = {**res.protocol, "augment": preset, "augment_params": dict(cfg.finetune.augment_params)}
+    return res.scores, res.embeddings, metrics
+
+
+def aggregate(per_seed: List[Dict[str, Any]]) -> Tuple[Dict[str, Any], List[str]]:
+    """Mean and sample sd across seeds of each headline metric and of per-class
+    sensitivity / specificity; a seed where a metric is null is left out and noted."""
+    from medssl.eval.metrics import mean_sd
+
+    notes: List[str] = []
+
+    def summarise(values: List[Optional[float]], what: str) -> Dict[str, Any]:
+        valid = [v for v in values if v is not None and not math.isnan(v)]
+        if len(valid) < len(values):
+            notes.append(f"{what}: null on {len(values) - len(valid)} of {len(values)} seed(s), left out of mean +- sd")
+        if not valid:
+            return {"mean": None, "sd": None, "n": 0, "values": values}
+        m, s = mean_sd(valid)
+        return {"mean": m, "sd": s, "n": len(valid), "values": values}
+
+    out: Dict[str, Any] = {k: summarise([r["metrics"].get(k) for r in per_seed], k) for k in HEADLINE}
+    for key in ("sensitivity", "specificity"):
+        names = list(per_seed[0]["metrics"][key])
+        out[key] = {n: summarise([r["metrics"][key].get(n) for r in per_seed], f"{key} of {n}") for n in names}
+    return out, notes
+
+
+def run_transfer(cfg: TransferConfig) -> TransferResult:
+    """Run one transfer evaluation as configured and write its report; see the module docstring."""
+    from medssl.eval.report import build_report, write_report
+    from medssl.models.export import load_encoder
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.device)
+    model, preprocess = load_encoder(cfg.encoder, device=device)
+    enc_prov = encoder_provenance(cfg.encoder, preprocess.meta)
+    train_ds, train_cfg = open_labelled(cfg.train_spec(), cfg.split_train, "train")
+    test_ds, test_cfg = open_labelled(cfg.test_spec(), cfg.split_test, "test")
+    task, num_classes = train_ds.task, int(train_ds.num_classes)
+    if test_ds.task != task or int(test_ds.num_classes) != num_classes:
+        raise DataError(
+            f"train and test data disagree: train is {task} with {num_classes} classes, test is "
+            f"{test_ds.task} with {test_ds.num_classes}; use a test set with the same label space"
+        )
+    names = [str(n) for n in train_ds.class_names] or [str(i) for i in range(num_classes)]
+    data_prov = {"train": data_provenance(train_cfg, train_ds.describe()),
+                 "test": data_provenance(test_cfg, test_ds.describe())}
+    warnings: List[str] = _label_warnings(train_ds.labels(), test_ds.labels(), task, names)
+
+    cache_hits: Dict[str, bool] = {}
+    feats: Dict[str, Tuple[np.ndarray, np.ndarray]] = {}
+    if cfg.protocol in ("linear", "knn"):
+        for role, ds in (("train", train_ds), ("test", test_ds)):
+            split = cfg.split_train if role == "train" else cfg.split_test
+            key = fingerprint(enc_prov["sha256"], data_prov[role], split)
+            f, y, hit = cached_features(out / f"features_{role}_{split}.npz", key,
+                                        lambda ds=ds: _embed_split(model, preprocess, ds, cfg, device))
+            feats[role], cache_hits[f"{role}:{split}"] = (f, y), hit
+        train_labels = feats["train"][1]
+    else:
+        train_labels = train_ds.labels()
+
+    per_seed: List[Dict[str, Any]] = []
+    first: Dict[str, Any] = {}
+    for seed in cfg.seed_list():
+        idx, subset = _subset(train_labels, cfg, seed, out)
+        if cfg.protocol == "finetune":
+            scores, emb, metrics = _finetune(cfg, seed, model, preprocess, train_ds, idx, test_ds, task,
+                                             num_classes, names, device)
+            y_test = test_ds.labels()
+        else:
+            (x, y), (xq, y_test) = feats["train"], feats["test"]
+            scores, metrics = _probe(cfg, seed, x[idx], y[idx], xq, y_test, task, num_classes, names)
+            emb = xq
+        per_seed.append({"seed": seed, "subset": subset, "metrics": metrics})
+        if not first:
+            first = {"scores": scores, "embeddings": emb, "labels": y_test}
+    agg, notes = aggregate(per_seed)
+
+    plots: Dict[str, str] = {}
+    if cfg.report.plots:
+        from medssl.eval.plots import write_plots
+
+        plots = write_plots(out, first["labels"], first["scores"], task, names, per_seed[0]["metrics"],
+                            embeddings=first["embeddings"] if cfg.report.tsne else None,
+                            seed=cfg.seed, tsne_max_points=cfg.report.tsne_max_points)
+    report = build_report(cfg, per_seed, agg, warnings + notes, enc_prov, data_prov, plots, cache_hits)
+    write_report(report, out)
+    return TransferResult(out, report, cache_hits)
+
+
+def _label_warnings(train: np.ndarray, test: np.ndarray, task: str, names: List[str]) -> List[str]:
+    """Classes absent from a whole split (so AUC / sensitivity of that class are undefined)."""
+    if task == "multilabel":
+        return []
+    out = []
+    for role, y in (("train", train), ("test", test)):
+        present = set(np.asarray(y).reshape(len(y), -1)[:, 0].astype(np.int64).tolist())
+        missing = [n for i, n in enumerate(names) if i not in present]
+        if missing:
+            out.append(f"the {role} split has no example of class(es) {', '.join(missing)}")
+    return out
