@@ -22,17 +22,13 @@ from medssl.errors import MedSSLError
 _COMMAND_PROVIDERS = (
     ("medssl.data.commands", "add_parser"),
     ("medssl.augment.commands", "add_parser"),
+    ("medssl.train.commands", "add_parser"),
+    ("medssl.eval.commands", "add_parser"),
 )
 
 # Commands whose engine lands in later releases: listed so that ``--help`` shows the
 # whole surface, and refusing clearly rather than pretending to work.
-_PLANNED = {
-    "pretrain": "self-supervised pretraining from a YAML config",
-    "transfer": "linear probe / kNN / fine-tune an encoder on a labelled target",
-    "evaluate": "evaluate a pretraining run on its own dataset",
-    "embed": "write embeddings of a dataset with an exported encoder",
-    "report": "compare evaluation reports side by side",
-}
+_PLANNED: dict = {}
 
 
 def _planned(name: str) -> Callable[[argparse.Namespace], int]:
@@ -73,7 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # `key.sub=value` overrides may come after options (`pretrain cfg.yaml --resume a.b=1`)
+    if extra and isinstance(getattr(args, "overrides", None), list) and all(
+        "=" in e and not e.startswith("-") for e in extra
+    ):
+        args.overrides.extend(extra)
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

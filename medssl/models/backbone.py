@@ -276,7 +276,10 @@ def build_backbone(
             )
     except TypeError as exc:
         raise ConfigError(f"bad option for timm backbone {name!r}: {exc}") from exc
-    if small and not apply_small_input_stem(model):
+    applied = bool(small) and apply_small_input_stem(model)
+    # Recorded so an exported encoder says exactly which stem its weights belong to.
+    model.small_input_stem_applied = applied
+    if small and not applied:
         warnings.warn(
             f"small_input_stem: backbone {name!r} is not ResNet-like (no conv1/maxpool); its stem "
             f"is left unchanged, so small images (image_size={image_size}) are downsampled early.",

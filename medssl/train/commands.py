@@ -1,0 +1,50 @@
+"""``medssl pretrain CONFIG [key.sub=value ...]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import yaml
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    from medssl.config import to_dict
+    from medssl.train.config import load_pretrain_config
+
+    overrides = list(args.overrides)
+    if args.resume:
+        overrides.append("train.resume=auto")
+    if args.out_dir:
+        overrides.append(f"out_dir={args.out_dir}")
+    cfg = load_pretrain_config(args.config, overrides)
+    if args.print_config:
+        sys.stdout.write(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        return 0
+    from medssl.train.loop import pretrain
+
+    result = pretrain(cfg, progress=not args.no_progress)
+    if result.encoder is not None:
+        print(f"medssl: finished {result.steps} steps (last loss {result.last_loss:.4f}).")
+        print(f"  run directory : {result.run_dir}")
+        print(f"  encoder       : {result.encoder}")
+        print(f"  checkpoint    : {result.checkpoint}")
+        print(f"  metrics       : {result.run_dir / 'metrics.csv'} (plots: loss.png, monitor.png)")
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "pretrain",
+        help="self-supervised pretraining from a YAML config",
+        description="Pretrain an encoder with a self-supervised objective. Dotted overrides after the "
+        "config change single keys, e.g. `medssl pretrain configs/pcam.yaml objective.alpha=0.1 "
+        "train.epochs=5`. Launch with `torchrun --nproc_per_node=N -m medssl pretrain ...` for DDP.",
+    )
+    p.add_argument("config", help="YAML config file (see configs/ and docs/configuration.md)")
+    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="dotted config overrides")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in out_dir")
+    p.add_argument("--out-dir", help="run directory (overrides out_dir)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_pretrain)

@@ -1,0 +1,212 @@
+"""The pretraining config schema (``medssl pretrain CONFIG``).
+
+Sections: ``data`` / ``val_data`` (dataset mappings for :data:`medssl.registry.DATASETS`),
+``augment``, ``model``, ``objective`` (kwargs of the objective named by ``name``),
+``support_set``, ``optim`` and ``train``. docs/configuration.md documents every key.
+Mappings handed to a registry builder (``data``, ``objective``, ``augment.params``) are
+checked against that builder's signature at load time, so a typo there is caught as early
+as one in the fixed sections.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Literal, Optional, Sequence, Tuple, Union
+
+from medssl.config import apply_overrides, check_range, closest, from_mapping, load_yaml
+from medssl.errors import ConfigError
+
+
+@dataclass
+class AugmentConfig:
+    """Which augmentation preset makes the views, at what size, and where it runs."""
+
+    preset: str = "histo"
+    image_size: int = 96
+    num_views: int = 2
+    device: Literal["auto", "cpu", "cuda", "batch"] = "auto"
+    params: Dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_range("augment.image_size", self.image_size, lo=8)
+        check_range("augment.num_views", self.num_views, lo=2)
+
+
+@dataclass
+class ModelConfig:
+    """Backbone (any timm name), heads and offline weights."""
+
+    backbone: str = "resnet18"
+    small_input_stem: Union[bool, Literal["auto"]] = "auto"
+    weights: Optional[str] = None
+    proj_hidden: int = 2048
+    proj_dim: int = 256
+    pred_hidden: int = 4096
+    sync_batchnorm: bool = False
+
+    def __post_init__(self) -> None:
+        for key in ("proj_hidden", "proj_dim", "pred_hidden"):
+            check_range(f"model.{key}", getattr(self, key), lo=1)
+
+
+@dataclass
+class SupportSetConfig:
+    """The memory queue shared by the nearest-neighbour objectives."""
+
+    size: int = 65536
+    gather_distributed: bool = True
+
+    def __post_init__(self) -> None:
+        check_range("support_set.size", self.size, lo=1)
+
+
+@dataclass
+class OptimConfig:
+    name: Literal["adam", "adamw", "sgd", "lars"] = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 1e-6
+    momentum: float = 0.9
+    betas: Tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 0
+    final_lr_ratio: float = 0.0
+    grad_clip: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        check_range("optim.lr", self.lr, lo=0.0, lo_open=True)
+        check_range("optim.weight_decay", self.weight_decay, lo=0.0)
+        check_range("optim.warmup_steps", self.warmup_steps, lo=0)
+        check_range("optim.final_lr_ratio", self.final_lr_ratio, lo=0.0, hi=1.0)
+        if self.grad_clip is not None:
+            check_range("optim.grad_clip", self.grad_clip, lo=0.0, lo_open=True)
+
+
+@dataclass
+class TrainConfig:
+    """How long, how big, where, and how often to log / evaluate / checkpoint."""
+
+    epochs: int = 100
+    max_steps: Optional[int] = None
+    batch_size: int = 256
+    num_workers: int = 2
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
+    channels_last: bool = True
+    deterministic: bool = False
+    log_every: int = 10
+    ckpt_every: int = 500
+    keep_last: int = 2
+    knn_every: int = 0
+    knn_k: int = 20
+    collapse_std: float = 1e-3
+    collapse_patience: int = 50
+    resume: Union[bool, Literal["auto"], str] = False
+
+    def __post_init__(self) -> None:
+        check_range("train.epochs", self.epochs, lo=1)
+        if self.max_steps is not None:
+            check_range("train.max_steps", self.max_steps, lo=1)
+        check_range("train.batch_size", self.batch_size, lo=2)
+        check_range("train.num_workers", self.num_workers, lo=0)
+        for key in ("log_every", "ckpt_every", "keep_last", "knn_k", "collapse_patience"):
+            check_range(f"train.{key}", getattr(self, key), lo=1)
+        check_range("train.knn_every", self.knn_every, lo=0)
+
+
+@dataclass
+class PretrainConfig:
+    """The whole pretraining run; ``data`` and ``objective`` have a required ``name``."""
+
+    data: Dict[str, Any]
+    objective: Dict[str, Any] = field(default_factory=lambda: {"name": "pnnclr"})
+    val_data: Optional[Dict[str, Any]] = None
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    support_set: SupportSetConfig = field(default_factory=SupportSetConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 0
+    out_dir: str = "runs/medssl"
+
+
+def builder_keywords(builder: Callable[..., Any]) -> Optional[List[str]]:
+    """The keyword arguments a registry builder accepts; for a ``**kwargs``-only builder,
+    those of the class its return annotation names. ``None`` when that cannot be told."""
+    sig = inspect.signature(builder)
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
+        try:
+            ret = typing.get_type_hints(builder).get("return")
+        except Exception:  # an annotation that does not resolve: no static check
+            return None
+        if not inspect.isclass(ret):
+            return None
+        sig = inspect.signature(ret)
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
+            return None
+    return [n for n, p in sig.parameters.items()
+            if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+
+
+def check_builder_kwargs(section: str, cfg: Dict[str, Any], builder: Callable[..., Any],
+                         source: Optional[str], ignore: Sequence[str] = ()) -> None:
+    """Raise :class:`ConfigError` if ``cfg`` has a key that ``builder`` does not accept."""
+    valid = builder_keywords(builder)
+    if valid is None:
+        return
+    for key in cfg:
+        if key == "name" or key in ignore or key in valid:
+            continue
+        hint = closest(str(key), valid)
+        extra = f" Did you mean '{hint}'?" if hint else f" Valid keys: {', '.join(valid)}."
+        where = f" in {source}" if source else ""
+        raise ConfigError(f"unknown key '{section}.{key}'{where} for {section} {cfg.get('name')!r}.{extra}")
+
+
+def _check_registry_section(section: str, cfg: Optional[Dict[str, Any]], registry: Any,
+                            source: Optional[str]) -> None:
+    if cfg is None:
+        return
+    if "name" not in cfg:
+        where = f" in {source}" if source else ""
+        raise ConfigError(f"'{section}' needs a 'name' key{where}; valid names: {', '.join(registry.names())}")
+    try:
+        builder = registry.get(cfg["name"])
+    except ConfigError as exc:
+        where = f" ({source})" if source else ""
+        raise ConfigError(f"{section}.name{where}: {exc}") from exc
+    check_builder_kwargs(section, cfg, builder, source)
+
+
+def load_pretrain_config(path: Optional[Union[str, Path]] = None, overrides: Sequence[str] = (),
+                         data: Optional[Dict[str, Any]] = None) -> PretrainConfig:
+    """Load and validate a pretraining config from a YAML file and/or a mapping, then apply
+    dotted ``overrides`` (``train.epochs=5``). Every error names the key and the file."""
+    from medssl.registry import DATASETS, OBJECTIVES
+
+    raw: Dict[str, Any] = {}
+    source = None
+    if path is not None:
+        raw = load_yaml(path)
+        source = str(path)
+    if data:
+        raw = {**raw, **data}
+    raw = apply_overrides(raw, list(overrides))
+    cfg = from_mapping(PretrainConfig, raw, source=source)
+    _check_registry_section("data", cfg.data, DATASETS, source)
+    _check_registry_section("val_data", cfg.val_data, DATASETS, source)
+    _check_registry_section("objective", cfg.objective, OBJECTIVES, source)
+    return cfg
+
+
+__all__: List[str] = [
+    "AugmentConfig",
+    "ModelConfig",
+    "SupportSetConfig",
+    "OptimConfig",
+    "TrainConfig",
+    "PretrainConfig",
+    "load_pretrain_config",
+    "check_builder_kwargs",
+]

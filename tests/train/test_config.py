@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from medssl.cli import main
+from medssl.errors import ConfigError
+from medssl.train.config import PretrainConfig, load_pretrain_config
+
+REPO = Path(__file__).resolve().parents[2]
+# pretraining configs (configs/transfer/ holds transfer configs, tested in tests/eval)
+CONFIGS = sorted([*(REPO / "configs").glob("*.yaml"), *(REPO / "configs" / "objectives").glob("*.yaml")])
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[str(p.relative_to(REPO)) for p in CONFIGS])
+def test_every_shipped_config_validates(path: Path) -> None:
+    cfg = load_pretrain_config(path)
+    assert isinstance(cfg, PretrainConfig) and cfg.data["name"] and cfg.objective["name"]
+
+
+def test_shipped_configs_cover_every_objective() -> None:
+    names = {load_pretrain_config(p).objective["name"] for p in CONFIGS}
+    assert {"simclr", "nnclr", "pnnclr", "snclr", "psm"} <= names
+
+
+def test_pcam_config_is_paper_scale() -> None:
+    cfg = load_pretrain_config(REPO / "configs" / "pcam.yaml")
+    assert cfg.model.backbone == "resnet50" and cfg.augment.image_size == 96
+    assert cfg.model.proj_dim == 2048 and cfg.support_set.size == 10000 and cfg.train.batch_size == 64
+    assert cfg.objective["name"] == "pnnclr" and cfg.optim.name == "adam" and cfg.optim.lr == 1e-3
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_misspelt_fixed_key_names_file_and_closest(tmp_path: Path) -> None:
+    p = _write(tmp_path, "data: {name: pcam, root: x}\ntrain: {epohcs: 3}\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'train.epohcs' in .*c.yaml. Did you mean 'epochs'"):
+        load_pretrain_config(p)
+
+
+def test_misspelt_objective_and_dataset_keys_are_caught_at_load(tmp_path: Path) -> None:
+    p = _write(tmp_path, "data: {name: pcam, root: x}\nobjective: {name: pnnclr, alpah: 0.1}\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'objective.alpah' in .*c.yaml.*Did you mean 'alpha'"):
+        load_pretrain_config(p)
+    p = _write(tmp_path, "data: {name: pcam, rooot: x}\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'data.rooot'.*Did you mean 'root'"):
+        load_pretrain_config(p)
+
+
+def test_unknown_registry_names(tmp_path: Path) -> None:
+    p = _write(tmp_path, "data: {name: pcam, root: x}\nobjective: {name: pnnclrr}\n")
+    with pytest.raises(ConfigError, match=r"objective.name .*unknown objective 'pnnclrr'.*Did you mean 'pnnclr'"):
+        load_pretrain_config(p)
+    p = _write(tmp_path, "data: {root: x}\n")
+    with pytest.raises(ConfigError, match="'data' needs a 'name' key"):
+        load_pretrain_config(p)
+
+
+def test_wrong_types_and_ranges(tmp_path: Path) -> None:
+    p = _write(tmp_path, "data: {name: pcam, root: x}\ntrain: {batch_size: many}\n")
+    with pytest.raises(ConfigError, match=r"train.batch_size.*must be an integer, got 'many'"):
+        load_pretrain_config(p)
+    p = _write(tmp_path, "data: {name: pcam, root: x}\noptim: {lr: -1}\n")
+    with pytest.raises(ConfigError, match=r"optim.lr must be in \(0.0, inf\], got -1"):
+        load_pretrain_config(p)
+    p = _write(tmp_path, "data: {name: pcam, root: x}\noptim: {name: adamw2}\n")
+    with pytest.raises(ConfigError, match="Did you mean 'adamw'"):
+        load_pretrain_config(p)
+
+
+def test_dotted_overrides_apply_and_are_validated() -> None:
+    cfg = load_pretrain_config(REPO / "configs" / "pcam.yaml",
+                               ["objective.alpha=0.1", "train.epochs=5", "optim.lr=3e-4"])
+    assert cfg.objective["alpha"] == 0.1 and cfg.train.epochs == 5 and cfg.optim.lr == 3e-4
+    with pytest.raises(ConfigError, match="train.epochz"):
+        load_pretrain_config(REPO / "configs" / "pcam.yaml", ["train.epochz=5"])
+
+
+def test_cli_print_config_and_clear_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["pretrain", str(REPO / "configs" / "demo.yaml"), "train.epochs=2", "--print-config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["train"]["epochs"] == 2 and printed["objective"]["name"] == "pnnclr"
+    bad = _write(tmp_path, "data: {name: pcam, root: x}\nmodle: {}\n")
+    assert main(["pretrain", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key 'modle'" in err and "Did you mean 'model'" in err and "Traceback" not in err
+
+
+def test_configuration_doc_names_every_key() -> None:
+    import dataclasses
+
+    from medssl.train import config as c
+
+    doc = (REPO / "docs" / "configuration.md").read_text()
+    sections = {"augment": c.AugmentConfig, "model": c.ModelConfig, "support_set": c.SupportSetConfig,
+                "optim": c.OptimConfig, "train": c.TrainConfig}
+    missing = [f"{s}.{f.name}" for s, cls in sections.items() for f in dataclasses.fields(cls)
+               if f"| `{f.name}` |" not in doc]
+    missing += [f.name for f in dataclasses.fields(c.PretrainConfig)
+                if f.name not in sections and f"| `{f.name}` |" not in doc]
+    assert not missing, f"docs/configuration.md does not document: {missing}"

@@ -1,0 +1,169 @@
+"""End-to-end pretraining on the embedded sample (a few CPU steps each), exact resume,
+health stops and run-directory rules."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict
+
+import pytest
+import torch
+
+from medssl.checkpoint import load_checkpoint
+from medssl.errors import ConfigError, MedSSLError
+from medssl.models.export import load_encoder
+from medssl.train.config import load_pretrain_config
+from medssl.train.loop import Pretrainer, pretrain
+from medssl.train.monitor import TrainingStopped
+
+TINY_MODEL = {"backbone": "test_resnet", "proj_hidden": 32, "proj_dim": 16, "pred_hidden": 32}
+
+
+def tiny_cfg(sample_dir: Path, out: Path, objective: str = "pnnclr", **train: Any) -> Dict[str, Any]:
+    t = {"max_steps": 4, "batch_size": 8, "num_workers": 0, "log_every": 1, "ckpt_every": 2, "keep_last": 5}
+    t.update(train)
+    return {
+        "data": {"name": "medmnist", "path": str(sample_dir / "medmnist" / "ihcstain.npz"), "split": "train"},
+        "objective": {"name": objective},
+        "augment": {"preset": "histo", "image_size": 28},
+        "model": dict(TINY_MODEL),
+        "support_set": {"size": 64},
+        "optim": {"name": "sgd", "lr": 0.05},
+        "train": t,
+        "out_dir": str(out),
+        "seed": 3,
+    }
+
+
+@pytest.mark.parametrize("objective", ["simclr", "nnclr", "pnnclr", "snclr", "psm"])
+def test_every_objective_trains_end_to_end(sample_dir: Path, tmp_path: Path, objective: str) -> None:
+    overrides = ["objective.k=4"] if objective in ("snclr", "psm") else []
+    cfg = load_pretrain_config(data=tiny_cfg(sample_dir, tmp_path / objective, objective, max_steps=3), overrides=overrides)
+    res = pretrain(cfg, progress=False)
+    assert res.steps == 3 and torch.isfinite(torch.tensor(res.last_loss))
+    rows = [json.loads(line) for line in (res.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert all("lr" in r and "emb_std" in r for r in rows)
+    if objective != "simclr":
+        assert any("nn_purity" in r for r in rows[1:])  # the sample is labelled: purity is logged
+    for name in ("config.yaml", "metrics.csv", "loss.png", "encoder.safetensors", "encoder.json"):
+        assert (res.run_dir / name).is_file(), name
+    model, preprocess = load_encoder(res.run_dir)
+    x = preprocess([torch.zeros(28, 28, 3, dtype=torch.uint8).numpy()] * 2)
+    assert model(x).shape == (2, model.num_features)
+
+
+def _state(trainer: Pretrainer) -> Dict[str, torch.Tensor]:
+    out = {f"model.{k}": v for k, v in trainer.model.state_dict().items()}
+    if trainer.support is not None:
+        out.update({f"support.{k}": v for k, v in trainer.support.state_dict().items() if torch.is_tensor(v)})
+    return out
+
+
+@pytest.mark.parametrize("objective", ["pnnclr", "psm"])
+def test_interrupted_and_resumed_run_is_bitwise_identical(sample_dir: Path, tmp_path: Path, objective: str,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    extra = ["objective.k=4"] if objective == "psm" else []
+    full = Pretrainer(load_pretrain_config(data=tiny_cfg(sample_dir, tmp_path / "full", objective, max_steps=5),
+                                           overrides=extra), progress=False)
+    full.fit()
+    expected = _state(full)
+
+    cfg = tiny_cfg(sample_dir, tmp_path / "cut", objective, max_steps=5, ckpt_every=100)
+    first = Pretrainer(load_pretrain_config(data=cfg, overrides=extra), progress=False)
+    original = first.train_step
+
+    def stop_after_two(batch: Any) -> Any:
+        out = original(batch)
+        if first.step == 2:
+            first._stop_signal = 15  # as if SIGTERM arrived during step 2
+        return out
+
+    monkeypatch.setattr(first, "train_step", stop_after_two)
+    res = first.fit()
+    assert res.steps == 2 and res.encoder is None and res.checkpoint is not None
+    assert load_checkpoint(res.checkpoint)["step"] == 2
+
+    resumed = Pretrainer(load_pretrain_config(data=cfg, overrides=extra + ["train.resume=auto"]), progress=False)
+    res2 = resumed.fit()
+    assert res2.steps == 5 and res2.encoder is not None
+    got = _state(resumed)
+    assert got.keys() == expected.keys()
+    for k in expected:
+        assert torch.equal(got[k], expected[k]), k
+    steps = [json.loads(line)["step"] for line in (res2.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5]
+
+
+def test_nan_loss_stops_and_names_last_checkpoint(sample_dir: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    trainer = Pretrainer(load_pretrain_config(data=tiny_cfg(sample_dir, tmp_path / "nan", "simclr",
+                                                            max_steps=6, ckpt_every=2)), progress=False)
+    forward = trainer.objective.forward
+
+    def poisoned(outputs: Any, support: Any = None, **kw: Any) -> Any:
+        loss, diag = forward(outputs, support, **kw)
+        return (loss * float("nan") if trainer.step >= 3 else loss), diag
+
+    monkeypatch.setattr(trainer.objective, "forward", poisoned)
+    with pytest.raises(TrainingStopped, match=r"loss became nan at step 4.*step_00000002.pt"):
+        trainer.fit()
+    ckpts = sorted(p.name for p in (tmp_path / "nan" / "checkpoints").iterdir())
+    assert ckpts == ["step_00000002.pt"]  # nothing written after the bad step
+
+
+def test_collapse_stops_the_run(sample_dir: Path, tmp_path: Path) -> None:
+    cfg = load_pretrain_config(data=tiny_cfg(sample_dir, tmp_path / "c", "simclr", max_steps=4,
+                                             collapse_std=10.0, collapse_patience=2))
+    with pytest.raises(TrainingStopped, match="collapsed: emb_std stayed below 10.0 for 2 steps"):
+        pretrain(cfg, progress=False)
+
+
+def test_second_run_in_same_directory_is_refused(sample_dir: Path, tmp_path: Path) -> None:
+    data = tiny_cfg(sample_dir, tmp_path / "same", "simclr", max_steps=2)
+    pretrain(load_pretrain_config(data=data), progress=False)
+    with pytest.raises(MedSSLError, match="already holds checkpoints of another run"):
+        pretrain(load_pretrain_config(data=data), progress=False)
+
+
+def test_batch_larger_than_dataset_is_a_config_error(sample_dir: Path, tmp_path: Path) -> None:
+    cfg = load_pretrain_config(data=tiny_cfg(sample_dir, tmp_path / "b", "simclr", batch_size=4096))
+    with pytest.raises(ConfigError, match="fewer than one batch of train.batch_size=4096"):
+        Pretrainer(cfg, progress=False)
+
+
+def test_dataloader_workers_give_the_same_first_step(sample_dir: Path, tmp_path: Path) -> None:
+    losses = []
+    for workers in (0, 2):
+        cfg = load_pretrain_config(data=tiny_cfg(sample_dir, tmp_path / f"w{workers}", "simclr", max_steps=1,
+                                                 num_workers=workers))
+        losses.append(pretrain(cfg, progress=False).last_loss)
+    assert losses[0] == losses[1]
+
+
+def test_batched_augmentation_path_trains_and_resumes_exactly(sample_dir: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """`augment.device: batch` is the on-device pipeline (the CUDA path) run on the CPU."""
+    extra = ["augment.device=batch"]
+    full = Pretrainer(load_pretrain_config(data=tiny_cfg(sample_dir, tmp_path / "full", "pnnclr", max_steps=4),
+                                           overrides=extra), progress=False)
+    assert full.on_device_aug
+    full.fit()
+    cfg = tiny_cfg(sample_dir, tmp_path / "cut", "pnnclr", max_steps=4, ckpt_every=100)
+    first = Pretrainer(load_pretrain_config(data=cfg, overrides=extra), progress=False)
+    original = first.train_step
+
+    def stop_after_one(batch: Any) -> Any:
+        out = original(batch)
+        if first.step == 1:
+            first._stop_signal = 15
+        return out
+
+    monkeypatch.setattr(first, "train_step", stop_after_one)
+    first.fit()
+    resumed = Pretrainer(load_pretrain_config(data=cfg, overrides=extra + ["train.resume=auto"]), progress=False)
+    resumed.fit()
+    expected, got = _state(full), _state(resumed)
+    for k in expected:
+        assert torch.equal(got[k], expected[k]), k
