@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import pickle
 import random
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Dict, Union
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 
 from medssl.errors import MedSSLError
+from medssl.fileio import atomic_write
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -27,46 +27,14 @@ class CheckpointError(MedSSLError):
     """A checkpoint file is missing, damaged, unsafe or of the wrong kind."""
 
 
-def _fsync_dir(directory: Path) -> None:
-    # Makes the rename itself durable; not every filesystem lets a directory be opened.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: PathLike, write: "Any") -> Path:
-    """Call ``write(tmp_path)`` on a temporary file next to ``path``, fsync it, then rename
-    it over ``path``: a reader sees the old file or the whole new one, never a part."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        write(tmp_path)
-        with open(tmp_path, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp_path, target)
-        _fsync_dir(target.parent)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
-    return target
-
-
 def save_checkpoint(state: Dict[str, Any], path: PathLike) -> Path:
     """Atomically save ``state`` (tensors, numbers, strings, lists, dicts) with torch.save."""
     try:
         return atomic_write(path, lambda tmp: torch.save(state, tmp))
     except PermissionError as exc:
         raise CheckpointError(f"cannot write checkpoint {path}: permission denied") from exc
+    except OSError as exc:  # disk full, read-only filesystem, ...: the previous file is intact
+        raise CheckpointError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from exc
 
 
 def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> Dict[str, Any]:
@@ -82,13 +50,18 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
     try:
         state = torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
+        if "Unsupported global" not in str(exc):  # unreadable bytes, not a refused object
+            raise CheckpointError(
+                f"checkpoint {p} is damaged or not a torch checkpoint (unreadable pickle data)"
+            ) from exc
         raise CheckpointError(
             f"refused to load {p}: it contains pickled Python objects that are not plain "
             "tensors or containers, and loading it would run code from the file. medssl only "
             "loads weights-only checkpoints; if you trust the file, re-save its state_dict."
         ) from exc
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint {p} is damaged or not a torch checkpoint ({exc})") from exc
+        detail = " ".join(str(exc).split())  # one line for the CLI
+        raise CheckpointError(f"checkpoint {p} is damaged or not a torch checkpoint ({detail})") from exc
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {p} holds a {type(state).__name__}, expected a mapping")
     return state

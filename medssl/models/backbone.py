@@ -14,6 +14,7 @@ general (e.g. a ViT's patch size also fixes its position-embedding grid).
 from __future__ import annotations
 
 import difflib
+import pickle
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,6 +151,11 @@ def _strip_prefixes(sd: Dict[str, Tensor]) -> Dict[str, Tensor]:
     return sd
 
 
+def _refused_by_weights_only(exc: BaseException) -> bool:
+    """Whether torch's weights-only unpickler refused an object (versus unreadable bytes)."""
+    return "Unsupported global" in str(exc)
+
+
 def read_weights_file(path: Union[str, Path]) -> Dict[str, Tensor]:
     """Read a local ``.safetensors`` / ``.pth`` / ``.pt`` file into a flat state dict.
 
@@ -175,8 +181,20 @@ def read_weights_file(path: Union[str, Path]) -> Dict[str, Tensor]:
             raw: Any = load_file(str(p), device="cpu")
         else:
             raw = torch.load(str(p), map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt file, pickle with non-tensor objects, ...
-        raise ConfigError(f"cannot read backbone weights file {p}: {exc}") from exc
+    except pickle.UnpicklingError as exc:
+        if not _refused_by_weights_only(exc):  # garbage bytes also fail as an UnpicklingError
+            raise ConfigError(
+                f"cannot read backbone weights file {p}: not a torch or safetensors file (unreadable pickle data)"
+            ) from exc
+        # torch's own text suggests weights_only=False, which medssl does not offer
+        raise ConfigError(
+            f"refused to load backbone weights file {p}: it contains pickled Python objects that are "
+            "not plain tensors or containers, and loading it would run code from the file. Use a "
+            ".safetensors file, or re-save a plain state_dict if you trust the file."
+        ) from exc
+    except Exception as exc:  # corrupt file, truncated archive, ...
+        detail = " ".join(str(exc).split())  # one line for the CLI
+        raise ConfigError(f"cannot read backbone weights file {p}: {detail}") from exc
     return _strip_prefixes(_unwrap_state_dict(raw, p))
 
 

@@ -235,6 +235,15 @@ class Pretrainer:
         if self.objective.uses_support_set:
             self.support = SupportSet(cfg.support_set.size, m.proj_dim, gather_distributed=False,
                                       dataset_size=len(self.dataset)).to(self.device)
+            from medssl.objectives.common import selector_k
+
+            k = selector_k(getattr(self.objective, "selector", None))
+            if k > self.support.capacity:  # it would stay in cold start (no neighbours) for ever
+                raise ConfigError(
+                    f"objective.k={k} is larger than the support set, which holds at most "
+                    f"{self.support.capacity} rows (support_set.size={cfg.support_set.size}, training set "
+                    f"{len(self.dataset)} images); lower objective.k or raise support_set.size"
+                )
         self.ddp_model: nn.Module = self.model
         if self.dist.enabled:
             self.ddp_model = nn.parallel.DistributedDataParallel(
@@ -276,8 +285,10 @@ class Pretrainer:
             if self.support is not None:
                 self.support.load_state_dict(state["support_set"])
         except (RuntimeError, KeyError, TypeError) as exc:
+            detail = " ".join(str(exc).split())  # torch's message spans lines; ours is one
+            detail = detail if len(detail) <= 400 else detail[:400] + " ..."
             raise MedSSLError(
-                f"{source} does not match this config's model/objective/support set ({exc}). "
+                f"{source} does not match this config's model/objective/support set ({detail}). "
                 "Resume with the config the run was started with (saved as config.yaml in the run directory)."
             ) from exc
         self.optimizer.load_state_dict(state["optimizer"])
@@ -414,12 +425,22 @@ class Pretrainer:
                 "or choose another out_dir."
             )
         if main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
             import yaml
 
-            (self.run_dir / "config.yaml").write_text(yaml.safe_dump(cfg_dict, sort_keys=False))
-        logger = MetricsLogger(self.run_dir, enabled=main)
-        if main and resume is not None:  # forget rows logged after the checkpoint we resumed from
+            try:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                (self.run_dir / "config.yaml").write_text(yaml.safe_dump(cfg_dict, sort_keys=False))
+                logger = MetricsLogger(self.run_dir, enabled=True)
+            except OSError as exc:  # a path under a file, a read-only disk, no permission
+                raise ConfigError(
+                    f"cannot write the run directory {self.run_dir} (out_dir): {exc.strerror or exc}; "
+                    "choose a writable out_dir"
+                ) from exc
+        else:
+            logger = MetricsLogger(self.run_dir, enabled=False)
+        # Forget rows logged after the checkpoint we resume from, or all rows when starting
+        # afresh (a run killed before its first checkpoint leaves rows for steps it redoes).
+        if main and logger.path.stat().st_size > 0:
             rows = keep_until(read_jsonl(logger.path), self.step)
             logger.close()
             logger.path.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -468,6 +489,14 @@ class Pretrainer:
                     if self.step >= self.total_steps or self._stop_signal is not None:
                         break
             self._save()
+        except torch.distributed.DistError as exc:  # a peer died or hung: say so in one line
+            detail = " ".join(str(exc).split())[:300]
+            raise D.DistributedError(
+                f"rank {self.dist.rank}: a collective with the other processes failed at step {self.step} "
+                f"({detail}). Another rank died, hung or lost its connection; collectives wait at most "
+                f"${D.TIMEOUT_ENV} seconds (default 600). Resume with --resume from "
+                f"{self.last_checkpoint or 'the start (no checkpoint was written)'}."
+            ) from exc
         finally:
             if bar is not None:
                 bar.close()

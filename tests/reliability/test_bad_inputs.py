@@ -1,0 +1,489 @@
+"""A corpus of broken inputs driven through the user-facing path, the ``medssl`` CLI.
+
+Each case builds one broken input in a temporary directory and runs a command on it; the
+command must exit with status 2 and one ``medssl: error:`` line naming the cause (a regex),
+with no traceback from inside a dependency and never a silently wrong result. Data files
+go through ``medssl data stats`` (opens the dataset and reads images), configs through
+``medssl pretrain`` and encoders / label fractions through ``medssl transfer``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Callable, Dict, List, Tuple
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from tests.reliability.harness import assert_clean_cli_error, run_cli, tiny_cfg, write_yaml
+
+Builder = Callable[[Path, Path], List[str]]
+CASES: Dict[str, Tuple[Builder, str]] = {}
+
+
+def case(pattern: str) -> Callable[[Builder], Builder]:
+    """Register ``builder(tmp, sample) -> argv`` whose error line must match ``pattern``."""
+
+    def register(fn: Builder) -> Builder:
+        CASES[fn.__name__] = (fn, pattern)
+        return fn
+
+    return register
+
+
+def stats(path: Path, *extra: str) -> List[str]:
+    return ["data", "stats", str(path), "--max-images", "8", *extra]
+
+
+# ------------------------------------------------------------------ MedMNIST-layout npz
+def _npz(tmp: Path, sample: Path, **changes: np.ndarray) -> Path:
+    """A copy of the sample's ihcstain.npz (and its sidecar JSON) with keys replaced
+    (a value of None drops the key)."""
+    src = sample / "medmnist" / "ihcstain.npz"
+    with np.load(src) as z:
+        arrays = {k: z[k] for k in z.files}
+    for k, v in changes.items():
+        if v is None:
+            arrays.pop(k)
+        else:
+            arrays[k] = v
+    out = tmp / "bad.npz"
+    np.savez(out, **arrays)
+    shutil.copy(src.with_suffix(".json"), out.with_suffix(".json"))
+    return out
+
+
+def _sample_train(sample: Path) -> Tuple[np.ndarray, np.ndarray]:
+    with np.load(sample / "medmnist" / "ihcstain.npz") as z:
+        return z["train_images"], z["train_labels"]
+
+
+@case(r"bad\.npz.*(damaged|corrupt|truncated|not a valid|cannot read)")
+def npz_truncated(tmp: Path, sample: Path) -> List[str]:
+    p = _npz(tmp, sample)
+    p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+    return stats(p)
+
+
+@case(r"bad\.npz.*(not a|corrupt|cannot read|damaged)")
+def npz_not_a_zip(tmp: Path, sample: Path) -> List[str]:
+    p = _npz(tmp, sample)
+    p.write_bytes(b"this is not an npz archive" * 10)
+    return stats(p)
+
+
+@case(r"no key 'train_labels' for split 'train'")
+def npz_missing_labels_key(tmp: Path, sample: Path) -> List[str]:
+    return stats(_npz(tmp, sample, train_labels=None))
+
+
+@case(r"train_images.*(uint8|dtype).*float")
+def npz_float_images(tmp: Path, sample: Path) -> List[str]:
+    images, _ = _sample_train(sample)
+    return stats(_npz(tmp, sample, train_images=images.astype(np.float32) / 255))
+
+
+@case(r"train_images.*(shape|dimension|ndim)")
+def npz_images_one_dimensional(tmp: Path, sample: Path) -> List[str]:
+    images, _ = _sample_train(sample)
+    return stats(_npz(tmp, sample, train_images=images.reshape(-1)))
+
+
+@case(r"(540|train_images).*(541|train_labels)|labels.*(541|540)")
+def npz_label_count_mismatch(tmp: Path, sample: Path) -> List[str]:
+    _, labels = _sample_train(sample)
+    return stats(_npz(tmp, sample, train_labels=np.concatenate([labels, labels[:1]])))
+
+
+@case(r"label.*(range|out of|3 classes|\b7\b)")
+def npz_label_out_of_range(tmp: Path, sample: Path) -> List[str]:
+    _, labels = _sample_train(sample)
+    bad = labels.copy()
+    bad[5] = 7  # three classes: 0..2
+    return stats(_npz(tmp, sample, train_labels=bad))
+
+
+@case(r"train_labels.*(shape|column|\(540, 2\))")
+def npz_labels_wrong_shape(tmp: Path, sample: Path) -> List[str]:
+    _, labels = _sample_train(sample)
+    return stats(_npz(tmp, sample, train_labels=np.concatenate([labels, labels], axis=1)))
+
+
+@case(r"bad\.npz.*(pickle|object)")
+def npz_object_array(tmp: Path, sample: Path) -> List[str]:
+    _, labels = _sample_train(sample)
+    return stats(_npz(tmp, sample, train_labels=np.array([{"a": 1}] * len(labels), dtype=object)))
+
+
+@case(r"(no images|empty|0 images|holds no)")
+def npz_empty_split(tmp: Path, sample: Path) -> List[str]:
+    images, labels = _sample_train(sample)
+    p = _npz(tmp, sample, train_images=images[:0], train_labels=labels[:0])
+    return ["pretrain", str(write_yaml(tmp / "c.yaml", tiny_cfg(sample, tmp / "run", "simclr")))] + [
+        f"data.path={p}"]
+
+
+# ------------------------------------------------------------------ PCAM HDF5
+def _pcam(tmp: Path, sample: Path) -> Path:
+    root = tmp / "pcam"
+    shutil.copytree(sample / "pcam", root)
+    return root
+
+
+def _pcam_file(root: Path, which: str, split: str = "train") -> Path:
+    return root / f"camelyonpatch_level_2_split_{split}_{which}.h5"
+
+
+def _rewrite_h5(path: Path, key: str, data: np.ndarray) -> None:
+    path.unlink()
+    with h5py.File(path, "w") as fh:
+        fh.create_dataset(key, data=data)
+
+
+@case(r"camelyonpatch_level_2_split_train_x\.h5.*(damaged|corrupt|truncated|not .*HDF5|cannot (open|read))")
+def pcam_truncated(tmp: Path, sample: Path) -> List[str]:
+    root = _pcam(tmp, sample)
+    x = _pcam_file(root, "x")
+    x.write_bytes(x.read_bytes()[: x.stat().st_size // 3])
+    return stats(root, "--split", "train")
+
+
+@case(r"camelyonpatch_level_2_split_train_x\.h5.*(not .*HDF5|corrupt|cannot (open|read))")
+def pcam_not_hdf5(tmp: Path, sample: Path) -> List[str]:
+    root = _pcam(tmp, sample)
+    _pcam_file(root, "x").write_text("not an HDF5 file\n")
+    return stats(root, "--split", "train")
+
+
+@case(r"camelyonpatch_level_2_split_train_x\.h5.*(key|dataset) 'x'")
+def pcam_wrong_key(tmp: Path, sample: Path) -> List[str]:
+    root = _pcam(tmp, sample)
+    x = _pcam_file(root, "x")
+    with h5py.File(x, "r") as fh:
+        data = fh["x"][:]
+    _rewrite_h5(x, "images", data)
+    return stats(root, "--split", "train")
+
+
+@case(r"camelyonpatch_level_2_split_train_x\.h5.*shape")
+def pcam_images_without_channels(tmp: Path, sample: Path) -> List[str]:
+    root = _pcam(tmp, sample)
+    x = _pcam_file(root, "x")
+    with h5py.File(x, "r") as fh:
+        data = fh["x"][:, :, :, 0]
+    _rewrite_h5(x, "x", data)
+    return stats(root, "--split", "train")
+
+
+@case(r"camelyonpatch_level_2_split_train_x\.h5.*(uint8|dtype).*float")
+def pcam_float_images(tmp: Path, sample: Path) -> List[str]:
+    root = _pcam(tmp, sample)
+    x = _pcam_file(root, "x")
+    with h5py.File(x, "r") as fh:
+        data = fh["x"][:].astype(np.float32)
+    _rewrite_h5(x, "x", data)
+    return stats(root, "--split", "train")
+
+
+@case(r"holds \d+ images but .*_y\.h5 holds \d+ labels")
+def pcam_label_count_mismatch(tmp: Path, sample: Path) -> List[str]:
+    root = _pcam(tmp, sample)
+    y = _pcam_file(root, "y")
+    with h5py.File(y, "r") as fh:
+        data = fh["y"][:-3]
+    _rewrite_h5(y, "y", data)
+    return stats(root, "--split", "train")
+
+
+@case(r"camelyonpatch_level_2_split_train_y\.h5.*(0 or 1|0/1|binary|range|\b2\b)")
+def pcam_label_out_of_range(tmp: Path, sample: Path) -> List[str]:
+    root = _pcam(tmp, sample)
+    y = _pcam_file(root, "y")
+    with h5py.File(y, "r") as fh:
+        data = fh["y"][:]
+    data[0] = 2
+    _rewrite_h5(y, "y", data)
+    return stats(root, "--split", "train")
+
+
+@case(r"expected file camelyonpatch_level_2_split_train_y\.h5 \(not in .*pcam\)")
+def pcam_missing_label_file(tmp: Path, sample: Path) -> List[str]:
+    root = _pcam(tmp, sample)
+    _pcam_file(root, "y").unlink()
+    return stats(root, "--split", "train")
+
+
+# ------------------------------------------------------------------ STL-10 binary
+def _stl(tmp: Path, sample: Path) -> Path:
+    root = tmp / "stl10"
+    shutil.copytree(sample / "stl10", root)
+    return root
+
+
+@case(r"train_X\.bin.*(size|truncated|multiple|27648)")
+def stl10_truncated_images(tmp: Path, sample: Path) -> List[str]:
+    root = _stl(tmp, sample)
+    x = root / "stl10_binary" / "train_X.bin"
+    x.write_bytes(x.read_bytes()[:-100])
+    return stats(root, "--split", "train")
+
+
+@case(r"train_y\.bin.*(1\.\.10|1 to 10|range|\b0\b)")
+def stl10_label_out_of_range(tmp: Path, sample: Path) -> List[str]:
+    root = _stl(tmp, sample)
+    y = root / "stl10_binary" / "train_y.bin"
+    data = bytearray(y.read_bytes())
+    data[0] = 0  # STL-10 labels are 1..10
+    y.write_bytes(bytes(data))
+    return stats(root, "--split", "train")
+
+
+@case(r"train_X\.bin.*\d+ images.*train_y\.bin.*\d+ labels|train_y\.bin.*\d+ labels.*\d+ images")
+def stl10_label_count_mismatch(tmp: Path, sample: Path) -> List[str]:
+    root = _stl(tmp, sample)
+    y = root / "stl10_binary" / "train_y.bin"
+    y.write_bytes(y.read_bytes()[:-2])
+    return stats(root, "--split", "train")
+
+
+# ------------------------------------------------------------------ own images (folder / CSV)
+def _csv(tmp: Path, sample: Path, text: str) -> Path:
+    root = tmp / "folder"
+    shutil.copytree(sample / "folder", root)
+    (root / "labels.csv").write_text(text)
+    return root / "labels.csv"
+
+
+def _first_png(sample: Path) -> str:
+    return sorted(p.relative_to(sample / "folder").as_posix() for p in (sample / "folder").rglob("*.png"))[0]
+
+
+@case(r"labels\.csv: needs a 'path' column")
+def csv_without_path_column(tmp: Path, sample: Path) -> List[str]:
+    return stats(_csv(tmp, sample, f"file,label\n{_first_png(sample)},background\n"))
+
+
+@case(r"cannot read image .*broken\.png \(corrupt, truncated or not an image\)")
+def csv_corrupt_image(tmp: Path, sample: Path) -> List[str]:
+    csv = _csv(tmp, sample, "path,label\nbroken.png,a\nbroken.png,b\n")
+    (csv.parent / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    return stats(csv)
+
+
+@case(r"labels\.csv line 2: label 'unknown_class' is not one of the class names")
+def csv_label_not_in_class_names(tmp: Path, sample: Path) -> List[str]:
+    csv = _csv(tmp, sample, f"path,label\n{_first_png(sample)},unknown_class\n")
+    cfg = {"name": "folder", "csv": str(csv), "class_names": ["background", "dab_positive"]}
+    return stats(write_yaml(tmp / "data.yaml", {"data": cfg}))
+
+
+@case(r"labels\.csv: integer labels must be >= 0")
+def csv_negative_integer_label(tmp: Path, sample: Path) -> List[str]:
+    png = _first_png(sample)
+    return stats(_csv(tmp, sample, f"path,label\n{png},0\n{png},-1\n"))
+
+
+@case(r"no rows with split 'val'; splits present")
+def csv_empty_split(tmp: Path, sample: Path) -> List[str]:
+    png = _first_png(sample)
+    return stats(_csv(tmp, sample, f"path,label,split\n{png},a,train\n{png},b,train\n"), "--split", "val")
+
+
+@case(r"class folder .*empty/class_a has no images")
+def folder_without_images(tmp: Path, sample: Path) -> List[str]:
+    (tmp / "empty" / "class_a").mkdir(parents=True)
+    (tmp / "empty" / "notes.txt").write_text("no images here")
+    return stats(write_yaml(tmp / "data.yaml", {"data": {"name": "folder", "root": str(tmp / "empty")}}))
+
+
+@case(r"(does not exist|not found).*nowhere|nowhere.*(does not exist|not found)")
+def dataset_path_missing(tmp: Path, sample: Path) -> List[str]:
+    return stats(tmp / "nowhere" / "data.npz")
+
+
+@case(r"cannot tell the dataset format of file .*notes\.txt")
+def dataset_of_unknown_format(tmp: Path, sample: Path) -> List[str]:
+    (tmp / "notes.txt").write_text("hello")
+    return stats(tmp / "notes.txt")
+
+
+# ------------------------------------------------------------------ pretraining configs
+def pretrain(tmp: Path, sample: Path, *overrides: str, objective: str = "simclr") -> List[str]:
+    cfg = write_yaml(tmp / "cfg.yaml", tiny_cfg(sample, tmp / "run", objective, max_steps=1))
+    return ["pretrain", str(cfg), "--no-progress", *overrides]
+
+
+@case(r"unknown key 'train\.epocs'.*cfg\.yaml.*Did you mean 'epochs'")
+def config_typo(tmp: Path, sample: Path) -> List[str]:
+    cfg = tiny_cfg(sample, tmp / "run", "simclr")
+    cfg["train"]["epocs"] = 3
+    return ["pretrain", str(write_yaml(tmp / "cfg.yaml", cfg))]
+
+
+@case(r"train\.batch_size.*(int|integer).*'eight'|'eight'.*train\.batch_size")
+def config_wrong_type(tmp: Path, sample: Path) -> List[str]:
+    return pretrain(tmp, sample, "train.batch_size=eight")
+
+
+@case(r"train\.batch_size must be in \[2, inf\], got 1")
+def config_out_of_range(tmp: Path, sample: Path) -> List[str]:
+    return pretrain(tmp, sample, "train.batch_size=1")
+
+
+@case(r"cfg\.yaml.*(YAML|yaml|parse|line)")
+def config_yaml_syntax_error(tmp: Path, sample: Path) -> List[str]:
+    p = tmp / "cfg.yaml"
+    p.write_text("train: {max_steps: 2\nmodel: [unclosed\n")
+    return ["pretrain", str(p)]
+
+
+@case(r"objective\.name.*'nnclrr'.*(Did you mean|nnclr)")
+def config_unknown_objective(tmp: Path, sample: Path) -> List[str]:
+    return pretrain(tmp, sample, "objective.name=nnclrr")
+
+
+@case(r"(backbone|model).*'resnet_does_not_exist'")
+def config_unknown_backbone(tmp: Path, sample: Path) -> List[str]:
+    return pretrain(tmp, sample, "model.backbone=resnet_does_not_exist")
+
+
+@case(r"backbone weights file .*missing\.pth.* does not exist")
+def config_weights_file_missing(tmp: Path, sample: Path) -> List[str]:
+    return pretrain(tmp, sample, f"model.weights={tmp / 'missing.pth'}")
+
+
+@case(r"(cannot read backbone weights file|no state dict).*garbage\.pth")
+def config_weights_file_garbage(tmp: Path, sample: Path) -> List[str]:
+    (tmp / "garbage.pth").write_bytes(b"\x00\x01 definitely not a state dict" * 20)
+    return pretrain(tmp, sample, f"model.weights={tmp / 'garbage.pth'}")
+
+
+@case(r"fewer than one batch of train\.batch_size=4096")
+def dataset_smaller_than_one_batch(tmp: Path, sample: Path) -> List[str]:
+    return pretrain(tmp, sample, "train.batch_size=4096")
+
+
+@case(r"objective\.k=1000 is larger than the support set, which holds at most 64 rows")
+def snclr_k_larger_than_support_set(tmp: Path, sample: Path) -> List[str]:
+    return pretrain(tmp, sample, "objective.k=1000", objective="snclr")
+
+
+@case(r"cannot write the run directory .*file\.txt/run \(out_dir\): Not a directory")
+def out_dir_under_a_regular_file(tmp: Path, sample: Path) -> List[str]:
+    (tmp / "file.txt").write_text("a regular file, not a folder")
+    return pretrain(tmp, sample, f"out_dir={tmp / 'file.txt' / 'run'}")
+
+
+@case(r"already holds checkpoints of another run.*--resume")
+def two_runs_in_one_out_dir(tmp: Path, sample: Path) -> List[str]:
+    ckpts = tmp / "run" / "checkpoints"
+    ckpts.mkdir(parents=True)
+    torch.save({"format": "medssl-pretrain-v1", "step": 1}, ckpts / "step_00000001.pt")
+    return pretrain(tmp, sample)
+
+
+@case(r"val_data must be a labelled dataset")
+def knn_monitor_on_unlabelled_val_data(tmp: Path, sample: Path) -> List[str]:
+    return pretrain(tmp, sample, "train.knn_every=1",
+                    f"val_data={{name: stl10, root: {sample / 'stl10'}, split: unlabeled}}")
+
+
+# ------------------------------------------------------------------ transfer
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An exported (untrained) 3-channel 28 px test_resnet encoder."""
+    from medssl.models.backbone import build_backbone
+    from medssl.models.export import export_encoder
+
+    torch.manual_seed(0)
+    net = build_backbone("test_resnet", in_chans=3, image_size=28, small_input_stem="auto")
+    out = tmp_path_factory.mktemp("encoder") / "encoder.safetensors"
+    return export_encoder(net, out, backbone="test_resnet", in_chans=3, image_size=28, small_input_stem="auto",
+                          mean=[0.5] * 3, std=[0.25] * 3)
+
+
+TRANSFER_CASES: Dict[str, Tuple[Callable[[Path, Path, Path], List[str]], str]] = {
+    "encoder_missing": (lambda tmp, sample, enc: ["--encoder", str(tmp / "none")], r"encoder file .*none.* not found"),
+    "encoder_corrupt": (lambda tmp, sample, enc: ["--encoder", str(_corrupt_encoder(tmp, enc))],
+                        r"cannot read backbone weights file .*broken\.safetensors"),
+    "label_fraction_zero": (lambda tmp, sample, enc: ["--encoder", str(enc), "--label-fraction", "0"],
+                            r"label_fraction.*\(0, 1\]|label_fraction.*> 0"),
+    "unlabelled_data": (lambda tmp, sample, enc: ["--encoder", str(enc), "--data",
+                                                  str(write_yaml(tmp / "d.yaml", {"data": {
+                                                      "name": "stl10", "root": str(sample / "stl10")}})),
+                                                  "--split-train", "unlabeled"],
+                        r"(unlabelled|no labels|labelled)"),
+}
+
+
+def _corrupt_encoder(tmp: Path, enc: Path) -> Path:
+    bad = tmp / "broken.safetensors"
+    bad.write_bytes(enc.read_bytes()[:200])
+    shutil.copy(enc.with_suffix(".json"), bad.with_suffix(".json"))
+    return bad
+
+
+def _missing_class_npz(tmp: Path, sample: Path) -> Path:
+    """A copy of the sample where class 2 is absent from train but present in test."""
+    with np.load(sample / "medmnist" / "ihcstain.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    keep = arrays["train_labels"][:, 0] != 2
+    arrays["train_images"], arrays["train_labels"] = arrays["train_images"][keep], arrays["train_labels"][keep]
+    out = tmp / "nocls.npz"
+    np.savez(out, **arrays)
+    shutil.copy(sample / "medmnist" / "ihcstain.json", out.with_suffix(".json"))
+    return out
+
+
+# ------------------------------------------------------------------ the tests
+def test_the_corpus_is_large_enough() -> None:
+    assert len(CASES) + len(TRANSFER_CASES) >= 30
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_bad_input_gives_one_clear_error_line(name: str, sample_dir: Path, tmp_path: Path) -> None:
+    build, pattern = CASES[name]
+    rc, _, err = run_cli(build(tmp_path, sample_dir))
+    assert_clean_cli_error(rc, err, pattern)
+
+
+@pytest.mark.parametrize("name", sorted(TRANSFER_CASES))
+def test_bad_transfer_input_gives_one_clear_error_line(name: str, sample_dir: Path, tmp_path: Path,
+                                                      encoder: Path) -> None:
+    build, pattern = TRANSFER_CASES[name]
+    argv = build(tmp_path, sample_dir, encoder)
+    if "--data" not in argv:
+        argv += ["--data", str(sample_dir / "medmnist" / "ihcstain.npz")]
+    rc, _, err = run_cli(["transfer", *argv, "--out", str(tmp_path / "out"), "--seeds", "1", "--no-plots"])
+    assert_clean_cli_error(rc, err, pattern)
+
+
+def test_constant_images_are_valid_data(sample_dir: Path, tmp_path: Path) -> None:
+    """A blank (constant) tile is a real thing in slides: it loads, and its statistics are
+    reported as measured (std 0) rather than refused."""
+    images, labels = _sample_train(sample_dir)
+    images = np.full_like(images, 200)
+    rc, out, err = run_cli(stats(_npz(tmp_path, sample_dir, train_images=images), "--json"))
+    assert rc == 0, err
+    import json
+
+    got = json.loads(out)
+    assert np.allclose(got["mean"], 200 / 255) and np.allclose(got["std"], 0.0)
+
+
+def test_label_fraction_on_a_split_missing_a_class_warns_and_reports_it(sample_dir: Path, tmp_path: Path,
+                                                                        encoder: Path) -> None:
+    """Not an error (the class is absent from the user's own split, not lost by medssl's
+    sampling), but never silent: a warning on stderr and in report.json names the class."""
+    import json
+
+    data = _missing_class_npz(tmp_path, sample_dir)
+    rc, _, err = run_cli(["transfer", "--encoder", str(encoder), "--data", str(data), "--label-fraction", "0.2",
+                          "--seeds", "1", "--no-plots", "--out", str(tmp_path / "out")])
+    assert rc == 0, err
+    assert "the train split has no example of class(es) dab_positive" in err
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert any("dab_positive" in w for w in report["warnings"])
