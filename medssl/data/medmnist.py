@@ -61,7 +61,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path
@@ -71,6 +70,7 @@ import numpy as np
 
 from medssl.data.base import TASKS, Label, MedicalImageDataset, PathLike, as_hwc, check_image_array
 from medssl.errors import ConfigError, DataError
+from medssl.fileio import atomic_write
 from medssl.registry import DATASETS
 
 SPLITS = ("train", "val", "test")
@@ -201,14 +201,11 @@ def _npz_member_shape(zf: zipfile.ZipFile, key: str) -> Optional[Tuple[int, ...]
 
 def _copy_member(zf: zipfile.ZipFile, key: str, dest: Path) -> None:
     """Stream ``key.npy`` out of the archive into ``dest`` atomically (temp file + rename)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, zf.open(f"{key}.npy") as src:
+    def copy(tmp: Path) -> None:
+        with open(tmp, "wb") as out, zf.open(f"{key}.npy") as src:
             shutil.copyfileobj(src, out, length=16 << 20)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write(dest, copy)
 
 
 @DATASETS.register("medmnist")
@@ -458,14 +455,11 @@ def write_medmnist_npz(
         arrays[f"{split}_images"] = images
         arrays[f"{split}_labels"] = labels.astype(dtype)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    def save(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
             np.savez_compressed(f, **arrays)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write(out, save)
     if info is not None:
         meta = {
             "task": _normalise_task(info.get("task"), "write_medmnist_npz info"),
@@ -473,8 +467,5 @@ def write_medmnist_npz(
         }
         if info.get("description"):
             meta["description"] = str(info["description"])
-        sidecar = out.with_suffix(".json")
-        tmp_json = sidecar.with_name(f".{sidecar.name}.tmp")
-        tmp_json.write_text(json.dumps(meta, indent=2) + "\n")
-        os.replace(tmp_json, sidecar)
+        atomic_write(out.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(meta, indent=2) + "\n"))
     return out

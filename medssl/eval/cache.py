@@ -96,7 +96,7 @@ def load_cached(path: Path, key: str) -> Optional[Tuple[np.ndarray, np.ndarray]]
 
 def save_cached(path: Path, key: str, features: np.ndarray, labels: np.ndarray) -> Path:
     """Write the cache file atomically (a crash never leaves a half-written cache)."""
-    from medssl.checkpoint import atomic_write
+    from medssl.fileio import atomic_write
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as fh:

@@ -38,7 +38,7 @@ def export_encoder(
     """Write ``path`` (.safetensors) and its ``.json`` sidecar atomically; returns ``path``."""
     from safetensors.torch import save_file
 
-    from medssl.checkpoint import atomic_write
+    from medssl.fileio import atomic_write
 
     target = Path(path)
     applied = getattr(encoder, "small_input_stem_applied", None)
