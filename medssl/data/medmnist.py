@@ -22,7 +22,7 @@ Config keys (all keyword arguments of :class:`MedMNISTDataset`):
 * ``verify`` (default ``False``) -- check the file's md5 against ``medmnist.INFO``.
 * ``mmap`` (default ``None`` = automatic: on for images of 128 px or more) -- keep the
   images on disk instead of in RAM (see "Large sizes").
-* ``cache_dir`` -- where the memory-mapped ``.npy`` copies go (default: next to the npz).
+* ``cache_dir`` -- where the on-disk ``.npy`` copies go (default: next to the npz).
 
 File layout (the official one): a numpy ``.npz`` archive with keys ``{split}_images``
 (uint8, ``(N, H, W)`` grayscale or ``(N, H, W, 3)`` RGB) and ``{split}_labels``
@@ -49,8 +49,9 @@ size). Put ``{flag}.npz`` / ``{flag}_{size}.npz`` in ``root`` or pass ``download
 Large sizes: numpy cannot memory-map arrays inside an ``.npz``, so with ``mmap`` on, the
 split's images are copied once (streamed, never whole in RAM) to
 ``{stem}.{split}_images.npy`` in ``cache_dir`` (default: the npz's directory), written
-atomically, reused while newer than the npz and of the right shape, and opened with
-``numpy.load(mmap_mode="r")`` lazily in each DataLoader worker.
+atomically, reused while newer than the npz and of the right shape, and read one item at
+a time with ``os.pread`` (:mod:`medssl.data.rowreader`), opened lazily in each DataLoader
+worker, so resident memory stays at one image whatever the file size.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ import numpy as np
 
 from medssl.data.base import TASKS, Label, MedicalImageDataset, PathLike, as_hwc, check_image_array
 from medssl.errors import ConfigError, DataError
+from medssl.data.rowreader import RowReader
 from medssl.fileio import atomic_write
 from medssl.registry import DATASETS
 
@@ -409,14 +411,20 @@ class MedMNISTDataset(MedicalImageDataset):
         return lab.copy() if self.task == "multilabel" else int(lab)
 
     def _get_image(self, index: int) -> np.ndarray:
-        if self._images is None:  # mmap mode: opened lazily, once per process
-            self._images = self._open_mmap()
+        if self._mmap_file is not None:  # large files: one positioned read per item
+            reader = getattr(self, "_reader", None)
+            if reader is None or reader.pid != os.getpid():  # opened lazily, once per process
+                self._reader = reader = RowReader.for_npy(self._mmap_file)
+            return as_hwc(reader.read(index))
+        assert self._images is not None
         return as_hwc(np.array(self._images[index], copy=True))
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         if self._mmap_file is not None:
-            state["_images"] = None  # never pickle a memmap into workers; each re-opens it
+            # never pickle open files or memory maps into workers; each re-opens the cache
+            state["_images"] = None
+            state["_reader"] = None
         return state
 
     def describe(self) -> dict[str, Any]:

@@ -368,3 +368,15 @@ def test_write_rejects_bad_input(tmp_path):
     with pytest.raises(ConfigError, match=r"must end in \.npz"):
         write_medmnist_npz(tmp_path / "a.npy", {})
     assert not list(tmp_path.iterdir())
+
+
+def test_mmap_reads_in_forked_workers_match(breast_copy):
+    import torch
+
+    ram = MedMNISTDataset(path=breast_copy, split="val", mmap=False)
+    mm = MedMNISTDataset(path=breast_copy, split="val", mmap=True)
+    _ = mm[0]  # the parent opens its reader before the fork; workers must open their own
+    loader = torch.utils.data.DataLoader(mm, batch_size=16, num_workers=2, multiprocessing_context="fork")
+    got = torch.cat([x for x, _ in loader])
+    want = np.stack([ram[i][0] for i in range(len(ram))])
+    np.testing.assert_array_equal(got.numpy(), want)
