@@ -2,8 +2,8 @@
 
 Builds one PCAM-format split from the real 96 x 96 H&E tiles in ``../shared/data/histology``
 repeated with random D4 flips to ``--images`` images, in each ``--layouts`` entry:
-``gzip`` (``write_pcam_split``: gzip level 4, one image per chunk, as ``medssl data
-sample`` writes) or ``raw`` (one uncompressed contiguous dataset). Reads it with both
+``gzip`` (``write_pcam_split(..., compression="gzip")``: gzip level 4, one image per
+chunk) or ``raw`` (``write_pcam_split``'s default: one uncompressed contiguous dataset). Reads it with both
 datasets through a DataLoader (batch 64, collated by a function that only counts, so
 that only reading is timed), in random and sequential order, with 0 and 2 workers. torchvision re-opens both HDF5 files per
 item and converts to PIL; medssl opens the image file once per process.
@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import header, interleaved, load_average, median, table  # noqa: E402
 
-from medssl.data.pcam import PCAM, split_files, write_pcam_split  # noqa: E402
+from medssl.data.pcam import PCAM, write_pcam_split  # noqa: E402
 
 TILES = Path(__file__).resolve().parents[2] / "shared" / "data" / "histology" / "he_patches_96x96_unlabeled.npz"
 
@@ -56,21 +56,12 @@ def make_images(n: int, seed: int = 0) -> np.ndarray:
 
 
 def build_split(root: Path, n: int, layout: str = "gzip") -> Path:
-    """Write a PCAM train split of ``n`` images into ``root/pcam`` (torchvision's layout);
-    ``layout`` ``gzip`` is medssl's writer, ``raw`` stores both arrays uncompressed."""
+    """Write a PCAM train split of ``n`` images into ``root/pcam`` (torchvision's layout) with
+    medssl's writer: ``layout`` ``gzip`` compresses one image per chunk, ``raw`` (the
+    writer's default) stores the images uncompressed."""
     images = make_images(n)
     labels = np.random.default_rng(1).integers(0, 2, n)
-    if layout == "gzip":
-        write_pcam_split(root / "pcam", "train", images, labels)
-    else:
-        import h5py
-
-        paths = split_files(root / "pcam", "train")
-        paths["x"].parent.mkdir(parents=True, exist_ok=True)
-        with h5py.File(paths["x"], "w") as f:
-            f.create_dataset("x", data=images, track_times=False)
-        with h5py.File(paths["y"], "w") as f:
-            f.create_dataset("y", data=labels.astype(np.uint8).reshape(-1, 1, 1, 1), track_times=False)
+    write_pcam_split(root / "pcam", "train", images, labels, compression="gzip" if layout == "gzip" else None)
     return root / "pcam"
 
 

@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 
 from medssl.data.base import MedicalImageDataset, PathLike, require_file
-from medssl.errors import DataError
+from medssl.errors import ConfigError, DataError
 from medssl.registry import DATASETS
 
 SOURCE = "https://github.com/basveeling/pcam"
@@ -214,15 +214,21 @@ def write_pcam_split(
     images: np.ndarray,
     labels: Sequence[int],
     meta: Optional[Mapping[str, Sequence[Any]]] = None,
+    compression: Optional[str] = None,
 ) -> List[Path]:
     """Write ``images`` (N, H, W, 3) uint8 and 0/1 ``labels`` (N,) in the official PCAM layout.
 
-    The x file is chunked one image per chunk and gzip-compressed; ``meta`` (columns of
-    length N) becomes ``*_meta.csv``. Timestamps are not stored, so equal inputs give
-    byte-identical files. Returns the written paths.
+    The x dataset is stored uncompressed by default: reading then costs a copy per item,
+    while ``compression="gzip"`` (one image per chunk) makes files ~10% smaller but every
+    read decompresses, several times slower (docs/benchmarks.md, "PCAM reading"). ``meta``
+    (columns of length N) becomes
+    ``*_meta.csv``. Timestamps are not stored, so equal inputs give byte-identical files.
+    Returns the written paths.
     """
     import h5py
 
+    if compression not in (None, "gzip"):
+        raise ConfigError(f"write_pcam_split: compression must be None or 'gzip', got {compression!r}")
     images = np.asarray(images)
     y = np.asarray(labels).reshape(-1)
     if images.ndim != 4 or images.shape[3] != 3 or images.dtype != np.uint8:
@@ -233,7 +239,8 @@ def write_pcam_split(
     paths["x"].parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(paths["x"], "w") as f:
         f.create_dataset(
-            "x", data=images, chunks=(1,) + images.shape[1:], compression="gzip", compression_opts=4,
+            "x", data=images, **({"chunks": (1,) + images.shape[1:], "compression": "gzip", "compression_opts": 4}
+                                  if compression == "gzip" else {}),
             track_times=False,
         )
     with h5py.File(paths["y"], "w") as f:
