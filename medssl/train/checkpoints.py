@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import platform
 import re
 import subprocess
@@ -43,36 +42,6 @@ class CheckpointManager:
         return path
 
 
-def file_fingerprint(path: Path, block: int = 1 << 20) -> Dict[str, Any]:
-    """Size plus SHA-256 of the first and last MiB: cheap enough for multi-GB HDF5 files,
-    and it changes whenever a file is replaced, truncated or re-downloaded differently."""
-    p = Path(path)
-    size = p.stat().st_size
-    h = hashlib.sha256()
-    with p.open("rb") as fh:
-        h.update(fh.read(block))
-        if size > block:
-            fh.seek(max(block, size - block))
-            h.update(fh.read(block))
-    return {"file": str(p), "size": size, "sha256_head_tail": h.hexdigest()}
-
-
-def data_files(cfg: Dict[str, Any]) -> List[Path]:
-    """The data files a dataset config points at: ``path``, ``csv``, or the files directly in
-    ``root`` (and ``root/stl10_binary``) with a data extension."""
-    out: List[Path] = []
-    for key in ("path", "csv"):
-        if cfg.get(key):
-            out.append(Path(cfg[key]))
-    root = cfg.get("root")
-    if root:
-        exts = {".h5", ".npz", ".npy", ".bin", ".csv", ".json", ".txt"}
-        for d in (Path(root), Path(root) / "stl10_binary"):
-            if d.is_dir():
-                out.extend(sorted(p for p in d.iterdir() if p.is_file() and p.suffix in exts))
-    return [p for p in out if p.is_file()]
-
-
 def git_commit(cwd: Optional[Path] = None) -> Optional[str]:
     try:
         res = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
@@ -99,6 +68,8 @@ def package_versions(names: Iterable[str] = ("medssl", "torch", "torchvision", "
 
 def provenance(config: Dict[str, Any], dataset_cfgs: Iterable[Optional[Dict[str, Any]]]) -> Dict[str, Any]:
     """Everything needed to say what produced a checkpoint: config, code, packages, data."""
+    from medssl.eval.cache import data_files, file_fingerprint  # one fingerprint for runs and reports
+
     files = []
     for d in dataset_cfgs:
         if d:
