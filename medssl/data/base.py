@@ -54,7 +54,7 @@ class MedicalImageDataset(Dataset):
     def _get_label(self, index: int) -> Label:
         lab = self.labels()[index]
         if self.task == "multilabel":
-            return np.asarray(lab, dtype=np.float32)
+            return np.array(lab, dtype=np.float32)  # a copy: callers may modify it
         return int(lab)
 
     def __getitem__(self, index: int) -> Tuple[np.ndarray, Label]:

@@ -53,7 +53,7 @@ from typing import Any, Optional, Sequence, Tuple, Union
 import numpy as np
 from PIL import Image, ImageOps
 
-from medssl.data.base import TASKS, Label, MedicalImageDataset, PathLike
+from medssl.data.base import TASKS, MedicalImageDataset, PathLike
 from medssl.errors import ConfigError, DataError
 from medssl.registry import DATASETS
 
@@ -303,10 +303,6 @@ class ImageFolderDataset(MedicalImageDataset):
     def labels(self) -> np.ndarray:
         """``(N,)`` int64 (``-1`` = unlabelled) or ``(N, num_classes)`` float32 (read-only)."""
         return self._labels
-
-    def _get_label(self, index: int) -> Label:
-        lab = self._labels[index]
-        return lab.copy() if self.task == "multilabel" else int(lab)
 
     def _get_image(self, index: int) -> np.ndarray:
         return decode_image(self.files[index], self.in_channels, self.size_hw)

@@ -69,7 +69,7 @@ from typing import Any, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from medssl.data.base import TASKS, Label, MedicalImageDataset, PathLike, as_hwc, check_image_array
+from medssl.data.base import TASKS, MedicalImageDataset, PathLike, as_hwc, check_image_array
 from medssl.errors import ConfigError, DataError
 from medssl.data.rowreader import RowReader
 from medssl.fileio import atomic_write
@@ -405,10 +405,6 @@ class MedMNISTDataset(MedicalImageDataset):
     def labels(self) -> np.ndarray:
         """``(N,)`` int64 class indices, or ``(N, num_classes)`` float32 for multilabel (read-only)."""
         return self._labels
-
-    def _get_label(self, index: int) -> Label:
-        lab = self._labels[index]
-        return lab.copy() if self.task == "multilabel" else int(lab)
 
     def _get_image(self, index: int) -> np.ndarray:
         if self._mmap_file is not None:  # large files: one positioned read per item
