@@ -18,27 +18,14 @@ from typing import Any, Dict, List, Sequence, Tuple
 import yaml
 
 from medssl.cli import main as cli_main
+from pretrain_helpers import tiny_cfg as shared_tiny_cfg
 
-TINY_MODEL = {"backbone": "test_resnet", "proj_hidden": 32, "proj_dim": 16, "pred_hidden": 32}
 CHILD_ENV = {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
 def tiny_cfg(sample_dir: Path, out: Path, objective: str = "pnnclr", **train: Any) -> Dict[str, Any]:
-    """A pretraining config mapping that runs a step in well under a second on a CPU."""
-    t: Dict[str, Any] = {"max_steps": 4, "batch_size": 8, "num_workers": 0, "log_every": 1, "ckpt_every": 2,
-                         "keep_last": 5, "device": "cpu", "deterministic": True}
-    t.update(train)
-    return {
-        "data": {"name": "medmnist", "path": str(sample_dir / "medmnist" / "ihcstain.npz"), "split": "train"},
-        "objective": {"name": objective},
-        "augment": {"preset": "histo", "image_size": 28},
-        "model": dict(TINY_MODEL),
-        "support_set": {"size": 64},
-        "optim": {"name": "sgd", "lr": 0.05},
-        "train": t,
-        "out_dir": str(out),
-        "seed": 3,
-    }
+    """The shared tiny config, pinned to the CPU in deterministic mode (exact-resume checks)."""
+    return shared_tiny_cfg(sample_dir, out, objective, **{"device": "cpu", "deterministic": True, **train})
 
 
 def write_yaml(path: Path, cfg: Dict[str, Any]) -> Path:

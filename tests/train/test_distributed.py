@@ -28,6 +28,7 @@ from medssl.errors import ConfigError
 from medssl.registry import DATASETS
 from medssl.train import distributed as D
 from medssl.train.config import load_pretrain_config
+from pretrain_helpers import tiny_cfg
 from medssl.train.loop import Pretrainer
 from medssl.train.sampler import ResumableSampler
 
@@ -37,21 +38,9 @@ pytestmark = pytest.mark.timeout(150)
 
 
 def ddp_cfg(sample_dir: Path, out: Path, objective: Dict[str, Any], **train: Any) -> Dict[str, Any]:
-    t = {"max_steps": 2, "batch_size": PER_RANK_BATCH, "num_workers": 0, "log_every": 1, "ckpt_every": 1,
-         "keep_last": 10, "device": "cpu"}
+    t = {"max_steps": 2, "batch_size": PER_RANK_BATCH, "ckpt_every": 1, "keep_last": 10, "device": "cpu"}
     t.update(train)
-    return {
-        "data": {"name": "medmnist", "path": str(sample_dir / "medmnist" / "ihcstain.npz"), "split": "train"},
-        "objective": objective,
-        "augment": {"preset": "histo", "image_size": 28},
-        "model": {"backbone": "test_resnet", "proj_hidden": 32, "proj_dim": 16, "pred_hidden": 32,
-                  "sync_batchnorm": True},
-        "support_set": {"size": 64},
-        "optim": {"name": "sgd", "lr": 0.05},
-        "train": t,
-        "out_dir": str(out),
-        "seed": 3,
-    }
+    return tiny_cfg(sample_dir, out, objective, model={"sync_batchnorm": True}, **t)
 
 
 def free_port() -> int:

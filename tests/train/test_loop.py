@@ -16,25 +16,7 @@ from medssl.models.export import load_encoder
 from medssl.train.config import load_pretrain_config
 from medssl.train.loop import Pretrainer, pretrain
 from medssl.train.monitor import TrainingStopped
-
-TINY_MODEL = {"backbone": "test_resnet", "proj_hidden": 32, "proj_dim": 16, "pred_hidden": 32}
-
-
-def tiny_cfg(sample_dir: Path, out: Path, objective: str = "pnnclr", **train: Any) -> Dict[str, Any]:
-    t = {"max_steps": 4, "batch_size": 8, "num_workers": 0, "log_every": 1, "ckpt_every": 2, "keep_last": 5}
-    t.update(train)
-    return {
-        "data": {"name": "medmnist", "path": str(sample_dir / "medmnist" / "ihcstain.npz"), "split": "train"},
-        "objective": {"name": objective},
-        "augment": {"preset": "histo", "image_size": 28},
-        "model": dict(TINY_MODEL),
-        "support_set": {"size": 64},
-        "optim": {"name": "sgd", "lr": 0.05},
-        "train": t,
-        "out_dir": str(out),
-        "seed": 3,
-    }
-
+from pretrain_helpers import tiny_cfg
 
 @pytest.mark.parametrize("objective", ["simclr", "nnclr", "pnnclr", "snclr", "psm"])
 def test_every_objective_trains_end_to_end(sample_dir: Path, tmp_path: Path, objective: str) -> None:

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from medssl.checkpoint import load_checkpoint
+from pretrain_helpers import tiny_cfg
 
 
 def _rows(path: Path) -> list:
@@ -25,15 +26,7 @@ def _rows(path: Path) -> list:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_saves_checkpoint_then_resume_finishes(sample_dir: Path, tmp_path: Path, sig: int) -> None:
     run = tmp_path / "run"
-    cfg = {
-        "data": {"name": "medmnist", "path": str(sample_dir / "medmnist" / "ihcstain.npz"), "split": "train"},
-        "objective": {"name": "nnclr"},
-        "augment": {"preset": "histo", "image_size": 28},
-        "model": {"backbone": "test_resnet", "proj_hidden": 32, "proj_dim": 16, "pred_hidden": 32},
-        "support_set": {"size": 64},
-        "train": {"max_steps": 500, "batch_size": 8, "num_workers": 2, "log_every": 1, "ckpt_every": 1000},
-        "out_dir": str(run),
-    }
+    cfg = tiny_cfg(sample_dir, run, "nnclr", max_steps=500, num_workers=2, ckpt_every=1000)
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
