@@ -1,531 +1,432 @@
-"""Representation quality at equal budget: every objective, same backbone, steps and seeds.
+"""Representation quality at equal budget: medssl's objectives against lightly's own recipe.
 
-For each dataset (default BloodMNIST from ``../shared/data/medmnist``; the embedded sample's
-``ihcstain`` MedMNIST file when that is absent) and each seed, this script
+Every row trains a ResNet-18 with the small-input stem at 28 px (batch 128, a fixed number
+of steps) and is scored by one evaluator: frozen features, a logistic probe (standardised
+features, weight decay chosen on a held-out part of the probe's labels) on a stratified
+100 / 10 / 2 % of the train labels, and kNN-20 (cosine), against ``--split val`` (for
+tuning) or ``--split test`` (report once), with 95 % bootstrap CIs.
 
-1. pretrains SimCLR, NNCLR, pNNCLR, SNCLR and PSM with :func:`medssl.train.loop.pretrain`
-   (same backbone, heads, augmentation, optimiser and number of steps),
-2. trains lightly's NNCLR with the same budget when ``lightly`` is importable (skipped and
-   reported otherwise),
-3. exports a randomly initialised encoder (no pretraining) and trains a supervised upper
-   bound (backbone + linear head, cross-entropy on the full labelled train split, one view
-   of the same augmentation, same steps, batch and optimiser),
-4. evaluates every encoder on frozen features with ``medssl.eval``: linear probe on 100 %,
-   10 % and 2 % of the train labels (stratified, drawn per seed) and weighted kNN (k = 20),
-   test AUC and top-1 with 95 % bootstrap CIs on the first seed and mean +- sd over seeds,
-5. reads ``nn_purity`` from the NNCLR / pNNCLR runs' ``metrics.jsonl`` and plots it.
+Rows (``--plan``):
 
-Outputs (``--out``, default ``docs/figures``): ``quality_results.json`` (every config that
-ran, every metric, timings), ``quality_table.md`` and ``purity.png``.
+* ``table``: medssl SimCLR, NNCLR, pNNCLR, SNCLR, PSM (the shipped config, only steps and
+  batch overridden), lightly 1.6's SimCLR and NNCLR recipes (lightly's heads, memory bank
+  and loss, a per-image torchvision v2 augmentation, constant Adam 1e-3), random init and
+  a supervised reference (cross-entropy on all train labels).
+* ``ablate-simclr`` / ``ablate-nn``: one factor at a time against medssl as the issue ran
+  it (issue 12), to explain the gap to lightly.
 
-    python scripts/bench_quality.py --scale cpu        # 27 min on the shared 2-core CPU (2026-11-25)
-    python scripts/bench_quality.py --scale smoke      # embedded sample, seconds
-    python scripts/bench_quality.py --scale gpu        # ResNet-18, full epochs, needs CUDA
+Each finished run is cached under ``--cache`` (default ``/work/quality_cache``, outside the
+repository) in a directory named by the hash of everything that defines it (recipe, config
+overrides, data file, steps, batch, seed, medssl version); evaluations are cached per split
+next to it. A rerun resumes: finished runs are read back, unfinished ones trained. Two
+processes may share a cache (a run in progress is locked). ``--no-train`` only reports.
+
+    python scripts/bench_quality.py --plan ablate-simclr --split val       # hours on 2 CPU cores
+    python scripts/bench_quality.py --plan table --split test --steps 100 300 --seeds 0 1 2
+    python scripts/bench_quality.py --plan table --no-train --out docs/figures/quality.json
+    python scripts/bench_quality.py --smoke --cache /tmp/q                  # seconds
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import datetime as _dt
+import hashlib
 import json
-import math
 import os
 import platform
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
-SSL_METHODS = ("simclr", "nnclr", "pnnclr", "snclr", "psm")
-METHOD_LABELS = {"simclr": "SimCLR", "nnclr": "NNCLR", "pnnclr": "pNNCLR", "snclr": "SNCLR", "psm": "PSM",
-                 "lightly_nnclr": "NNCLR (lightly)", "random": "random init", "supervised": "supervised (CE)"}
-PROTOCOLS = ("linear@100%", "linear@10%", "linear@2%", "knn@k20")
-FRACTIONS = {"linear@100%": 1.0, "linear@10%": 0.10, "linear@2%": 0.02}
-GRAY_FLAGS = ("breastmnist", "pneumoniamnist")
+REPO = Path(__file__).resolve().parents[1]
+# Bump when a recipe below changes what a run with the same spec computes (invalidates the cache).
+RECIPE_VERSION = 1
+FRACTIONS = {"probe@100%": 1.0, "probe@10%": 0.10, "probe@2%": 0.02}
+PROTOCOLS = (*FRACTIONS, "knn@20")
+SHIPPED_CONFIGS = {"bloodmnist": "configs/bloodmnist.yaml"}
+# The issue's medssl command: the shipped config with a 10-step warm-up and a 4096-row queue.
+ISSUE_OVERRIDES = ("optim.warmup_steps=10", "support_set.size=4096")
 
 
-@dataclass
-class Scale:
-    """One budget: backbone, input size, batch, steps per objective, seeds and heads."""
+@dataclass(frozen=True)
+class Row:
+    """One line of a table: a recipe (``kind``) and what sets it apart."""
 
-    backbone: str
-    small_input_stem: bool
-    image_size: int
+    name: str
+    kind: str  # medssl | lightly_simclr | lightly_nnclr | random | supervised
+    overrides: Tuple[str, ...] = ()  # medssl dotted config overrides
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class Run:
+    """Everything that defines one trained encoder (its cache key is a hash of this)."""
+
+    kind: str
+    dataset: str
+    data_file: str
+    steps: int
     batch_size: int
-    steps: Optional[int]  # None: ``epochs`` x steps per epoch
-    epochs: int
-    seeds: Tuple[int, ...]
-    support_size: int
-    proj_hidden: int
-    proj_dim: int
-    pred_hidden: int
-    lr: float
-    warmup_steps: int
-    log_every: int
-    n_boot: int
-    threads: int
-    num_workers: int
-    objective_overrides: Dict[str, Dict[str, Any]] = field(default_factory=dict)
-    device: str = "cpu"
-    probe_weight_decay: Any = "auto"  # medssl.eval.linear: 'auto' = held-out grid search
-    probe_max_iter: int = 100
+    seed: int
+    image_size: int = 28
+    backbone: str = "resnet18"
+    config: Optional[str] = None
+    overrides: Tuple[str, ...] = ()
+
+    def spec(self) -> Dict[str, Any]:
+        import medssl
+
+        f = Path(self.data_file)
+        spec = {**asdict(self), "data_file": f.name, "data_bytes": f.stat().st_size,
+                "recipe_version": RECIPE_VERSION, "medssl": medssl.__version__}
+        if self.config:
+            spec["config_text"] = (REPO / self.config).read_text()
+        return spec
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(self.spec(), sort_keys=True).encode()).hexdigest()[:20]
 
 
-SCALES: Dict[str, Scale] = {
-    # Measured 2026-11-25 on the shared 2-core machine: one pNNCLR step (two 28 px views of
-    # 128 images, ResNet-18, EMA target) ~1.8 s with 1 torch thread under load ~5, and ~5 s
-    # with 2 threads (contention); 21 training runs x 40 steps plus evaluation ~35 min.
-    "cpu": Scale(backbone="resnet18", small_input_stem=False, image_size=28, batch_size=128, steps=40, epochs=1,
-                 seeds=(0, 1, 2), support_size=2048, proj_hidden=512, proj_dim=128, pred_hidden=512, lr=1e-3,
-                 warmup_steps=4, log_every=4, n_boot=1000, threads=1, num_workers=0,
-                 objective_overrides={"snclr": {"k": 30}, "psm": {"n_neg": 1024}}),
-    "gpu": Scale(backbone="resnet18", small_input_stem=True, image_size=28, batch_size=256, steps=None, epochs=100,
-                 seeds=(0, 1, 2), support_size=11959, proj_hidden=2048, proj_dim=256, pred_hidden=4096, lr=1e-3,
-                 warmup_steps=200, log_every=20, n_boot=1000, threads=8, num_workers=4, device="cuda"),
-    # Seconds, not quality: timm's tiny test_resnet, one seed, a fixed probe weight decay.
-    "smoke": Scale(backbone="test_resnet", small_input_stem=False, image_size=28, batch_size=32, steps=2, epochs=1,
-                   seeds=(0,), support_size=128, proj_hidden=64, proj_dim=32, pred_hidden=64, lr=1e-3,
-                   warmup_steps=0, log_every=1, n_boot=50, threads=1, num_workers=0,
-                   probe_weight_decay=1e-3, probe_max_iter=30,
-                   objective_overrides={"snclr": {"k": 10}, "psm": {"n_neg": 64, "band_drop": 8}}),
+# ---------------------------------------------------------------------------- plans
+def medssl_row(objective: str, *extra: str, name: Optional[str] = None, why: str = "") -> Row:
+    return Row(name or f"medssl {objective}", "medssl", (f"objective.name={objective}", *extra), why)
+
+
+LIGHTLY_HEADS = ("model.proj_hidden=512", "model.proj_dim=128", "model.pred_hidden=512")
+CONSTANT_LR = ("optim.warmup_steps=0", "optim.final_lr_ratio=1.0")
+# lightly's augmentation as far as the natural preset reaches (no vertical flip there)
+LIGHTLY_LIKE_AUG = ("augment.params={scale: [0.2, 1.0], saturation: 0.2, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5]}",)
+# D4 and a crop that keeps the centred cell (the histo preset's geometry, natural colour ops)
+D4_CENTRE = ("augment.preset=histo", "augment.params={scale: [0.3, 1.0], keep_center: 14, d4: true, hed_p: 0.0, "
+             "brightness: 0.4, contrast: 0.4, saturation: 0.4, hue: 0.1, grayscale_p: 0.2}")
+D4_ONLY = ("augment.preset=histo", "augment.params={scale: [0.3, 1.0], d4: true, hed_p: 0.0, "
+           "brightness: 0.4, contrast: 0.4, saturation: 0.4, hue: 0.1, grayscale_p: 0.2}")
+
+PLANS: Dict[str, List[Row]] = {
+    "table": [
+        *(Row(f"medssl {m}", "medssl", (f"objective.name={m}",), "shipped config") for m in
+          ("simclr", "nnclr", "pnnclr", "snclr", "psm")),
+        Row("lightly simclr", "lightly_simclr", why="lightly 1.6 recipe"),
+        Row("lightly nnclr", "lightly_nnclr", why="lightly 1.6 recipe"),
+        Row("random init", "random"),
+        Row("supervised", "supervised", why="cross-entropy on all train labels"),
+    ],
+    # ordered by how much each row is expected to discriminate: the runs go in this order
+    "ablate-simclr": [
+        Row("lightly simclr", "lightly_simclr", why="lightly 1.6 recipe"),
+        medssl_row("simclr", *ISSUE_OVERRIDES, name="medssl simclr (issue)", why="baseline"),
+        medssl_row("simclr", *ISSUE_OVERRIDES, *LIGHTLY_HEADS, name="+ heads 512/128", why="head widths"),
+        medssl_row("simclr", *ISSUE_OVERRIDES, *CONSTANT_LR, name="+ constant lr", why="no warm-up, no cosine"),
+        medssl_row("simclr", *ISSUE_OVERRIDES, "objective.tau=0.5", name="+ tau 0.5", why="lightly's temperature"),
+        medssl_row("simclr", *ISSUE_OVERRIDES, *LIGHTLY_LIKE_AUG, name="+ lightly-like aug",
+                   why="crop 0.2, saturation 0.2, normalise 0.5/0.5"),
+        medssl_row("simclr", *ISSUE_OVERRIDES, *D4_CENTRE, name="+ D4 + centre crop", why="blood-smear priors"),
+        medssl_row("simclr", *ISSUE_OVERRIDES, "augment.device=batch", name="+ batched aug",
+                   why="batched vs per-image augmentation"),
+        medssl_row("simclr", *ISSUE_OVERRIDES, "optim.weight_decay=0.0", name="+ wd 0", why="lightly: Adam, wd 0"),
+        medssl_row("simclr", *ISSUE_OVERRIDES, *D4_ONLY, name="+ D4", why="D4 without the centre constraint"),
+        medssl_row("simclr", *ISSUE_OVERRIDES, *LIGHTLY_HEADS, *CONSTANT_LR, "objective.tau=0.5",
+                   name="+ heads + constant lr + tau 0.5", why="lightly's recipe in medssl"),
+    ],
+    "ablate-nn": [
+        Row("lightly nnclr", "lightly_nnclr", why="lightly 1.6 recipe"),
+        medssl_row("nnclr", *ISSUE_OVERRIDES, name="medssl nnclr (issue)", why="baseline"),
+        medssl_row("pnnclr", *ISSUE_OVERRIDES, name="medssl pnnclr (issue)", why="baseline"),
+        medssl_row("nnclr", *ISSUE_OVERRIDES, *LIGHTLY_HEADS, name="nnclr + heads 512/128", why="head widths"),
+        medssl_row("pnnclr", *ISSUE_OVERRIDES, "objective.ema_base=0.9", name="pnnclr + ema 0.9",
+                   why="EMA target that follows within 100 steps"),
+        medssl_row("pnnclr", *ISSUE_OVERRIDES, "objective.queue_source=online", name="pnnclr + online queue",
+                   why="queue of online predictions"),
+        medssl_row("pnnclr", *ISSUE_OVERRIDES, "objective.tau=0.2", name="pnnclr + tau 0.2", why="temperature"),
+        medssl_row("pnnclr", *ISSUE_OVERRIDES[:1], "support_set.size=1024", name="pnnclr + queue 1024",
+                   why="a queue refreshed every 8 steps"),
+    ],
 }
 
 
-@dataclass
-class DataSpec:
-    """A labelled MedMNIST-layout file: the train split pretrains, train/test evaluate."""
-
-    name: str
-    path: str
-    preset: str
-    source: str
-
-    def split(self, split: str) -> Dict[str, Any]:
-        return {"name": "medmnist", "path": self.path, "split": split}
-
-
-# ---------------------------------------------------------------------------- data
-def resolve_datasets(flags: Sequence[str], shared: Path, scale: str, workdir: Path) -> List[DataSpec]:
-    """Real MedMNIST files under ``shared`` when present (and not ``--scale smoke``), else
-    the embedded sample written with :func:`medssl.data.sample.write_sample`."""
-    specs = []
-    for flag in flags:
-        f = shared / f"{flag}.npz"
-        if scale != "smoke" and f.is_file():
-            specs.append(DataSpec(flag, str(f), "gray" if flag in GRAY_FLAGS else "natural", f"real file {f}"))
-    if specs:
-        return specs
-    from medssl.data.sample import write_sample
-
-    sample = workdir / "sample_data"
-    if not (sample / "medmnist" / "ihcstain.npz").is_file():
-        write_sample(sample, seed=0)
-    why = "--scale smoke" if scale == "smoke" else f"no {', '.join(flags)} under {shared}"
-    return [DataSpec("ihcstain (embedded sample)", str(sample / "medmnist" / "ihcstain.npz"), "natural",
-                     f"embedded sample (`medssl data sample`), because {why}")]
+def runs_of(rows: Sequence[Row], dataset: str, data_file: str, steps: Sequence[int], seeds: Sequence[int],
+            batch_size: int, backbone: str, image_size: int, extra: Sequence[str] = ()) -> Iterator[Tuple[Row, Run]]:
+    """Every (row, run) of a plan, budgets outermost, seeds next: the first seed of every row
+    finishes before any second seed starts."""
+    for n in steps:
+        for seed in seeds:
+            for row in rows:
+                config = SHIPPED_CONFIGS.get(dataset, SHIPPED_CONFIGS["bloodmnist"]) if row.kind == "medssl" else None
+                yield row, Run(row.kind, dataset, data_file, n, batch_size, seed, image_size, backbone, config,
+                               tuple(row.overrides) + tuple(extra) if row.kind == "medssl" else ())
 
 
-def augment_params(preset: str) -> Dict[str, Any]:
-    # 28 px cells/tiles: crops below 30 % of the area lose the object (bloodmnist.yaml).
-    return {"scale": [0.3, 1.0]}
+# ---------------------------------------------------------------------------- training
+def data_spec(run: Run, split: str) -> Dict[str, Any]:
+    return {"name": "medmnist", "path": run.data_file, "split": split}
 
 
-# ---------------------------------------------------------------------------- configs
-def steps_for(scale: Scale, n_train: int) -> int:
-    return scale.steps if scale.steps is not None else scale.epochs * (n_train // scale.batch_size)
+def train_medssl(run: Run, out: Path) -> Dict[str, Any]:
+    """``medssl pretrain <shipped config>`` with the run's steps, batch, seed and overrides."""
+    import medssl
+
+    overrides = [
+        f"data={json.dumps(data_spec(run, 'train'))}", "val_data=null", f"seed={run.seed}", f"out_dir={out}",
+        f"train.max_steps={run.steps}", f"train.batch_size={run.batch_size}", "train.num_workers=0",
+        "train.device=cpu", "train.knn_every=0", f"train.ckpt_every={run.steps}", "train.keep_last=1",
+        f"train.log_every={max(1, run.steps // 20)}", f"model.backbone={run.backbone}",
+        f"augment.image_size={run.image_size}", *run.overrides,
+    ]
+    cfg = medssl.load_pretrain_config(REPO / run.config, overrides)
+    res = medssl.pretrain(cfg, progress=False)
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the encoder export is all we keep
+    return {"last_loss": res.last_loss, "overrides": overrides}
 
 
-def ssl_config(method: str, data: DataSpec, scale: Scale, seed: int, steps: int, run_dir: Path) -> Dict[str, Any]:
-    """The full ``medssl pretrain`` mapping for one (method, dataset, seed)."""
-    return {
-        "seed": seed,
-        "out_dir": str(run_dir),
-        "data": data.split("train"),
-        "val_data": data.split("val"),
-        # 'batch': the same batched pipeline (and per-step seeding) as the supervised run
-        "augment": {"preset": data.preset, "image_size": scale.image_size,
-                    "device": "batch" if scale.device == "cpu" else "auto",
-                    "params": augment_params(data.preset)},
-        "model": {"backbone": scale.backbone, "small_input_stem": scale.small_input_stem,
-                  "proj_hidden": scale.proj_hidden, "proj_dim": scale.proj_dim, "pred_hidden": scale.pred_hidden},
-        "objective": {"name": method, **scale.objective_overrides.get(method, {})},
-        "support_set": {"size": scale.support_size},
-        "optim": {"name": "adam", "lr": scale.lr, "warmup_steps": scale.warmup_steps},
-        "train": {"max_steps": steps, "batch_size": scale.batch_size, "num_workers": scale.num_workers,
-                  "device": scale.device, "log_every": scale.log_every, "ckpt_every": max(steps, 1),
-                  "keep_last": 1, "knn_every": 0},
-    }
+def _images(run: Run) -> Tuple[torch.Tensor, torch.Tensor, int]:
+    """Train images ``[N, 3, H, W]`` uint8 (gray repeated), int labels ``[N]``, classes."""
+    import medssl
+
+    ds = medssl.open_dataset(data_spec(run, "train"))
+    arr = np.stack([ds[i][0] for i in range(len(ds))])
+    x = torch.from_numpy(arr if arr.ndim == 4 else arr[..., None]).permute(0, 3, 1, 2).contiguous()
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1).contiguous()
+    y = torch.as_tensor(np.asarray(ds.labels()).reshape(len(ds), -1)[:, 0].astype(np.int64))
+    return x, y, int(ds.num_classes)
 
 
-def run_ssl(cfg_map: Dict[str, Any]) -> Dict[str, Any]:
-    from medssl.train.config import load_pretrain_config
-    from medssl.train.loop import pretrain
+def torchvision_recipe(image_size: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The augmentation of lightly's examples as issue 12 ran it: crop 0.2-1, both flips,
+    colour jitter 0.4/0.4/0.2/0.1 (p 0.8), grayscale p 0.2, normalise 0.5/0.5; per image."""
+    from torchvision.transforms import v2
 
-    cfg = load_pretrain_config(data=cfg_map)
-    t0 = time.perf_counter()
-    res = pretrain(cfg, run_dir=Path(cfg_map["out_dir"]), progress=False)
-    return {"wall_s": time.perf_counter() - t0, "steps": res.steps, "last_loss": res.last_loss}
-
-
-def _normalisation(preset: str, image_size: int, in_chans: int) -> Tuple[List[float], List[float]]:
-    from medssl.augment.presets import resolve_params
-
-    mean, std = resolve_params({"name": preset, **augment_params(preset)}).plan().normalisation(in_chans)
-    return list(mean), list(std)
+    return v2.Compose([
+        v2.RandomResizedCrop(image_size, scale=(0.2, 1.0), antialias=True),
+        v2.RandomHorizontalFlip(), v2.RandomVerticalFlip(),
+        v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.2, 0.1)], p=0.8), v2.RandomGrayscale(p=0.2),
+        v2.ToDtype(torch.float32, scale=True), v2.Normalize([0.5] * 3, [0.5] * 3),
+    ])
 
 
-def _in_chans(data: DataSpec, image_size: int) -> int:
-    """Channels the training views have (as the pretraining loop measures them)."""
-    from medssl.augment.gpu import build_batch_augmentation
-    from medssl.data.medmnist import MedMNISTDataset
-
-    ds = MedMNISTDataset(**{k: v for k, v in data.split("train").items() if k != "name"})
-    img = torch.from_numpy(np.ascontiguousarray(ds[0][0])).permute(2, 0, 1)[None]
-    aug = build_batch_augmentation({"name": data.preset, **augment_params(data.preset)}, image_size)
-    return int(aug(img, generator=torch.Generator().manual_seed(0)).shape[1])
-
-
-def export_random(data: DataSpec, scale: Scale, seed: int, run_dir: Path) -> Dict[str, Any]:
-    """A randomly initialised encoder (seeded), exported like a pretrained one."""
-    from medssl.models.backbone import build_backbone
-    from medssl.models.export import export_encoder
-
-    in_chans = _in_chans(data, scale.image_size)
-    torch.manual_seed(seed)
-    enc = build_backbone(scale.backbone, in_chans=in_chans, image_size=scale.image_size,
-                         small_input_stem=scale.small_input_stem)
-    mean, std = _normalisation(data.preset, scale.image_size, in_chans)
-    export_encoder(enc, run_dir / "encoder.safetensors", backbone=scale.backbone, in_chans=in_chans,
-                   image_size=scale.image_size, small_input_stem=scale.small_input_stem, mean=mean, std=std,
-                   extra={"objective": "random", "steps": 0, "seed": seed})
-    return {"wall_s": 0.0, "steps": 0}
+def _batches(n: int, batch_size: int, steps: int, seed: int) -> Iterator[torch.Tensor]:
+    """Index batches of a seeded reshuffle every epoch, full batches only."""
+    gen = torch.Generator().manual_seed(seed)
+    done = 0
+    while done < steps:
+        perm = torch.randperm(n, generator=gen)
+        for i in range(0, n - batch_size + 1, batch_size):
+            if done == steps:
+                return
+            yield perm[i:i + batch_size]
+            done += 1
 
 
-def train_supervised(data: DataSpec, scale: Scale, seed: int, steps: int, run_dir: Path) -> Dict[str, Any]:
-    """Backbone + linear head, softmax cross-entropy on the full labelled train split, one
-    view of the same (batched) augmentation, Adam with the same lr / warm-up / cosine."""
-    from medssl.augment.gpu import build_batch_augmentation
-    from medssl.data.medmnist import MedMNISTDataset
-    from medssl.models.backbone import build_backbone
-    from medssl.models.export import export_encoder
-    from medssl.train.optim import build_optimizer, build_scheduler
+def train_peer(run: Run, out: Path) -> Dict[str, Any]:
+    """lightly 1.6's SimCLR / NNCLR (its heads, NNMemoryBankModule, NTXentLoss at its default
+    temperature), the supervised reference, or a random init: our backbone, the torchvision
+    recipe per image, constant Adam 1e-3 without weight decay."""
+    import medssl
 
-    device = torch.device(scale.device if scale.device != "cuda" or torch.cuda.is_available() else "cpu")
-    ds = MedMNISTDataset(**{k: v for k, v in data.split("train").items() if k != "name"})
-    images = torch.from_numpy(np.stack([ds[i][0] for i in range(len(ds))])).permute(0, 3, 1, 2).contiguous()
-    labels = torch.from_numpy(np.asarray(ds.labels()).reshape(len(ds), -1)[:, 0].astype(np.int64))
-    num_classes = int(ds.num_classes)
-    aug = build_batch_augmentation({"name": data.preset, **augment_params(data.preset)}, scale.image_size)
-    in_chans = _in_chans(data, scale.image_size)
-    torch.manual_seed(seed)
-    enc = build_backbone(scale.backbone, in_chans=in_chans, image_size=scale.image_size,
-                         small_input_stem=scale.small_input_stem)
-    head = torch.nn.Linear(enc.num_features, num_classes)
-    model = torch.nn.Sequential(enc, head).to(device)
-    opt = build_optimizer("adam", [model], lr=scale.lr, weight_decay=1e-6, momentum=0.9, betas=(0.9, 0.999))
-    sched = build_scheduler(opt, steps, scale.warmup_steps, 0.0)
-    order_gen = torch.Generator().manual_seed(seed)
-    perm, pos = torch.randperm(len(ds), generator=order_gen), 0
-    t0, losses = time.perf_counter(), []
-    run_dir.mkdir(parents=True, exist_ok=True)
-    model.train()
-    for step in range(steps):
-        if pos + scale.batch_size > len(ds):
-            perm, pos = torch.randperm(len(ds), generator=order_gen), 0
-        idx = perm[pos:pos + scale.batch_size]
-        pos += scale.batch_size
-        # same per-step seeding rule as the pretraining loop's batched views
-        gen = torch.Generator().manual_seed((seed * 1_000_003 + step * 97) % 2**63)
-        x = aug(images[idx].to(device), generator=gen)
-        loss = torch.nn.functional.cross_entropy(model(x), labels[idx].to(device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(float(loss.detach()))
-    mean, std = _normalisation(data.preset, scale.image_size, in_chans)
-    export_encoder(enc, run_dir / "encoder.safetensors", backbone=scale.backbone, in_chans=in_chans,
-                   image_size=scale.image_size, small_input_stem=scale.small_input_stem, mean=mean, std=std,
-                   extra={"objective": "supervised", "steps": steps, "seed": seed})
-    with open(run_dir / "metrics.jsonl", "w") as fh:
-        for i, v in enumerate(losses):
-            fh.write(json.dumps({"step": i + 1, "loss": v}) + "\n")
-    return {"wall_s": time.perf_counter() - t0, "steps": steps, "last_loss": losses[-1] if losses else math.nan}
+    torch.manual_seed(run.seed)
+    enc = medssl.build_backbone(run.backbone, in_chans=3, image_size=run.image_size, small_input_stem=True)
+    losses: List[float] = []
+    if run.kind != "random":
+        from lightly.loss import NTXentLoss
+        from lightly.models.modules import (NNCLRPredictionHead, NNCLRProjectionHead, NNMemoryBankModule,
+                                            SimCLRProjectionHead)
 
-
-def lightly_available() -> bool:
-    try:
-        import lightly  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def train_lightly_nnclr(data: DataSpec, scale: Scale, seed: int, steps: int, run_dir: Path) -> Dict[str, Any]:
-    """lightly's NNCLR (its NNMemoryBankModule + NTXentLoss) on our backbone, heads,
-    augmentation, optimiser and steps: the peer implementation under the same budget."""
-    from lightly.loss import NTXentLoss
-    from lightly.models.modules import NNMemoryBankModule
-
-    from medssl.augment.gpu import build_batch_augmentation
-    from medssl.data.medmnist import MedMNISTDataset
-    from medssl.models.backbone import build_backbone
-    from medssl.models.export import export_encoder
-    from medssl.models.heads import PredictionHead, ProjectionHead
-    from medssl.train.optim import build_optimizer, build_scheduler
-
-    device = torch.device(scale.device if scale.device != "cuda" or torch.cuda.is_available() else "cpu")
-    ds = MedMNISTDataset(**{k: v for k, v in data.split("train").items() if k != "name"})
-    images = torch.from_numpy(np.stack([ds[i][0] for i in range(len(ds))])).permute(0, 3, 1, 2).contiguous()
-    aug = build_batch_augmentation({"name": data.preset, **augment_params(data.preset)}, scale.image_size)
-    in_chans = _in_chans(data, scale.image_size)
-    torch.manual_seed(seed)
-    enc = build_backbone(scale.backbone, in_chans=in_chans, image_size=scale.image_size,
-                         small_input_stem=scale.small_input_stem)
-    proj = ProjectionHead(enc.num_features, scale.proj_hidden, scale.proj_dim)
-    pred = PredictionHead(scale.proj_dim, scale.pred_hidden)
-    model = torch.nn.ModuleDict({"enc": enc, "proj": proj, "pred": pred}).to(device)
-    bank = NNMemoryBankModule(size=(scale.support_size, scale.proj_dim)).to(device)
-    crit = NTXentLoss(temperature=0.1)
-    opt = build_optimizer("adam", [model], lr=scale.lr, weight_decay=1e-6, momentum=0.9, betas=(0.9, 0.999))
-    sched = build_scheduler(opt, steps, scale.warmup_steps, 0.0)
-    order_gen = torch.Generator().manual_seed(seed)
-    perm, pos, t0 = torch.randperm(len(ds), generator=order_gen), 0, time.perf_counter()
-    for step in range(steps):
-        if pos + scale.batch_size > len(ds):
-            perm, pos = torch.randperm(len(ds), generator=order_gen), 0
-        idx = perm[pos:pos + scale.batch_size]
-        pos += scale.batch_size
-        gen = torch.Generator().manual_seed((seed * 1_000_003 + step * 97) % 2**63)
-        x = images[idx].to(device)
-        x0, x1 = aug(x, generator=gen), aug(x, generator=gen)
-        z0, z1 = model["proj"](enc(x0)), model["proj"](enc(x1))
-        p0, p1 = model["pred"](z0), model["pred"](z1)
-        n0 = bank(z0.detach(), update=False)
-        n1 = bank(z1.detach(), update=True)
-        loss = 0.5 * (crit(n0, p1) + crit(n1, p0))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-    mean, std = _normalisation(data.preset, scale.image_size, in_chans)
-    export_encoder(enc, run_dir / "encoder.safetensors", backbone=scale.backbone, in_chans=in_chans,
-                   image_size=scale.image_size, small_input_stem=scale.small_input_stem, mean=mean, std=std,
-                   extra={"objective": "lightly_nnclr", "steps": steps, "seed": seed})
-    return {"wall_s": time.perf_counter() - t0, "steps": steps}
+        x_all, y_all, num_classes = _images(run)
+        aug = torchvision_recipe(run.image_size)
+        f = enc.num_features
+        heads: Dict[str, torch.nn.Module] = {}
+        if run.kind == "lightly_simclr":
+            heads["proj"] = SimCLRProjectionHead(f, 512, 128)
+        elif run.kind == "lightly_nnclr":
+            heads["proj"], heads["pred"] = NNCLRProjectionHead(f, 512, 128), NNCLRPredictionHead(128, 512, 128)
+            bank = NNMemoryBankModule(size=(4096, 128))
+        elif run.kind == "supervised":
+            heads["fc"] = torch.nn.Linear(f, num_classes)
+        else:
+            raise ValueError(f"unknown run kind {run.kind!r}")
+        model = torch.nn.ModuleDict({"enc": enc, **heads})
+        crit = NTXentLoss()
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        model.train()
+        for idx in _batches(len(x_all), run.batch_size, run.steps, run.seed):
+            views = [torch.stack([aug(img) for img in x_all[idx]]) for _ in range(1 if run.kind == "supervised" else 2)]
+            if run.kind == "supervised":
+                loss = torch.nn.functional.cross_entropy(model["fc"](enc(views[0])), y_all[idx])
+            elif run.kind == "lightly_simclr":
+                loss = crit(model["proj"](enc(views[0])), model["proj"](enc(views[1])))
+            else:
+                z0, z1 = model["proj"](enc(views[0])), model["proj"](enc(views[1]))
+                p0, p1 = model["pred"](z0), model["pred"](z1)
+                nn0, nn1 = bank(z0.detach(), update=False), bank(z1.detach(), update=True)
+                loss = 0.5 * (crit(nn0, p1) + crit(nn1, p0))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+    medssl.export_encoder(enc, out / "encoder.safetensors", backbone=run.backbone, in_chans=3,
+                          image_size=run.image_size, small_input_stem=True, mean=[0.5] * 3, std=[0.5] * 3,
+                          extra={"objective": run.kind, "steps": run.steps, "seed": run.seed})
+    with open(out / "metrics.jsonl", "w") as fh:
+        fh.writelines(json.dumps({"step": i + 1, "loss": v}) + "\n" for i, v in enumerate(losses))
+    return {"last_loss": losses[-1] if losses else None}
 
 
 # ---------------------------------------------------------------------------- evaluation
-def embed_splits(run_dir: Path, data: DataSpec, batch_size: int = 512) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
-    """Frozen features of the train and test splits through the exported encoder."""
-    from medssl.data.medmnist import MedMNISTDataset
-    from medssl.eval.features import embed
-    from medssl.models.export import load_encoder
+def evaluate(run: Run, encoder_dir: Path, split: str, n_boot: int) -> Dict[str, Any]:
+    """The one evaluator: probe on 100 / 10 / 2 % of the train labels (drawn with the run's
+    seed, stratified) and kNN-20 on all of them, scored on ``split`` with bootstrap CIs."""
+    import medssl
+    from medssl.eval.subsets import stratified_fraction
 
-    model, preprocess = load_encoder(run_dir)
-    out = {}
-    for split in ("train", "test"):
-        ds = MedMNISTDataset(**{k: v for k, v in data.split(split).items() if k != "name"})
-        feats, labels = embed(model, ds, preprocess, batch_size=batch_size)
-        out[split] = (feats.numpy(), np.asarray(labels).reshape(len(labels), -1)[:, 0].astype(np.int64))
-    return out
-
-
-def _summary(m: Dict[str, Any], ci: bool) -> Dict[str, Any]:
-    keep = {"auc": m["auc"], "top1": m["accuracy"]}
-    if ci:
-        keep["auc_ci"] = m.get("auc_ci")
-        keep["top1_ci"] = m.get("accuracy_ci")
-    return keep
-
-
-def evaluate_features(feats: Dict[str, Tuple[np.ndarray, np.ndarray]], task: str, num_classes: int, seed: int,
-                      ci: bool, n_boot: int, weight_decay: Any = "auto", max_iter: int = 100
-                      ) -> Dict[str, Dict[str, Any]]:
-    """Every protocol of :data:`PROTOCOLS` on one encoder's features (label subsets drawn with ``seed``)."""
-    from medssl.eval.knn import knn_evaluate
-    from medssl.eval.linear import linear_probe
-    from medssl.eval.subsets import stratified_fraction_plan
-
-    (x, y), (xq, yq) = feats["train"], feats["test"]
-    out: Dict[str, Dict[str, Any]] = {}
+    model, preprocess = medssl.load_encoder(encoder_dir)
+    train, query = medssl.open_dataset(data_spec(run, "train")), medssl.open_dataset(data_spec(run, split))
+    x, y = medssl.embed(model, train, preprocess)
+    xq, yq = medssl.embed(model, query, preprocess)
+    x, xq = x.numpy(), xq.numpy()
+    y, yq = (np.asarray(v).reshape(len(v), -1)[:, 0].astype(np.int64) for v in (y, yq))
+    k = dict(task=train.task, num_classes=int(train.num_classes), ci=True, n_boot=n_boot, seed=run.seed)
+    out: Dict[str, Any] = {}
     for name, frac in FRACTIONS.items():
-        idx = np.arange(len(y)) if frac >= 1.0 else stratified_fraction_plan(y, frac, seed, min_per_class=1).indices
-        res = linear_probe(x[idx], y[idx], xq, yq, task, weight_decay=weight_decay, max_iter=max_iter, seed=seed,
-                           num_classes=num_classes, ci=ci, n_boot=n_boot)
-        out[name] = {**_summary(res.metrics, ci), "n_labels": int(idx.size), "weight_decay": res.weight_decay}
-    m = knn_evaluate(x, y, xq, yq, task, k=20, temperature=0.07, num_classes=num_classes, ci=ci, n_boot=n_boot,
-                     seed=seed)
-    out["knn@k20"] = {**_summary(m, ci), "n_labels": int(len(y))}
+        idx = np.arange(len(y)) if frac >= 1.0 else stratified_fraction(y, frac, run.seed)
+        m = medssl.linear_probe(x[idx], y[idx], xq, yq, **k).metrics
+        out[name] = {"accuracy": m["accuracy"], "accuracy_ci": m.get("accuracy_ci"), "auc": m["auc"],
+                     "auc_ci": m.get("auc_ci"), "n_labels": int(idx.size)}
+    m = medssl.knn_evaluate(x, y, xq, yq, k=20, **k)
+    out["knn@20"] = {"accuracy": m["accuracy"], "accuracy_ci": m.get("accuracy_ci"), "auc": m["auc"],
+                     "auc_ci": m.get("auc_ci"), "n_labels": int(len(y))}
+    out["n_query"] = int(len(yq))
     return out
 
 
-def aggregate(per_seed: Dict[int, Dict[str, Dict[str, Any]]]) -> Dict[str, Dict[str, Any]]:
-    """Mean and sample sd over seeds of AUC and top-1, per protocol."""
-    from medssl.eval.metrics import mean_sd
-
-    out: Dict[str, Dict[str, Any]] = {}
-    for proto in PROTOCOLS:
-        row = {}
-        for key in ("auc", "top1"):
-            vals = [per_seed[s][proto][key] for s in sorted(per_seed) if per_seed[s][proto][key] is not None]
-            row[key] = dict(zip(("mean", "sd"), mean_sd(vals))) if vals else {"mean": None, "sd": None}
-            row[key]["n"] = len(vals)
-        out[proto] = row
-    return out
-
-
-# ---------------------------------------------------------------------------- purity
-def purity_curve(run_dir: Path, key: str = "nn_purity") -> List[Tuple[int, float]]:
-    """``(step, value)`` rows of ``key`` from a run's metrics.jsonl (empty if never logged)."""
+def last_diagnostics(run_dir: Path) -> Dict[str, Any]:
+    """Last logged value of each diagnostic in a run's metrics.jsonl (loss, nn_purity, emb_std)."""
+    last: Dict[str, Any] = {}
     path = run_dir / "metrics.jsonl"
-    rows = []
     if path.is_file():
         for line in path.read_text().splitlines():
-            r = json.loads(line)
-            if key in r and r[key] is not None:
-                rows.append((int(r["step"]), float(r[key])))
-    return rows
+            row = json.loads(line)
+            last.update({k: row[k] for k in ("loss", "nn_purity", "emb_std") if row.get(k) is not None})
+    return last
 
 
-def chance_purity(labels: np.ndarray) -> float:
-    """Purity of a neighbour drawn at random from the train split: ``sum_c p_c^2``."""
-    _, counts = np.unique(np.asarray(labels).reshape(len(labels), -1)[:, 0], return_counts=True)
-    p = counts / counts.sum()
-    return float(np.sum(p * p))
+# ---------------------------------------------------------------------------- cache
+class Cache:
+    """``<root>/<key>/``: spec.json, encoder.safetensors, train.json, eval_<split>_b<n>.json.
+    A run trains in ``<key>.partial`` and is renamed when done, so a killed run leaves no
+    half entry; ``<key>.lock`` (holding the pid) keeps a second process off it."""
 
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
 
-def plot_purity(curves: Dict[str, Dict[int, List[Tuple[int, float]]]], out: Path, title: str,
-                chance: Optional[float] = None) -> Optional[Path]:
-    """Mean (line) and per-seed (thin) neighbour purity against step, one colour per method;
-    ``chance`` (a random neighbour's purity) as a dashed line."""
-    import matplotlib
+    def trained(self, run: Run) -> Optional[Path]:
+        d = self.root / run.key()
+        return d if (d / "train.json").is_file() else None
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    def _lock(self, key: str) -> bool:
+        lock = self.root / f"{key}.lock"
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text() or 0)
+                os.kill(pid, 0)
+                return False  # alive: someone else trains it
+            except (ValueError, ProcessLookupError):
+                lock.unlink(missing_ok=True)  # its owner died
+                return self._lock(key)
+            except PermissionError:
+                return False
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        return True
 
-    fig, ax = plt.subplots(figsize=(5.0, 3.2), dpi=100)
-    drawn = False
-    for (method, seeds), colour in zip(sorted(curves.items()), ("tab:blue", "tab:orange", "tab:green")):
-        series = [dict(c) for c in seeds.values() if c]
-        if not series:
-            continue
-        steps = sorted(set.intersection(*(set(s) for s in series)))
-        for s in series:
-            ax.plot(sorted(s), [s[k] for k in sorted(s)], color=colour, alpha=0.25, lw=0.8)
-        ax.plot(steps, [float(np.mean([s[k] for s in series])) for k in steps], color=colour, lw=2,
-                label=f"{METHOD_LABELS[method]} (mean of {len(series)} seeds)")
-        drawn = True
-    if not drawn:
-        plt.close(fig)
-        return None
-    if chance is not None:
-        ax.axhline(chance, color="grey", ls="--", lw=1, label=f"random neighbour ({chance:.3f})")
-    ax.set_xlabel("training step")
-    ax.set_ylabel("neighbour purity (same label)")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    def train(self, run: Run) -> Optional[Path]:
+        """The run's directory, training it first when it is not cached; None when another
+        process holds its lock."""
+        key = run.key()
+        done = self.root / key
+        if (done / "train.json").is_file():
+            return done
+        if not self._lock(key):
+            return None
+        try:
+            part = self.root / f"{key}.partial"
+            shutil.rmtree(part, ignore_errors=True)
+            part.mkdir()
+            (part / "spec.json").write_text(json.dumps(run.spec(), indent=1, sort_keys=True))
+            t0 = time.perf_counter()
+            info = train_medssl(run, part / "run") if run.kind == "medssl" else train_peer(run, part / "run")
+            run_dir = part / "run"
+            info.update(wall_s=time.perf_counter() - t0, load=os.getloadavg(), host=platform.node(),
+                        date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                        diagnostics=last_diagnostics(run_dir))
+            (part / "train.json").write_text(json.dumps(info, indent=1))
+            shutil.rmtree(done, ignore_errors=True)
+            part.rename(done)
+            return done
+        finally:
+            (self.root / f"{key}.lock").unlink(missing_ok=True)
 
-
-def purity_summary(curves: Dict[str, Dict[int, List[Tuple[int, float]]]]) -> Dict[str, Any]:
-    """Per method: mean purity over seeds in the first and second half of training, and
-    at each logged step; plus the per-seed share of early steps where pNNCLR > NNCLR."""
-    out: Dict[str, Any] = {}
-    for method, seeds in curves.items():
-        series = [dict(c) for c in seeds.values() if c]
-        if not series:
-            continue
-        steps = sorted(set.intersection(*(set(s) for s in series)))
-        mean = {k: float(np.mean([s[k] for s in series])) for k in steps}
-        half = steps[: max(1, len(steps) // 2)]
-        out[method] = {"per_step_mean": mean,
-                       "early_mean": float(np.mean([mean[k] for k in half])),
-                       "late_mean": float(np.mean([mean[k] for k in steps[len(half):]])) if len(steps) > 1 else None}
-    if "nnclr" in curves and "pnnclr" in curves:
-        wins = {}
-        for seed in sorted(set(curves["nnclr"]) & set(curves["pnnclr"])):
-            a, b = dict(curves["nnclr"][seed]), dict(curves["pnnclr"][seed])
-            common = sorted(set(a) & set(b))
-            early = common[: max(1, len(common) // 2)]
-            wins[str(seed)] = float(np.mean([b[k] > a[k] for k in early])) if early else None
-        out["pnnclr_ahead_early_share"] = wins
-    return out
-
-
-def purity_png(position: int, name: str) -> str:
-    return "purity.png" if position == 0 else f"purity_{name.split()[0]}.png"
-
-
-def purity_title(name: str, backbone: str, batch_size: int) -> str:
-    return f"{name}: neighbour purity ({backbone}, batch {batch_size})"
-
-
-def replot(results_json: Path, out: Path) -> List[Path]:
-    """Redraw the purity plots from a results JSON (chance level from its train files)."""
-    from medssl.data.medmnist import MedMNISTDataset
-
-    res = json.loads(Path(results_json).read_text())
-    drawn = []
-    for i, (name, ds) in enumerate(res["datasets"].items()):
-        curves = {m: {int(s): [tuple(r) for r in c] for s, c in v.items()} for m, v in ds["purity_curves"].items()}
-        chance = ds.get("purity_chance")
-        if chance is None:
-            chance = chance_purity(MedMNISTDataset(path=ds["path"], split="train").labels())
-        png = plot_purity(curves, out / purity_png(i, name),
-                          purity_title(name, res["scale"]["backbone"], res["scale"]["batch_size"]), chance)
-        if png:
-            drawn.append(png)
-    return drawn
+    def evaluation(self, run: Run, split: str, n_boot: int, compute: bool) -> Optional[Dict[str, Any]]:
+        d = self.trained(run)
+        if d is None:
+            return None
+        path = d / f"eval_{split}_b{n_boot}.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+        if not compute:
+            return None
+        t0 = time.perf_counter()
+        ev = evaluate(run, d / "run", split, n_boot)
+        ev["wall_s"] = time.perf_counter() - t0
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(ev, indent=1))
+        tmp.rename(path)
+        return ev
 
 
 # ---------------------------------------------------------------------------- report
-def _fmt(v: Optional[float]) -> str:
-    return "n/a" if v is None else f"{v:.3f}"
+def summarise(values: Sequence[Dict[str, Any]], proto: str, key: str) -> Dict[str, Any]:
+    """Mean over seeds; with one seed its bootstrap CI, with more the sample sd."""
+    vals = [v[proto][key] for v in values]
+    out: Dict[str, Any] = {"mean": float(np.mean(vals)), "n": len(vals)}
+    if len(vals) == 1:
+        out["ci"] = values[0][proto].get(f"{key}_ci")
+    else:
+        out["sd"] = float(np.std(vals, ddof=1))
+    return out
 
 
-def markdown_tables(results: Dict[str, Any]) -> str:
-    """Two tables per dataset: mean +- sd over seeds, and first seed with 95 % bootstrap CIs."""
-    lines: List[str] = []
-    for ds_name, ds in results["datasets"].items():
-        methods = [m for m in ds["methods"] if ds["methods"][m].get("status") == "ok"]
-        header = "| method | " + " | ".join(f"{p} AUC | {p} top-1" for p in PROTOCOLS) + " |"
-        sep = "|---|" + "---:|" * (2 * len(PROTOCOLS))
-        lines += [f"**{ds_name}**: test AUC and top-1, mean ± sd over seeds "
-                  f"{', '.join(str(s) for s in results['scale']['seeds'])}", "", header, sep]
-        for m in methods:
-            agg = ds["methods"][m]["aggregate"]
-            cells = []
-            for p in PROTOCOLS:
-                for key in ("auc", "top1"):
-                    a = agg[p][key]
-                    cells.append("n/a" if a["mean"] is None else f"{a['mean']:.3f} ± {a['sd']:.3f}")
-            lines.append(f"| {METHOD_LABELS[m]} | " + " | ".join(cells) + " |")
-        first = str(results["scale"]["seeds"][0])
-        lines += ["", f"**{ds_name}**, seed {first}: point estimate [95 % stratified bootstrap CI]", "", header, sep]
-        for m in methods:
-            ev = ds["methods"][m]["per_seed"][first]
-            cells = []
-            for p in PROTOCOLS:
-                for key in ("auc", "top1"):
-                    ci = ev[p].get(f"{key}_ci") or [None, None]
-                    cells.append(f"{_fmt(ev[p][key])} [{_fmt(ci[0])}, {_fmt(ci[1])}]")
-            lines.append(f"| {METHOD_LABELS[m]} | " + " | ".join(cells) + " |")
-        skipped = {m: v["status"] for m, v in ds["methods"].items() if v.get("status") != "ok"}
-        for m, why in skipped.items():
-            lines.append(f"\n{METHOD_LABELS[m]}: not run ({why}).")
+def cell(s: Dict[str, Any]) -> str:
+    if "sd" in s:
+        return f"{s['mean']:.3f} ± {s['sd']:.3f}"
+    ci = s.get("ci") or [float("nan")] * 2
+    return f"{s['mean']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def markdown(report: Dict[str, Any]) -> str:
+    """One table per budget: accuracy (mean ± sd over seeds, or [95 % CI] for one seed)."""
+    lines = []
+    for steps, rows in report["tables"].items():
+        lines += [f"**{report['dataset']}, {report['split']} split, {steps} steps, batch {report['batch_size']}**",
+                  "", "| row | seeds | " + " | ".join(PROTOCOLS) + " | kNN AUC | train s | overrides |",
+                  "|---|---|" + "---:|" * (len(PROTOCOLS) + 2) + "---|"]
+        for name, r in rows.items():
+            if not r["n"]:
+                lines.append(f"| {name} | 0 (not run yet) |" + " |" * (len(PROTOCOLS) + 3))
+                continue
+            accs = " | ".join(cell(r["accuracy"][p]) for p in PROTOCOLS)
+            ov = " ".join(f"`{o}`" for o in r["overrides"] if not o.startswith("objective.name=")) or "—"
+            lines.append(f"| {name} | {r['n']} | {accs} | {r['auc']['knn@20']['mean']:.3f} | "
+                         f"{r['train_s']:.0f} | {ov} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -533,148 +434,111 @@ def markdown_tables(results: Dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------- main
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--scale", choices=sorted(SCALES), default="cpu")
-    p.add_argument("--datasets", nargs="+", default=["bloodmnist"],
-                   help="MedMNIST flags under --shared (bloodmnist, breastmnist, pneumoniamnist)")
-    p.add_argument("--shared", default=str(Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "medmnist"))
-    p.add_argument("--out", default="docs/figures", help="where quality_results.json, quality_table.md, purity.png go")
-    p.add_argument("--work", default=None, help="run directories (default: a temporary directory, removed)")
-    p.add_argument("--steps", type=int, default=None, help="override the scale's steps per method")
-    p.add_argument("--seeds", type=int, nargs="+", default=None)
-    p.add_argument("--backbone", default=None, help="override the scale's timm backbone (e.g. resnet50 on a GPU)")
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: the scale's)")
-    p.add_argument("--replot", default=None, metavar="JSON",
-                   help="only redraw purity plots into --out from a quality_results.json")
+    p.add_argument("--plan", choices=sorted(PLANS), default="table")
+    p.add_argument("--rows", nargs="+", default=None, help="only these rows of the plan (by name)")
+    p.add_argument("--split", choices=("val", "test"), default="val", help="tune on val; report test once")
+    p.add_argument("--dataset", default="bloodmnist", help="a MedMNIST flag under --data-dir")
+    p.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "medmnist"))
+    p.add_argument("--steps", type=int, nargs="+", default=[100])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--cache", default="/work/quality_cache", help="finished runs (outside the repository)")
+    p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--no-train", action="store_true", help="report what the cache holds; train nothing")
+    p.add_argument("--out", default=None, help="write the report JSON here (and the table next to it as .md)")
+    p.add_argument("--smoke", action="store_true",
+                   help="seconds: the embedded sample, timm's test_resnet, 2 steps, batch 16")
     args = p.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     return args
 
 
-def build_scale(args: argparse.Namespace) -> Scale:
-    s = copy.deepcopy(SCALES[args.scale])
-    if args.steps is not None:
-        s = replace(s, steps=args.steps)
-    if args.seeds:
-        s = replace(s, seeds=tuple(args.seeds))
-    if args.backbone:
-        s = replace(s, backbone=args.backbone)
-    if args.batch_size:
-        s = replace(s, batch_size=args.batch_size)
-    if args.threads:
-        s = replace(s, threads=args.threads)
-    if s.device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--scale gpu needs a CUDA device; none is available here (use --scale cpu)")
-    return s
+def resolve_data(args: argparse.Namespace) -> Tuple[str, str, str, int]:
+    """(dataset name, file, backbone, image size); ``--smoke`` writes the embedded sample."""
+    if args.smoke:
+        from medssl.data.sample import write_sample
+
+        root = Path(args.cache) / "sample_data"
+        f = root / "medmnist" / "ihcstain.npz"
+        if not f.is_file():
+            write_sample(root, seed=0)
+        return "ihcstain", str(f), "test_resnet", 28
+    f = Path(args.data_dir) / f"{args.dataset}.npz"
+    if not f.is_file():
+        raise SystemExit(f"bench_quality: no {f}; put the official MedMNIST file there or pass --data-dir")
+    return args.dataset, str(f), "resnet18", 28
 
 
-def run_benchmark(args: argparse.Namespace, log: Callable[[str], None] = print) -> Dict[str, Any]:
-    """Train and evaluate everything; write the JSON, the table and the plot; return the results."""
-    from medssl.data.medmnist import MedMNISTDataset
-
-    scale = build_scale(args)
-    torch.set_num_threads(scale.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = None
-    if args.work is None:
-        tmp = tempfile.mkdtemp(prefix="bench_quality_")
-        work = Path(tmp)
-    else:
-        work = Path(args.work)
-        work.mkdir(parents=True, exist_ok=True)
-    t_start = time.perf_counter()
-    results: Dict[str, Any] = {
-        "command": "python scripts/bench_quality.py " + " ".join(args.argv),
-        "date": _dt.datetime.now().isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "cuda": torch.cuda.is_available(),
-                    "torch": torch.__version__, "load_before": os.getloadavg()},
-        "scale_name": args.scale, "scale": asdict(scale), "lightly": lightly_available(), "datasets": {},
+def run_plan(args: argparse.Namespace, log: Callable[[str], None] = print) -> Dict[str, Any]:
+    """Train (unless --no-train) and evaluate every run of the plan in order; return the report."""
+    torch.set_num_threads(args.threads)
+    dataset, data_file, backbone, image_size = resolve_data(args)
+    rows = PLANS[args.plan]
+    if args.rows:
+        unknown = sorted(set(args.rows) - {r.name for r in rows})
+        if unknown:
+            raise SystemExit(f"bench_quality: no row {unknown} in plan {args.plan!r}; rows: {[r.name for r in rows]}")
+        rows = [r for r in rows if r.name in args.rows]
+    batch = 16 if args.smoke else args.batch_size
+    steps = [2] if args.smoke else args.steps
+    n_boot = 50 if args.smoke else args.n_boot
+    # smoke: heads and queue small enough for seconds (medssl rows; the peers' heads are lightly's)
+    extra = ("model.proj_hidden=64", "model.pred_hidden=64", "model.proj_dim=32", "support_set.size=64"
+             ) if args.smoke else ()
+    cache = Cache(Path(args.cache))
+    pending: List[Tuple[Row, Run]] = []
+    for row, run in runs_of(rows, dataset, data_file, steps, args.seeds, batch, backbone, image_size, extra):
+        if args.no_train or cache.trained(run):
+            continue
+        t0 = time.perf_counter()
+        if cache.train(run) is None:
+            log(f"{row.name} seed {run.seed} {run.steps} steps: another process is training it, skipped")
+            pending.append((row, run))
+            continue
+        ev = cache.evaluation(run, args.split, n_boot, compute=True)
+        log(f"{row.name} seed {run.seed} {run.steps} steps: {time.perf_counter() - t0:.0f} s, "
+            f"probe@2% {ev['probe@2%']['accuracy']:.3f} knn@20 {ev['knn@20']['accuracy']:.3f}")
+    report: Dict[str, Any] = {
+        "command": "python scripts/bench_quality.py " + " ".join(args.argv), "plan": args.plan,
+        "dataset": dataset, "data_file": data_file, "split": args.split, "batch_size": batch,
+        "backbone": backbone, "image_size": image_size, "small_input_stem": True, "n_boot": n_boot,
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
+                    "threads": args.threads, "load": os.getloadavg()},
+        "tables": {}, "runs": [],
     }
-    try:
-        for data in resolve_datasets(args.datasets, Path(args.shared), args.scale, work):
-            train = MedMNISTDataset(**{k: v for k, v in data.split("train").items() if k != "name"})
-            task, num_classes = train.task, int(train.num_classes)
-            steps = steps_for(scale, len(train))
-            ds_res: Dict[str, Any] = {"source": data.source, "path": data.path, "preset": data.preset,
-                                      "task": task, "num_classes": num_classes, "n_train": len(train),
-                                      "steps": steps, "methods": {}}
-            methods = list(SSL_METHODS) + ["lightly_nnclr", "random", "supervised"]
-            curves: Dict[str, Dict[int, List[Tuple[int, float]]]] = {"nnclr": {}, "pnnclr": {}}
-            for method in methods:
-                entry: Dict[str, Any] = {"status": "ok", "runs": {}, "per_seed": {}}
-                if method == "lightly_nnclr" and not results["lightly"]:
-                    entry["status"] = "lightly is not importable (install the `bench` extra)"
-                    ds_res["methods"][method] = entry
-                    log(f"[{data.name}] {method}: skipped, lightly not importable")
-                    continue
-                for seed in scale.seeds:
-                    run_dir = work / data.name.split()[0] / f"{method}_seed{seed}"
-                    if run_dir.exists():
-                        shutil.rmtree(run_dir)  # never resume a stale run: results must be fresh
-                    if method in SSL_METHODS:
-                        cfg = ssl_config(method, data, scale, seed, steps, run_dir)
-                        info = run_ssl(cfg)
-                        info["config"] = cfg
-                        if method in curves:
-                            curves[method][seed] = purity_curve(run_dir)
-                    elif method == "random":
-                        info = export_random(data, scale, seed, run_dir)
-                        info["config"] = {"backbone": scale.backbone, "init": f"timm default, torch.manual_seed({seed})"}
-                    elif method == "supervised":
-                        info = train_supervised(data, scale, seed, steps, run_dir)
-                        info["config"] = {"loss": "softmax cross-entropy, full labelled train split",
-                                          "optim": {"name": "adam", "lr": scale.lr, "warmup_steps": scale.warmup_steps,
-                                                    "schedule": "cosine to 0"},
-                                          "augment": {"preset": data.preset, "views": 1,
-                                                      "params": augment_params(data.preset)}}
-                    else:
-                        info = train_lightly_nnclr(data, scale, seed, steps, run_dir)
-                        info["config"] = {"memory_bank": [scale.support_size, scale.proj_dim],
-                                          "loss": "lightly NTXentLoss(temperature=0.1), symmetrised",
-                                          "optim": {"name": "adam", "lr": scale.lr, "warmup_steps": scale.warmup_steps,
-                                                    "schedule": "cosine to 0"},
-                                          "augment": {"preset": data.preset, "views": 2,
-                                                      "params": augment_params(data.preset)}}
-                    t0 = time.perf_counter()
-                    feats = embed_splits(run_dir, data)
-                    ev = evaluate_features(feats, task, num_classes, seed, ci=seed == scale.seeds[0],
-                                           n_boot=scale.n_boot, weight_decay=scale.probe_weight_decay,
-                                           max_iter=scale.probe_max_iter)
-                    info["eval_wall_s"] = time.perf_counter() - t0
-                    entry["runs"][str(seed)] = info
-                    entry["per_seed"][str(seed)] = ev
-                    log(f"[{data.name}] {method} seed {seed}: train {info['wall_s']:.0f}s eval "
-                        f"{info['eval_wall_s']:.0f}s linear@100% auc {ev['linear@100%']['auc']} "
-                        f"knn top1 {ev['knn@k20']['top1']:.3f}")
-                entry["aggregate"] = aggregate({int(s): v for s, v in entry["per_seed"].items()})
-                ds_res["methods"][method] = entry
-            ds_res["purity"] = purity_summary(curves)
-            ds_res["purity_curves"] = {m: {str(s): c for s, c in v.items()} for m, v in curves.items()}
-            ds_res["purity_chance"] = chance_purity(train.labels())
-            png = plot_purity(curves, out / purity_png(len(results["datasets"]), data.name),
-                              purity_title(data.name, scale.backbone, scale.batch_size), ds_res["purity_chance"])
-            ds_res["purity_plot"] = str(png) if png else None
-            results["datasets"][data.name] = ds_res
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-    results["wall_s"] = time.perf_counter() - t_start
-    results["machine"]["load_after"] = os.getloadavg()
-    (out / "quality_results.json").write_text(json.dumps(results, indent=1))
-    (out / "quality_table.md").write_text(markdown_tables(results))
-    return results
+    for row, run in runs_of(rows, dataset, data_file, steps, args.seeds, batch, backbone, image_size, extra):
+        ev = cache.evaluation(run, args.split, n_boot, compute=not args.no_train)
+        d = cache.trained(run)
+        entry = {"row": row.name, "why": row.why, "key": run.key(), "run": asdict(run), "eval": ev,
+                 "train": json.loads((d / "train.json").read_text()) if d else None}
+        report["runs"].append(entry)
+    for n in steps:
+        table = {}
+        for row in rows:
+            done = [e for e in report["runs"] if e["row"] == row.name and e["run"]["steps"] == n and e["eval"]]
+            evs = [e["eval"] for e in done]
+            table[row.name] = {
+                "n": len(done), "seeds": [e["run"]["seed"] for e in done], "kind": row.kind,
+                "overrides": list(row.overrides), "why": row.why,
+                "train_s": float(np.mean([e["train"]["wall_s"] for e in done])) if done else None,
+                "accuracy": {p: summarise(evs, p, "accuracy") for p in PROTOCOLS} if done else {},
+                "auc": {p: summarise(evs, p, "auc") for p in PROTOCOLS} if done else {},
+            }
+        report["tables"][str(n)] = table
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=1))
+        out.with_suffix(".md").write_text(markdown(report))
+    return report
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
-    if args.replot:
-        for png in replot(Path(args.replot), Path(args.out)):
-            print(f"wrote {png}")
-        return 0
-    res = run_benchmark(args, log=lambda s: print(s, flush=True))
-    print(markdown_tables(res))
-    print(f"wall time {res['wall_s']:.0f} s; results in {Path(args.out) / 'quality_results.json'}")
+    report = run_plan(args, log=lambda s: print(s, flush=True))
+    print(markdown(report))
     return 0
 
 
