@@ -1,23 +1,24 @@
-"""scripts/bench_quality.py: the ``--scale smoke`` run on the embedded sample writes a table
-with a row per method, metrics in [0, 1] and CIs around their point estimates; the pure
-helpers (seed aggregation, purity summary) compute what they claim."""
+"""scripts/bench_quality.py: a ``--smoke`` run trains a medssl row, a lightly row and a random
+init, evaluates them with CIs, caches them by spec and reads them back without training;
+the cache key tells runs apart and a live lock keeps a second process off a run."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
 
-import numpy as np
 import pytest
 import torch
 
 from conftest import REPO
 
 SCRIPT = REPO / "scripts" / "bench_quality.py"
+ROWS = ["medssl simclr", "lightly nnclr", "random init"]
 
 
 def load() -> ModuleType:
@@ -34,101 +35,105 @@ def bq() -> ModuleType:
     return load()
 
 
+def _smoke_args(bq: ModuleType, cache: Path, *extra: str):
+    return bq.parse_args(["--smoke", "--plan", "table", "--rows", *ROWS, "--cache", str(cache), *extra])
+
+
 @pytest.fixture(scope="module")
 def smoke(bq: ModuleType, tmp_path_factory: pytest.TempPathFactory):
-    out = tmp_path_factory.mktemp("quality")
+    cache = tmp_path_factory.mktemp("quality_cache")
     threads = torch.get_num_threads()
     try:
-        args = bq.parse_args(["--scale", "smoke", "--out", str(out), "--work", str(out / "work")])
-        results = bq.run_benchmark(args, log=lambda s: None)
+        report = bq.run_plan(_smoke_args(bq, cache, "--out", str(cache / "report.json")), log=lambda s: None)
     finally:
         torch.set_num_threads(threads)
-    return out, results
+    return cache, report
 
 
-def _in_unit(v: float) -> bool:
-    return v is not None and not math.isnan(v) and 0.0 <= v <= 1.0
-
-
-@pytest.mark.slow
-def test_smoke_table_has_a_row_per_method(bq: ModuleType, smoke) -> None:
-    out, results = smoke
-    table = (out / "quality_table.md").read_text()
-    ds = next(iter(results["datasets"].values()))
-    assert "embedded sample" in ds["source"]
-    expected = list(bq.SSL_METHODS) + ["random", "supervised"] + (["lightly_nnclr"] if bq.lightly_available() else [])
-    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| method")]
-    for method in expected:
-        assert ds["methods"][method]["status"] == "ok"
-        label = bq.METHOD_LABELS[method]
-        # one row in the mean +- sd table and one in the seed-0 CI table
-        assert sum(r.startswith(f"| {label} |") for r in rows) == 2, label
-    if not bq.lightly_available():
-        assert "NNCLR (lightly): not run" in table
-    # every row carries 2 numbers per protocol
-    assert all(r.count("|") == 2 * len(bq.PROTOCOLS) + 2 for r in rows)
-
-
-@pytest.mark.slow
-def test_smoke_metrics_are_probabilities_with_cis(bq: ModuleType, smoke) -> None:
-    out, _ = smoke
-    results = json.loads((out / "quality_results.json").read_text())
-    ds = next(iter(results["datasets"].values()))
-    first = str(results["scale"]["seeds"][0])
-    for method, entry in ds["methods"].items():
-        if entry["status"] != "ok":
-            continue
+def test_smoke_rows_are_trained_evaluated_and_cached(bq: ModuleType, smoke) -> None:
+    cache, report = smoke
+    table = report["tables"]["2"]
+    assert list(table) == ROWS
+    for name in ROWS:
+        row = table[name]
+        assert row["n"] == 1
         for proto in bq.PROTOCOLS:
-            ev = entry["per_seed"][first][proto]
-            for key in ("auc", "top1"):
-                assert _in_unit(ev[key]), (method, proto, key, ev[key])
-                lo, hi = ev[f"{key}_ci"]
-                assert 0.0 <= lo <= ev[key] + 1e-9 and ev[key] - 1e-9 <= hi <= 1.0
-                assert _in_unit(entry["aggregate"][proto][key]["mean"])
-        # the 2 % / 10 % probes really used fewer labels than the full one
-        n = [entry["per_seed"][first][p]["n_labels"] for p in ("linear@2%", "linear@10%", "linear@100%")]
-        assert n[0] < n[1] < n[2] == ds["n_train"]
-    # what ran is recorded: the SSL configs carry the shared budget
-    for method in bq.SSL_METHODS:
-        cfg = ds["methods"][method]["runs"][first]["config"]
-        assert cfg["train"]["max_steps"] == ds["steps"] and cfg["objective"]["name"] == method
-        assert cfg["model"]["backbone"] == results["scale"]["backbone"]
-    assert (out / "purity.png").stat().st_size > 0
-    assert 0.0 < ds["purity_chance"] <= 1.0
-    for method in ("nnclr", "pnnclr"):
-        curve = ds["purity_curves"][method][first]
-        assert curve and all(_in_unit(v) for _, v in curve)
+            acc = row["accuracy"][proto]
+            lo, hi = acc["ci"]
+            assert 0.0 <= lo <= acc["mean"] <= hi <= 1.0 and not math.isnan(acc["mean"])
+    runs = {e["row"]: e for e in report["runs"]}
+    n = [runs["lightly nnclr"]["eval"][p]["n_labels"] for p in ("probe@2%", "probe@10%", "probe@100%")]
+    assert n[0] < n[1] < n[2]
+    # every finished run is a cache entry named by its key, with the spec that defines it
+    for e in runs.values():
+        entry = cache / e["key"]
+        assert (entry / "train.json").is_file() and (entry / "eval_val_b50.json").is_file()
+        assert json.loads((entry / "spec.json").read_text())["seed"] == 0
+    assert not list(cache.glob("*.partial")) and not list(cache.glob("*.lock"))
+    # the medssl row really ran the shipped config's pretraining (loss logged), the peer its own loop
+    assert runs["medssl simclr"]["train"]["diagnostics"]["loss"] > 0
+    assert runs["lightly nnclr"]["train"]["last_loss"] > 0
+    md = (cache / "report.md").read_text()
+    assert all(f"| {name} | 1 |" in md for name in ROWS)
 
 
-def test_aggregate_is_mean_and_sample_sd(bq: ModuleType) -> None:
-    per_seed = {s: {p: {"auc": a, "top1": a / 2} for p in bq.PROTOCOLS} for s, a in enumerate([0.6, 0.8, 0.7])}
-    agg = bq.aggregate(per_seed)
-    assert agg["knn@k20"]["auc"]["mean"] == pytest.approx(0.7)
-    assert agg["knn@k20"]["auc"]["sd"] == pytest.approx(float(np.std([0.6, 0.8, 0.7], ddof=1)))
-    assert agg["linear@2%"]["top1"]["mean"] == pytest.approx(0.35) and agg["linear@2%"]["top1"]["n"] == 3
+def test_rerun_reads_the_cache(bq: ModuleType, smoke, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache, first = smoke
+
+    def no_training(*a, **k):
+        raise AssertionError("a cached run was trained again")
+
+    monkeypatch.setattr(bq, "train_medssl", no_training)
+    monkeypatch.setattr(bq, "train_peer", no_training)
+    again = bq.run_plan(_smoke_args(bq, cache), log=lambda s: None)
+    assert again["tables"] == first["tables"]
+    # the test split is evaluated from the cached encoders, next to the val evaluation
+    test = bq.run_plan(_smoke_args(bq, cache, "--split", "test"), log=lambda s: None)
+    assert all(test["tables"]["2"][r]["n"] == 1 for r in ROWS)
+    assert len(list(cache.glob("*/eval_test_b50.json"))) == len(ROWS)
 
 
-def test_purity_summary_compares_early_steps(bq: ModuleType) -> None:
-    curves = {"nnclr": {0: [(1, 0.2), (2, 0.3), (3, 0.6), (4, 0.7)]},
-              "pnnclr": {0: [(1, 0.4), (2, 0.5), (3, 0.5), (4, 0.6)]}}
-    s = bq.purity_summary(curves)
-    assert s["pnnclr"]["early_mean"] == pytest.approx(0.45) and s["nnclr"]["late_mean"] == pytest.approx(0.65)
-    assert s["pnnclr_ahead_early_share"] == {"0": 1.0}
+def test_no_train_reports_missing_runs_as_not_run(bq: ModuleType, smoke, tmp_path: Path) -> None:
+    cache, _ = smoke
+    (tmp_path / "sample_data").symlink_to(cache / "sample_data")
+    report = bq.run_plan(_smoke_args(bq, tmp_path, "--no-train"), log=lambda s: None)
+    assert all(row["n"] == 0 for row in report["tables"]["2"].values())
+    assert "0 (not run yet)" in bq.markdown(report)
+    assert not [p for p in tmp_path.iterdir() if p.name != "sample_data"]
 
 
-def test_chance_purity_is_sum_of_squared_class_shares(bq: ModuleType) -> None:
-    assert bq.chance_purity(np.array([0, 0, 1, 1])) == pytest.approx(0.5)
-    assert bq.chance_purity(np.array([[2], [2], [2], [0]])) == pytest.approx(0.75**2 + 0.25**2)
+def test_key_covers_everything_that_defines_a_run(bq: ModuleType, smoke) -> None:
+    cache, _ = smoke
+    data = str(cache / "sample_data" / "medmnist" / "ihcstain.npz")
+    base = bq.Run("medssl", "ihcstain", data, 2, 16, 0, config="configs/bloodmnist.yaml",
+                  overrides=("objective.name=simclr",))
+    variants = [bq.replace(base, seed=1), bq.replace(base, steps=3), bq.replace(base, batch_size=32),
+                bq.replace(base, overrides=("objective.name=nnclr",)), bq.replace(base, kind="lightly_simclr"),
+                bq.replace(base, backbone="resnet34")]
+    keys = {base.key()} | {v.key() for v in variants}
+    assert len(keys) == 1 + len(variants)
+    assert bq.replace(base).key() == base.key()
 
 
-def test_purity_curve_reads_only_logged_rows(bq: ModuleType, tmp_path: Path) -> None:
-    rows = [{"step": 1, "loss": 3.0}, {"step": 2, "loss": 2.9, "nn_purity": 0.25}, {"step": 4, "nn_purity": 0.5}]
-    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    assert bq.purity_curve(tmp_path) == [(2, 0.25), (4, 0.5)]
-    assert bq.purity_curve(tmp_path / "missing") == []
+def test_a_live_lock_keeps_a_second_process_off_the_run(bq: ModuleType, smoke, tmp_path: Path) -> None:
+    cache, _ = smoke
+    run = bq.Run("random", "ihcstain", str(cache / "sample_data" / "medmnist" / "ihcstain.npz"), 2, 16, 7,
+                 backbone="test_resnet")
+    c = bq.Cache(tmp_path)
+    (tmp_path / f"{run.key()}.lock").write_text(str(os.getpid()))  # this process is alive
+    assert c.train(run) is None and c.trained(run) is None
+    (tmp_path / f"{run.key()}.lock").write_text("999999999")  # no such process: a stale lock
+    assert c.train(run) == tmp_path / run.key()
+    assert (tmp_path / run.key() / "run" / "encoder.safetensors").is_file()
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown without a GPU")
-def test_gpu_scale_without_cuda_says_so(bq: ModuleType, tmp_path: Path) -> None:
-    with pytest.raises(SystemExit, match="needs a CUDA device"):
-        bq.build_scale(bq.parse_args(["--scale", "gpu", "--out", str(tmp_path)]))
+def test_unknown_row_names_the_plan_rows(bq: ModuleType, tmp_path: Path) -> None:
+    args = bq.parse_args(["--smoke", "--plan", "ablate-simclr", "--rows", "medssl simclr", "--cache", str(tmp_path)])
+    with pytest.raises(SystemExit, match="no row .*medssl simclr.* in plan 'ablate-simclr'"):
+        bq.run_plan(args, log=lambda s: None)
+
+
+def test_missing_data_file_says_where_it_looked(bq: ModuleType, tmp_path: Path) -> None:
+    args = bq.parse_args(["--data-dir", str(tmp_path), "--cache", str(tmp_path / "c")])
+    with pytest.raises(SystemExit, match="bloodmnist.npz"):
+        bq.run_plan(args, log=lambda s: None)
