@@ -50,6 +50,7 @@ def smoke(bq: ModuleType, tmp_path_factory: pytest.TempPathFactory):
     return cache, report
 
 
+@pytest.mark.slow
 def test_smoke_rows_are_trained_evaluated_and_cached(bq: ModuleType, smoke) -> None:
     cache, report = smoke
     table = report["tables"]["2"]
@@ -77,6 +78,7 @@ def test_smoke_rows_are_trained_evaluated_and_cached(bq: ModuleType, smoke) -> N
     assert all(f"| {name} | 1 |" in md for name in ROWS)
 
 
+@pytest.mark.slow
 def test_rerun_reads_the_cache(bq: ModuleType, smoke, monkeypatch: pytest.MonkeyPatch) -> None:
     cache, first = smoke
 
@@ -93,6 +95,7 @@ def test_rerun_reads_the_cache(bq: ModuleType, smoke, monkeypatch: pytest.Monkey
     assert len(list(cache.glob("*/eval_test_b50.json"))) == len(ROWS)
 
 
+@pytest.mark.slow
 def test_no_train_reports_missing_runs_as_not_run(bq: ModuleType, smoke, tmp_path: Path) -> None:
     cache, _ = smoke
     (tmp_path / "sample_data").symlink_to(cache / "sample_data")
@@ -102,6 +105,7 @@ def test_no_train_reports_missing_runs_as_not_run(bq: ModuleType, smoke, tmp_pat
     assert not [p for p in tmp_path.iterdir() if p.name != "sample_data"]
 
 
+@pytest.mark.slow
 def test_key_covers_everything_that_defines_a_run(bq: ModuleType, smoke) -> None:
     cache, _ = smoke
     data = str(cache / "sample_data" / "medmnist" / "ihcstain.npz")
@@ -115,6 +119,7 @@ def test_key_covers_everything_that_defines_a_run(bq: ModuleType, smoke) -> None
     assert bq.replace(base).key() == base.key()
 
 
+@pytest.mark.slow
 def test_a_live_lock_keeps_a_second_process_off_the_run(bq: ModuleType, smoke, tmp_path: Path) -> None:
     cache, _ = smoke
     run = bq.Run("random", "ihcstain", str(cache / "sample_data" / "medmnist" / "ihcstain.npz"), 2, 16, 7,
