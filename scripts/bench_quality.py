@@ -182,6 +182,9 @@ def train_medssl(run: Run, out: Path) -> Dict[str, Any]:
     ]
     cfg = medssl.load_pretrain_config(REPO / run.config, overrides)
     res = medssl.pretrain(cfg, progress=False)
+    if res.steps != run.steps:  # stopped by a signal (or collapse): never cache a short run
+        raise SystemExit(f"bench_quality: the {run.kind} run stopped at step {res.steps} of {run.steps}; "
+                         f"it is not cached and will be retrained from the start on the next run")
     shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the encoder export is all we keep
     return {"last_loss": res.last_loss, "overrides": overrides}
 

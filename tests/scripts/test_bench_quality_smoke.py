@@ -10,7 +10,7 @@ import math
 import os
 import sys
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 import pytest
 import torch
@@ -142,3 +142,17 @@ def test_missing_data_file_says_where_it_looked(bq: ModuleType, tmp_path: Path) 
     args = bq.parse_args(["--data-dir", str(tmp_path), "--cache", str(tmp_path / "c")])
     with pytest.raises(SystemExit, match="bloodmnist.npz"):
         bq.run_plan(args, log=lambda s: None)
+
+
+def test_a_stopped_medssl_run_is_not_cached(bq: ModuleType, smoke, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A SIGTERM makes medssl.pretrain return early with a checkpoint: that run is not a result."""
+    import medssl
+
+    cache, _ = smoke
+    monkeypatch.setattr(medssl, "pretrain", lambda cfg, progress=False: SimpleNamespace(steps=1, last_loss=5.0))
+    run = bq.Run("medssl", "ihcstain", str(cache / "sample_data" / "medmnist" / "ihcstain.npz"), 2, 16, 3,
+                 backbone="test_resnet", config="configs/bloodmnist.yaml", overrides=("objective.name=simclr",))
+    with pytest.raises(SystemExit, match="stopped at step 1 of 2"):
+        bq.Cache(tmp_path).train(run)
+    assert bq.Cache(tmp_path).trained(run) is None and not list(tmp_path.glob("*.lock"))
