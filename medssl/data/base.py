@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Optional, Sequence, Tuple, Union
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from torch.utils.data import Dataset
@@ -64,6 +64,11 @@ class MedicalImageDataset(Dataset):
         if not 0 <= index < n:
             raise IndexError(f"index {index} out of range for {type(self).__name__} of length {n}")
         return self._get_image(index), self._get_label(index)
+
+    def source_files(self) -> List[Path]:
+        """Every file whose bytes make up the items and labels, in a fixed order: what
+        content-keyed caches (transfer features) hash. Datasets that read no files: ``[]``."""
+        return []
 
     @property
     def is_labelled(self) -> bool:

@@ -153,6 +153,7 @@ class ImageFolderDataset(MedicalImageDataset):
         self.allow_outside_root = allow_outside_root
         self.root = Path(root).expanduser() if root is not None else None
         names = list(class_names) if class_names is not None else None
+        self.csv_path: Optional[Path] = None
         if csv is not None:
             self.files, labels, names, task = self._from_csv(Path(csv).expanduser(), split, names, task)
         else:
@@ -217,7 +218,7 @@ class ImageFolderDataset(MedicalImageDataset):
             csv_path = self.root / csv_path
         if not csv_path.is_file():
             raise DataError(f"folder: CSV file {csv_path} not found")
-        self._source = str(csv_path)
+        self._source, self.csv_path = str(csv_path), csv_path
         base = self.root if self.root is not None else csv_path.parent
         try:
             with open(csv_path, newline="", encoding="utf-8-sig") as f:
@@ -303,6 +304,9 @@ class ImageFolderDataset(MedicalImageDataset):
     def labels(self) -> np.ndarray:
         """``(N,)`` int64 (``-1`` = unlabelled) or ``(N, num_classes)`` float32 (read-only)."""
         return self._labels
+
+    def source_files(self) -> list[Path]:
+        return ([self.csv_path] if self.csv_path is not None else []) + list(self.files)
 
     def _get_image(self, index: int) -> np.ndarray:
         return decode_image(self.files[index], self.in_channels, self.size_hw)

@@ -48,10 +48,15 @@ size). Put ``{flag}.npz`` / ``{flag}_{size}.npz`` in ``root`` or pass ``download
 
 Large sizes: numpy cannot memory-map arrays inside an ``.npz``, so with ``mmap`` on, the
 split's images are copied once (streamed, never whole in RAM) to
-``{stem}.{split}_images.npy`` in ``cache_dir`` (default: the npz's directory), written
-atomically, reused while newer than the npz and of the right shape, and read one item at
-a time with ``os.pread`` (:mod:`medssl.data.rowreader`), opened lazily in each DataLoader
-worker, so resident memory stays at one image whatever the file size.
+``{stem}.{split}_images.{key}.npy`` in ``cache_dir`` (default: the npz's directory),
+written atomically, and read one item at a time with ``os.pread``
+(:mod:`medssl.data.rowreader`), opened lazily in each DataLoader worker, so resident
+memory stays at one image whatever the file size. The copy is keyed by the npz's
+*content*, never its timestamp: ``key`` (16 hex digits) hashes the npz size, the sha256 of
+its first and last MiB and the CRC-32 and size the zip archive records for the member's
+whole uncompressed content (checked by ``zipfile`` when the copy is made). A replaced
+npz, even one carrying an older mtime (``cp -p``, ``tar``), gets a new key and a new
+copy; copies of other keys for the same split are deleted then.
 """
 
 from __future__ import annotations
@@ -72,7 +77,7 @@ import numpy as np
 from medssl.data.base import TASKS, MedicalImageDataset, PathLike, as_hwc, check_image_array
 from medssl.errors import ConfigError, DataError
 from medssl.data.rowreader import RowReader
-from medssl.fileio import atomic_write
+from medssl.fileio import atomic_write, head_tail_sha256
 from medssl.registry import DATASETS
 
 SPLITS = ("train", "val", "test")
@@ -210,6 +215,25 @@ def _copy_member(zf: zipfile.ZipFile, key: str, dest: Path) -> None:
     atomic_write(dest, copy)
 
 
+def _source_key(npz: Path, zf: zipfile.ZipFile, key: str) -> str:
+    """16 hex digits naming the content of member ``key`` of ``npz`` (see "Large sizes")."""
+    member = zf.getinfo(f"{key}.npy")
+    body = f"{head_tail_sha256(npz)}:{member.filename}:{member.CRC:08x}:{member.file_size}"
+    return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
+def _remove_stale_copies(keep: Path, prefix: str) -> None:
+    """Delete the other ``{prefix}.*.npy`` copies (made from an earlier npz) and the
+    un-keyed ``{prefix}.npy`` of medssl <= 0.1.0; a reader that still has one open keeps it."""
+    pattern = re.compile(re.escape(prefix) + r"(\.[0-9a-f]{16})?\.npy$")
+    for p in keep.parent.iterdir():
+        if p != keep and pattern.fullmatch(p.name):
+            try:
+                p.unlink()
+            except OSError:
+                pass  # another process removed it, or no permission: the key still protects readers
+
+
 @DATASETS.register("medmnist")
 class MedMNISTDataset(MedicalImageDataset):
     """One split of a MedMNIST 2-D ``.npz`` file (see the module docstring for the keys)."""
@@ -341,19 +365,23 @@ class MedMNISTDataset(MedicalImageDataset):
         self._images = None if use_mmap else images
         return self._check_labels(labels, len(images), lk)
 
-    def _cache_path(self, key: str) -> Path:
+    def _cache_path(self, zf: zipfile.ZipFile, key: str) -> Path:
         base = self.cache_dir if self.cache_dir is not None else self.path.parent
-        return base / f"{self.path.stem}.{key}.npy"
+        return base / f"{self.path.stem}.{key}.{_source_key(self.path, zf, key)}.npy"
 
     def _ensure_npy_cache(self, zf: zipfile.ZipFile, key: str) -> Path:
-        dest = self._cache_path(key)
-        if dest.is_file() and dest.stat().st_mtime >= self.path.stat().st_mtime:
+        dest = self._cache_path(zf, key)
+        if dest.is_file():
             try:
                 cached = np.load(dest, mmap_mode="r")
                 if cached.shape == _npz_member_shape(zf, key) and cached.dtype == np.uint8:
                     return dest
             except (ValueError, OSError):
-                pass  # stale or damaged copy: rewrite it below
+                pass  # damaged copy: rewrite it below
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            pass  # reported just below
         if not os.access(dest.parent, os.W_OK):
             raise DataError(
                 f"{self.path}: memory-mapping needs a .npy copy of '{key}' but {dest.parent} is not writable; "
@@ -363,6 +391,7 @@ class MedMNISTDataset(MedicalImageDataset):
             _copy_member(zf, key, dest)
         except OSError as exc:
             raise DataError(f"{self.path}: could not write the memory-map copy {dest}: {exc}; pass another 'cache_dir'") from exc
+        _remove_stale_copies(dest, f"{self.path.stem}.{key}")
         return dest
 
     def _open_mmap(self) -> np.ndarray:
@@ -422,6 +451,10 @@ class MedMNISTDataset(MedicalImageDataset):
             state["_images"] = None
             state["_reader"] = None
         return state
+
+    def source_files(self) -> list[Path]:
+        sidecar = self.path.with_suffix(".json")
+        return [self.path] + ([sidecar] if sidecar.is_file() else [])
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()

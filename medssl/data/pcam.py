@@ -153,6 +153,9 @@ class PCAM(MedicalImageDataset):
         """The files this split reads (for checksums)."""
         return [self.x_path, self.y_path] + ([self.meta_path] if self.meta_path else [])
 
+    def source_files(self) -> List[Path]:
+        return self.files
+
     def _reset_handle(self) -> None:
         self._h5: Any = None
         self._x: Any = None

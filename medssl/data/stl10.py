@@ -152,6 +152,9 @@ class STL10(MedicalImageDataset):
         names = self.folder / "class_names.txt"
         return self._x_paths + self._y_paths + ([names] if names.is_file() else [])
 
+    def source_files(self) -> List[Path]:
+        return self.files
+
     def _readers(self) -> List[RowReader]:
         # opened lazily, once per process (a changed PID after a fork means new descriptors)
         if self._maps is None or self._maps[0].pid != os.getpid():

@@ -2,10 +2,16 @@
 
 Features of one split are written once to ``features_{split}.npz`` (keys ``features``
 ``[N, F]`` float32, ``labels``, ``fingerprint``) and reused while the fingerprint still
-matches: the sha256 of the encoder file, the dataset config, the split and the
-fingerprint of every data file. A data file's fingerprint is its size plus the sha256
-of its first and last MiB (hashing a 7 GB PCAM file on every run would cost minutes;
-any rewrite of the file changes its size or its head/tail in practice).
+matches: the sha256 of the encoder file, the dataset config, the split and the *content*
+of every file the dataset reads (``dataset.source_files()``): the full sha256 of each,
+never a timestamp and never a sample of the files. Hashing costs one sequential read of
+the data (~2 GB/s from the page cache), less than the embedding pass a hit saves, which
+reads the same bytes and runs the encoder on them; a cache that missed an edited image
+would silently report numbers of the old data.
+
+Training-run provenance (:func:`file_fingerprint`) is a record, not a cache key, and uses
+size plus the sha256 of the first and last MiB so that starting a run on a 7 GB file
+stays instant.
 """
 
 from __future__ import annotations
@@ -14,42 +20,32 @@ import hashlib
 import json
 import logging
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from medssl.errors import DataError
+from medssl.fileio import head_tail_sha256, sha256_file
 
 log = logging.getLogger(__name__)
-_CHUNK = 1 << 20
-MAX_FILES = 64  # a folder dataset may hold thousands of images: fingerprint the first ones
-
-
-def sha256_file(path: Path) -> str:
-    """Full sha256 of a file (for encoders, which are small)."""
-    h = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for block in iter(lambda: fh.read(_CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
+MAX_FILES = 64  # files listed one by one in records; the content digest covers all of them
 
 
 def file_fingerprint(path: Path) -> Dict[str, Any]:
     """``{path, size, head_tail_sha256}``: size plus sha256 of the first and last MiB."""
     p = Path(path)
-    size = p.stat().st_size
-    h = hashlib.sha256()
-    with p.open("rb") as fh:
-        h.update(fh.read(_CHUNK))
-        if size > _CHUNK:
-            fh.seek(max(_CHUNK, size - _CHUNK))
-            h.update(fh.read(_CHUNK))
-    return {"path": str(p), "size": int(size), "head_tail_sha256": h.hexdigest()}
+    return {"path": str(p), "size": int(p.stat().st_size), "head_tail_sha256": head_tail_sha256(p)}
 
 
-def data_files(config: Mapping[str, Any]) -> List[Path]:
-    """The files a registry dataset config reads (``path`` / ``csv`` / every file under
-    ``root``), sorted, at most :data:`MAX_FILES`."""
+def content_fingerprint(path: Path) -> Dict[str, Any]:
+    """``{path, size, sha256}`` with the sha256 of the whole file."""
+    p = Path(path)
+    return {"path": str(p), "size": int(p.stat().st_size), "sha256": sha256_file(p)}
+
+
+def data_files(config: Mapping[str, Any], limit: Optional[int] = MAX_FILES) -> List[Path]:
+    """The files a registry dataset config names (``path`` / ``csv`` / every file under
+    ``root``), sorted, at most ``limit`` (``None``: all)."""
     out: List[Path] = []
     for key in ("path", "csv", "root"):
         value = config.get(key)
@@ -60,22 +56,34 @@ def data_files(config: Mapping[str, Any]) -> List[Path]:
             out.append(p)
         elif p.is_dir():
             out.extend(q for q in sorted(p.rglob("*")) if q.is_file())
-    return sorted(set(out))[:MAX_FILES]
+    found = sorted(set(out))
+    return found if limit is None else found[:limit]
 
 
-def data_provenance(config: Mapping[str, Any], describe: Mapping[str, Any]) -> Dict[str, Any]:
-    """What a report records about a dataset: its config, ``describe()`` and file fingerprints."""
+def data_provenance(config: Mapping[str, Any], describe: Mapping[str, Any],
+                    files: Optional[Sequence[Path]] = None) -> Dict[str, Any]:
+    """What a report records about a dataset: its config, ``describe()``, the number of
+    files it reads, ``content_sha256`` over all of them (path, size, sha256 of each) and
+    the first :data:`MAX_FILES` fingerprints. ``files``: the dataset's
+    ``source_files()``; when it lists none, the files the config names."""
+    paths = list(files) if files else data_files(config, limit=None)
+    prints = [content_fingerprint(p) for p in paths]
+    digest = hashlib.sha256()
+    for f in prints:
+        digest.update(f"{f['path']}\0{f['size']}\0{f['sha256']}\n".encode())
     return {
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in config.items()},
         "describe": dict(describe),
-        "files": [file_fingerprint(p) for p in data_files(config)],
+        "n_files": len(prints),
+        "content_sha256": digest.hexdigest(),
+        "files": prints[:MAX_FILES],
     }
 
 
 def fingerprint(encoder_sha256: str, data: Mapping[str, Any], split: str) -> str:
     """The cache key of one split's features (a sha256 hex string)."""
     body = {"encoder": encoder_sha256, "config": data["config"], "split": split,
-            "files": [(f["path"], f["size"], f["head_tail_sha256"]) for f in data["files"]]}
+            "content": [data["n_files"], data["content_sha256"]]}
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
 

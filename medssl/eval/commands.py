@@ -112,7 +112,7 @@ def _embed(args: argparse.Namespace) -> int:
     from medssl.data.open import open_dataset
     from medssl.eval.features import embed
     from medssl.eval.transfer import encoder_file, resolve_device
-    from medssl.eval.cache import sha256_file
+    from medssl.fileio import sha256_file
     from medssl.models.export import load_encoder
 
     device = resolve_device(args.device or "auto")

@@ -19,9 +19,10 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import numpy as np
 import torch
 
-from medssl.eval.cache import cached_features, data_provenance, fingerprint, sha256_file
+from medssl.eval.cache import cached_features, data_provenance, fingerprint
 from medssl.eval.config import TransferConfig
 from medssl.errors import ConfigError, DataError
+from medssl.fileio import sha256_file
 
 log = logging.getLogger(__name__)
 HEADLINE = ("auc", "accuracy", "balanced_accuracy", "macro_f1", "ece", "brier")
@@ -179,8 +180,8 @@ def run_transfer(cfg: TransferConfig) -> TransferResult:
             f"{test_ds.task} with {test_ds.num_classes}; use a test set with the same label space"
         )
     names = [str(n) for n in train_ds.class_names] or [str(i) for i in range(num_classes)]
-    data_prov = {"train": data_provenance(train_cfg, train_ds.describe()),
-                 "test": data_provenance(test_cfg, test_ds.describe())}
+    data_prov = {"train": data_provenance(train_cfg, train_ds.describe(), train_ds.source_files()),
+                 "test": data_provenance(test_cfg, test_ds.describe(), test_ds.source_files())}
     warnings: List[str] = _label_warnings(train_ds.labels(), test_ds.labels(), task, names)
 
     cache_hits: Dict[str, bool] = {}

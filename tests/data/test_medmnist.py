@@ -112,18 +112,23 @@ def test_subset_file_lists_its_splits():
 
 
 # -- memory-mapped path -------------------------------------------------------------------------
+def _copies(folder: Path, split: str, stem: str = "breastmnist") -> list[Path]:
+    """The .npy memory-map copies of one split in ``folder``."""
+    return sorted(folder.glob(f"{stem}.{split}_images.*.npy"))
+
+
 def test_mmap_same_pixels_and_cache_reused(breast_copy):
     ram = MedMNISTDataset(path=breast_copy, split="test", mmap=False)
     mm = MedMNISTDataset(path=breast_copy, split="test", mmap=True)
-    cache = breast_copy.parent / "breastmnist.test_images.npy"
-    assert cache.is_file() and mm.describe()["mmap"] and not ram.describe()["mmap"]
-    assert not (breast_copy.parent / "breastmnist.train_images.npy").exists()  # only the asked split
+    (cache,) = _copies(breast_copy.parent, "test")
+    assert mm.describe()["mmap"] and not ram.describe()["mmap"]
+    assert not _copies(breast_copy.parent, "train")  # only the asked split
     for i in range(len(ram)):
         np.testing.assert_array_equal(mm[i][0], ram[i][0])
     np.testing.assert_array_equal(mm.labels(), ram.labels())
     mtime = cache.stat().st_mtime_ns
     again = MedMNISTDataset(path=breast_copy, split="test", mmap=True)
-    assert cache.stat().st_mtime_ns == mtime
+    assert _copies(breast_copy.parent, "test") == [cache] and cache.stat().st_mtime_ns == mtime
     np.testing.assert_array_equal(again[5][0], ram[5][0])
     # items are private copies: writing into one does not touch the map
     img = again[5][0]
@@ -131,14 +136,59 @@ def test_mmap_same_pixels_and_cache_reused(breast_copy):
     np.testing.assert_array_equal(again[5][0], ram[5][0])
 
 
-def test_mmap_cache_rebuilt_when_npz_is_newer(breast_copy):
+def _rewrite_val(path: Path, images: np.ndarray) -> None:
+    """Replace the val images of ``path`` (same shape, other pixels), keeping the other keys."""
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["val_images"] = images
+    np.savez_compressed(path, **arrays)
+
+
+@pytest.mark.parametrize("older", [True, False], ids=["older-mtime", "newer-mtime"])
+def test_mmap_cache_follows_the_npz_content_not_its_timestamp(breast_copy, older):
+    """A replaced npz gets a fresh copy even when it carries an older mtime than the
+    copy (as ``cp -p`` or ``tar`` leave it): the copy is keyed by content."""
+    first = MedMNISTDataset(path=breast_copy, split="val", mmap=True)
+    (old_copy,) = _copies(breast_copy.parent, "val")
+    original = first[0][0].copy()
+    flipped = _direct(breast_copy, "val")[0][:, ::-1, :].copy()
+    _rewrite_val(breast_copy, flipped)
+    stamp = old_copy.stat().st_mtime + (-1000 if older else 1000)
+    os.utime(breast_copy, (stamp, stamp))
+    second = MedMNISTDataset(path=breast_copy, split="val", mmap=True)
+    np.testing.assert_array_equal(second[0][0][..., 0], flipped[0])
+    assert not np.array_equal(second[0][0], original)
+    (new_copy,) = _copies(breast_copy.parent, "val")  # the stale copy is gone
+    assert new_copy != old_copy
+
+
+def test_mmap_cache_survives_a_copy_with_a_new_timestamp(breast_copy, tmp_path):
+    """The same bytes under a new mtime (a fresh ``cp``) reuse the copy: no rebuild."""
+    MedMNISTDataset(path=breast_copy, split="val", mmap=True, cache_dir=tmp_path / "cache")
+    (copy,) = _copies(tmp_path / "cache", "val")
+    stamp = copy.stat().st_mtime_ns
+    later = copy.stat().st_mtime + 1000
+    os.utime(breast_copy, (later, later))
+    ds = MedMNISTDataset(path=breast_copy, split="val", mmap=True, cache_dir=tmp_path / "cache")
+    assert _copies(tmp_path / "cache", "val") == [copy] and copy.stat().st_mtime_ns == stamp
+    np.testing.assert_array_equal(ds[1][0][..., 0], _direct(breast_copy, "val")[0][1])
+
+
+def test_mmap_cache_of_medssl_0_1_is_replaced(breast_copy):
+    """An un-keyed copy left by medssl 0.1.0 (reused by mtime) is never read, and is removed."""
+    legacy = breast_copy.parent / "breastmnist.val_images.npy"
+    np.save(legacy, np.zeros((78, 28, 28), np.uint8))
+    ds = MedMNISTDataset(path=breast_copy, split="val", mmap=True)
+    assert not legacy.exists() and len(_copies(breast_copy.parent, "val")) == 1
+    np.testing.assert_array_equal(ds[0][0][..., 0], _direct(breast_copy, "val")[0][0])
+
+
+def test_mmap_damaged_copy_is_rebuilt(breast_copy):
     MedMNISTDataset(path=breast_copy, split="val", mmap=True)
-    cache = breast_copy.parent / "breastmnist.val_images.npy"
-    old = cache.stat().st_mtime
-    os.utime(cache, (old - 100, old - 100))
-    os.utime(breast_copy, (old, old))
-    MedMNISTDataset(path=breast_copy, split="val", mmap=True)
-    assert cache.stat().st_mtime > old - 100
+    (copy,) = _copies(breast_copy.parent, "val")
+    copy.write_bytes(copy.read_bytes()[:500])
+    ds = MedMNISTDataset(path=breast_copy, split="val", mmap=True)
+    np.testing.assert_array_equal(ds[3][0][..., 0], _direct(breast_copy, "val")[0][3])
 
 
 def test_mmap_pickles_without_the_array(breast_copy):
@@ -156,7 +206,7 @@ def test_mmap_auto_for_large_images(tmp_path):
                               info={"task": "binary", "class_names": ["no", "yes"]})
     ds = MedMNISTDataset(path=path, split="train")
     assert ds.flag == "fundus" and ds.size == 128 and ds.describe()["mmap"]
-    assert (tmp_path / "fundus_128.train_images.npy").is_file()
+    assert len(_copies(tmp_path, "train", stem="fundus_128")) == 1
     np.testing.assert_array_equal(ds[2][0], imgs[2])
 
 
@@ -170,7 +220,7 @@ def test_mmap_unwritable_dir_suggests_cache_dir(breast_copy, tmp_path, monkeypat
     cache = tmp_path / "cache"
     cache.mkdir()
     ds = MedMNISTDataset(path=breast_copy, split="val", mmap=True, cache_dir=cache)
-    assert (cache / "breastmnist.val_images.npy").is_file() and len(ds) == 78
+    assert len(_copies(cache, "val")) == 1 and len(ds) == 78
 
 
 # -- custom and multilabel files ------------------------------------------------------------------
