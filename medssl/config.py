@@ -21,17 +21,24 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
+import math
+import numbers
+import os
 import types
 import typing
 from dataclasses import dataclass  # noqa: F401  (used in the module doctest)
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Type, TypeVar, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Type, TypeVar, Union
 
 import yaml
 
 from medssl.errors import ConfigError
 
 T = TypeVar("T")
+
+#: A filesystem path as users pass it: a string or any ``os.PathLike`` (``pathlib.Path``).
+PathLike = Union[str, "os.PathLike[str]"]
 
 __all__ = [
     "load_yaml",
@@ -40,7 +47,12 @@ __all__ = [
     "from_mapping",
     "to_dict",
     "closest",
+    "check_keys",
+    "check_choice",
+    "check_kwargs",
     "check_range",
+    "builder_keywords",
+    "PathLike",
 ]
 
 
@@ -55,7 +67,7 @@ def _where(source: Optional[str], dotted: str) -> str:
     return f"{loc} in {source}" if source else loc
 
 
-def load_yaml(path: Union[str, Path]) -> Dict[str, Any]:
+def load_yaml(path: PathLike) -> Dict[str, Any]:
     """Read a YAML mapping with the safe loader; errors name the file (and line)."""
     p = Path(path)
     if not p.is_file():
@@ -146,13 +158,7 @@ def _convert(tp: Any, value: Any, dotted: str, source: Optional[str]) -> Any:
             f"{' or '.join(_type_name(a) for a in args)}"
         )
     if origin is typing.Literal:
-        if value in args:
-            return value
-        hint = closest(str(value), [str(a) for a in args])
-        extra = f" Did you mean {hint!r}?" if hint else ""
-        raise ConfigError(
-            f"{_where(source, dotted)}: {value!r} is not one of {list(args)}.{extra}"
-        )
+        return check_choice(_where(source, dotted), value, args)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{_where(source, dotted)} must be a mapping, got {value!r}")
@@ -214,10 +220,7 @@ def from_mapping(cls: Type[T], data: Mapping[str, Any], source: Optional[str] = 
     kwargs: Dict[str, Any] = {}
     for key, value in data.items():
         dotted = f"{prefix}.{key}" if prefix else str(key)
-        if key not in fields:
-            hint = closest(str(key), list(fields))
-            extra = f" Did you mean '{hint}'?" if hint else f" Valid keys: {', '.join(sorted(fields))}."
-            raise ConfigError(f"unknown {_where(source, dotted)}.{extra}")
+        check_keys([key], list(fields), source or "", prefix)
         kwargs[key] = _convert(hints[key], value, dotted, source)
     missing = [
         name
@@ -249,16 +252,106 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
-def check_range(name: str, value: float, lo: Optional[float] = None, hi: Optional[float] = None,
-                lo_open: bool = False, hi_open: bool = False) -> None:
-    """Raise :class:`ConfigError` unless ``lo <= value <= hi`` (open ends when asked)."""
-    bad = (
-        (lo is not None and (value <= lo if lo_open else value < lo))
-        or (hi is not None and (value >= hi if hi_open else value > hi))
-    )
-    if bad:
-        left = "(" if lo_open else "["
-        right = ")" if hi_open else "]"
-        rng = f"{left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}"
-        raise ConfigError(f"{name} must be in {rng}, got {value!r}")
+def check_keys(keys: Iterable[Any], valid: Sequence[str], where: str = "", prefix: str = "") -> None:
+    """Raise :class:`ConfigError` for the first of ``keys`` not in ``valid``.
 
+    The one unknown-key message of medssl: the key (dotted with ``prefix``), ``where`` it
+    was found (a file, a section, a builder), the closest valid key and all valid keys.
+    """
+    for key in keys:
+        if key in valid:
+            continue
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        hint = closest(str(key), valid)
+        extra = f" Did you mean '{hint}'?" if hint else ""
+        at = f" in {where}" if where else ""
+        listing = ", ".join(valid) if valid else "none"
+        raise ConfigError(f"unknown key '{dotted}'{at}.{extra} Valid keys: {listing}.")
+
+
+def check_choice(name: str, value: Any, choices: Sequence[Any]) -> Any:
+    """``value`` if it is one of ``choices``, else :class:`ConfigError` listing them (with the
+    closest one when there is one)."""
+    if value in choices and not (isinstance(value, bool) and not any(isinstance(c, bool) for c in choices)):
+        return value
+    hint = closest(str(value), [str(c) for c in choices])
+    extra = f". Did you mean {hint!r}?" if hint else ""
+    raise ConfigError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}{extra}")
+
+
+def builder_keywords(builder: Callable[..., Any]) -> Optional[List[str]]:
+    """The keyword arguments a builder (function or class) accepts; for a ``**kwargs``-only
+    builder, those of the class its return annotation names. ``None`` when that cannot be told."""
+    sig = _builder_signature(builder)
+    if sig is None:
+        return None
+    return [n for n, p in sig.parameters.items()
+            if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+
+
+def _builder_signature(builder: Callable[..., Any]) -> Optional[inspect.Signature]:
+    try:
+        sig = inspect.signature(builder)
+    except (TypeError, ValueError):  # some builtins have no signature: no static check
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
+        try:
+            ret = typing.get_type_hints(builder).get("return")
+        except Exception:  # an annotation that does not resolve: no static check
+            return None
+        if not inspect.isclass(ret):
+            return None
+        sig = inspect.signature(ret)
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
+            return None
+    return sig
+
+
+def check_kwargs(builder: Callable[..., Any], kwargs: Mapping[str, Any], where: str = "", prefix: str = "") -> None:
+    """Check ``kwargs`` against ``builder``'s signature before calling it: an unknown key or
+    a missing required one is a :class:`ConfigError` naming it and ``where`` (Python's own
+    ``TypeError`` would not say which config it came from)."""
+    sig = _builder_signature(builder)
+    if sig is None:
+        return
+    valid = [n for n, p in sig.parameters.items()
+             if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+    check_keys(kwargs, valid, where, prefix)
+    missing = [n for n in valid if n not in kwargs and n != "self" and sig.parameters[n].default is inspect.Parameter.empty]
+    if missing:
+        at = f" in {where}" if where else ""
+        raise ConfigError(f"missing required key(s) {', '.join(missing)}{at}")
+
+
+def check_range(name: str, value: Any, lo: Optional[float] = None, hi: Optional[float] = None,
+                lo_open: bool = False, hi_open: bool = False, integer: bool = False) -> Any:
+    """``value`` if it is a finite number with ``lo <= value <= hi`` (strict at an open end),
+    else :class:`ConfigError` naming ``name``, the allowed range and the value.
+
+    NaN and infinities are always refused (a NaN fails every comparison, so a range test
+    written the wrong way round would let it through). ``integer=True`` also refuses
+    non-integers. Returns ``int(value)`` when ``integer``, else ``float(value)``.
+    """
+    if lo is None and hi is None:
+        rng = ""
+    elif hi is None:
+        rng = f" {'>' if lo_open else '>='} {lo}"
+    elif lo is None:
+        rng = f" {'<' if hi_open else '<='} {hi}"
+    else:
+        rng = f" in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or (
+        integer and not isinstance(value, numbers.Integral)
+    ):
+        raise ConfigError(f"{name} must be {kind}{rng}, got {value!r}")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ConfigError(f"{name} must be a finite number{rng}, got {value!r}")
+    inside = (
+        (lo is None or (v > lo if lo_open else v >= lo))
+        and (hi is None or (v < hi if hi_open else v <= hi))
+    )
+    if not inside:
+        raise ConfigError(f"{name} must be {kind + rng if integer else rng.lstrip()}, got {value!r}")
+    return int(value) if integer else v

@@ -10,10 +10,10 @@ lookup by name works whichever module the caller imported first.
 
 from __future__ import annotations
 
-import difflib
 import importlib
-from typing import Any, Callable, Dict, Iterator, Mapping, TypeVar
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, TypeVar
 
+from medssl.config import check_kwargs, closest
 from medssl.errors import RegistryError
 
 T = TypeVar("T", bound=Callable[..., Any])
@@ -57,20 +57,43 @@ class Registry:
         self._load()
         key = str(name).lower()
         if key not in self._entries:
-            close = difflib.get_close_matches(key, list(self._entries), n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            close = closest(key, list(self._entries))
+            hint = f" Did you mean {close!r}?" if close else ""
             raise RegistryError(
                 f"unknown {self.kind} {name!r}.{hint} Valid names: {', '.join(sorted(self._entries))}"
             )
         return self._entries[key]
 
+    def check(self, cfg: Mapping[str, Any], source: Optional[str] = None, section: str = "",
+              provided: tuple = ()) -> Callable[..., Any]:
+        """Check a ``{"name": ..., **kwargs}`` mapping without building: the name is known and
+        every other key is an argument of its builder (:func:`medssl.config.check_kwargs`).
+        ``source`` (a file) and ``section`` (its dotted key) are named in errors;
+        ``provided`` are argument names the caller supplies itself. Returns the builder."""
+        at = f" in {source}" if source else ""
+        if not isinstance(cfg, Mapping) or "name" not in cfg:
+            got = f"got keys {sorted(cfg)}" if isinstance(cfg, Mapping) else f"got {cfg!r}"
+            label = f"'{section}'" if section else f"a {self.kind} config"
+            raise RegistryError(f"{label} needs a 'name' key{at} ({', '.join(self.names())}); {got}")
+        try:
+            builder = self.get(cfg["name"])
+        except RegistryError as exc:
+            if not section and not source:
+                raise
+            raise RegistryError(f"{section + '.name' if section else 'name'}{at}: {exc}") from exc
+        where = f"{source} ({self.kind} {cfg['name']!r})" if source else f"{self.kind} {cfg['name']!r}"
+        given = {k: v for k, v in cfg.items() if k != "name"}
+        given.update({k: None for k in provided})
+        check_kwargs(builder, given, where, section)
+        return builder
+
     def build(self, cfg: Mapping[str, Any], **extra: Any) -> Any:
-        """Call the builder named by ``cfg['name']`` with the remaining keys as keyword arguments."""
-        if "name" not in cfg:
-            raise RegistryError(f"a {self.kind} config needs a 'name' key; got keys {sorted(cfg)}")
+        """Call the builder named by ``cfg['name']`` with the remaining keys (and ``extra``) as
+        keyword arguments, after :meth:`check` has checked them against its signature."""
         kwargs = {k: v for k, v in cfg.items() if k != "name"}
         kwargs.update(extra)
-        return self.get(cfg["name"])(**kwargs)
+        builder = self.check({"name": cfg.get("name"), **kwargs} if "name" in cfg else cfg)
+        return builder(**kwargs)
 
     def names(self) -> list[str]:
         self._load()

@@ -8,6 +8,10 @@ import pytest
 
 from medssl.config import (
     apply_overrides,
+    builder_keywords,
+    check_choice,
+    check_keys,
+    check_kwargs,
     check_range,
     closest,
     from_mapping,
@@ -90,7 +94,7 @@ def test_bool_is_not_an_int() -> None:
 
 
 def test_literal_suggests_closest_choice() -> None:
-    with pytest.raises(ConfigError, match=r"'adamw' is not one of .*Did you mean 'adam'"):
+    with pytest.raises(ConfigError, match=r"must be one of adam, sgd, lars, got 'adamw'\. Did you mean 'adam'"):
         from_mapping(Optim, {"name": "adamw"})
 
 
@@ -102,7 +106,7 @@ def test_optional_accepts_none_and_value() -> None:
 
 
 def test_range_check_in_post_init_names_file() -> None:
-    with pytest.raises(ConfigError, match=r"cfg.yaml: optim: optim.lr must be in \(0.0, inf\], got -1"):
+    with pytest.raises(ConfigError, match=r"cfg.yaml: optim: optim.lr must be > 0.0, got -1"):
         from_mapping(Train, {"optim": {"lr": -1}}, source="cfg.yaml")
 
 
@@ -170,3 +174,62 @@ def test_to_dict_round_trip() -> None:
 def test_closest() -> None:
     assert closest("lrr", ["lr", "epochs"]) == "lr"
     assert closest("qqqq", ["lr", "epochs"]) is None
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_range_refuses_nan_and_infinity_even_without_bounds(value: float) -> None:
+    with pytest.raises(ConfigError, match=r"x must be a finite number in \[0, 1\]"):
+        check_range("x", value, lo=0, hi=1)
+    with pytest.raises(ConfigError, match="must be a finite number"):
+        check_range("x", value)
+    with pytest.raises(ConfigError, match="finite"):
+        from_mapping(Optim, {"lr": value})
+
+
+def test_range_bounds_types_and_return_value() -> None:
+    assert check_range("x", 1, lo=0, hi=1) == 1.0 and isinstance(check_range("x", 1, lo=0), float)
+    assert check_range("k", 3, lo=1, integer=True) == 3
+    with pytest.raises(ConfigError, match=r"x must be in \(0, 1\), got 1"):
+        check_range("x", 1, lo=0, hi=1, lo_open=True, hi_open=True)
+    with pytest.raises(ConfigError, match="x must be <= 2, got 3"):
+        check_range("x", 3, hi=2)
+    with pytest.raises(ConfigError, match="k must be an integer >= 1, got 0.5"):
+        check_range("k", 0.5, lo=1, integer=True)
+    with pytest.raises(ConfigError, match="k must be an integer >= 1, got 0"):
+        check_range("k", 0, lo=1, integer=True)
+    for bad in (True, "1", None, [1]):
+        with pytest.raises(ConfigError, match="must be a number"):
+            check_range("x", bad, lo=0)
+
+
+def test_check_keys_message_names_key_place_hint_and_valid_keys() -> None:
+    check_keys(["lr"], ["lr", "epochs"], "a.yaml")
+    with pytest.raises(ConfigError, match=r"^unknown key 'optim.lrr' in a.yaml\. Did you mean 'lr'\? Valid keys: lr, epochs\.$"):
+        check_keys(["lr", "lrr"], ["lr", "epochs"], "a.yaml", prefix="optim")
+    with pytest.raises(ConfigError, match=r"^unknown key 'zzz'\. Valid keys: none\.$"):
+        check_keys(["zzz"], [])
+
+
+def test_check_choice() -> None:
+    assert check_choice("mode", "b", ("a", "b")) == "b"
+    with pytest.raises(ConfigError, match="mode must be one of 1, 3, got True"):
+        check_choice("mode", True, (1, 3))
+
+
+class _Thing:
+    def __init__(self, size: int, scale: float = 1.0) -> None:
+        self.size, self.scale = size, scale
+
+
+def _make_thing(**kwargs) -> "_Thing":
+    return _Thing(**kwargs)
+
+
+def test_builder_keywords_and_check_kwargs_read_the_signature() -> None:
+    assert builder_keywords(_Thing) == ["size", "scale"]
+    assert builder_keywords(_make_thing) == ["size", "scale"]  # **kwargs: the annotated return class
+    check_kwargs(_make_thing, {"size": 2})
+    with pytest.raises(ConfigError, match=r"unknown key 'sise' in thing 'x'\. Did you mean 'size'"):
+        check_kwargs(_Thing, {"sise": 2}, "thing 'x'")
+    with pytest.raises(ConfigError, match="missing required key\\(s\\) size in thing 'x'"):
+        check_kwargs(_Thing, {"scale": 2.0}, "thing 'x'")

@@ -4,8 +4,8 @@ Importing this package registers the presets ("histo", "natural", "gray", "eval"
 :data:`medssl.registry.AUGMENTATIONS`. See docs/augmentation.md.
 """
 
+from medssl.augment.plan import AugmentPlan
 from medssl.augment.presets import (
-    AugmentPlan,
     EvalParams,
     GrayParams,
     HistoParams,

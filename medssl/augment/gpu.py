@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from medssl.augment import colour, hed
-from medssl.augment.presets import AugmentPlan, PresetParams, resolve_params
+from medssl.augment.plan import AugmentPlan
+from medssl.augment.presets import PresetParams, resolve_params
 from medssl.errors import ConfigError
 
 DEVICES = ("auto", "cpu", "cuda")

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from medssl.augment import colour, geometry, hed
-from medssl.augment.presets import AugmentPlan
+from medssl.augment.plan import AugmentPlan
 from medssl.errors import ConfigError, DataError
 
 RngLike = Union[np.random.Generator, torch.Generator, int, None]

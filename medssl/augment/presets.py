@@ -2,7 +2,7 @@
 
 A preset is a frozen dataclass of parameters (``HistoParams``, ``NaturalParams``,
 ``GrayParams``, ``EvalParams``) registered in :data:`medssl.registry.AUGMENTATIONS`;
-its :meth:`plan` lowers it to one :class:`AugmentPlan`, which both the per-image CPU
+its :meth:`plan` lowers it to one :class:`~medssl.augment.plan.AugmentPlan`, which both the per-image CPU
 path (:mod:`medssl.augment.pipeline`) and the batched on-device path
 (:mod:`medssl.augment.gpu`) execute, so the two cannot drift apart.
 
@@ -13,91 +13,31 @@ path (:mod:`medssl.augment.pipeline`) and the batched on-device path
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import numbers
 from dataclasses import dataclass
-from typing import Any, ClassVar, Dict, Mapping, Optional, Tuple, Union
+from typing import Any, ClassVar, Mapping, Optional, Tuple, Union
 
+from medssl.augment.pipeline import Augment
+from medssl.augment.plan import IMAGENET_MEAN, IMAGENET_STD, AugmentPlan, Pair
+from medssl.config import check_range
 from medssl.errors import ConfigError
 from medssl.registry import AUGMENTATIONS
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 HED_STRENGTHS = {"light": 0.05, "strong": 0.2}
 PCAM_CENTER = 32  # PCAM labels a 96x96 tile by its central 32x32 region
-
-Pair = Tuple[float, float]
-
-
-@dataclass(frozen=True)
-class AugmentPlan:
-    """Every operation with its resolved parameters, in execution order.
-
-    ``mode`` is "random" (training views) or "eval" (deterministic). Probabilities are
-    per call; ranges are inclusive ``(low, high)``.
-    """
-
-    mode: str
-    work_channels: Optional[int]  # channels the ops run on (None = as the input)
-    out_channels: Optional[int]  # channels of the output (None = as work_channels)
-    mean: Optional[Tuple[float, ...]]  # None = ImageNet (its channel average for 1 channel)
-    std: Optional[Tuple[float, ...]]
-    stain_normalize: bool = False
-    scale: Pair = (1.0, 1.0)
-    ratio: Pair = (1.0, 1.0)
-    keep_center: int = 0
-    crop_fraction: float = 1.0
-    d4: bool = False
-    hflip_p: float = 0.0
-    vflip_p: float = 0.0
-    rotate_degrees: float = 0.0
-    hed_theta: float = 0.0
-    hed_p: float = 0.0
-    jitter_p: float = 0.0
-    brightness: float = 0.0
-    contrast: float = 0.0
-    saturation: float = 0.0
-    hue: float = 0.0
-    grayscale_p: float = 0.0
-    blur_p: float = 0.0
-    blur_sigma: Pair = (0.1, 2.0)
-    blur_min_size: int = 64
-
-    def blur_active(self, image_size: int) -> bool:
-        """Blur runs only when enabled and the output is at least ``blur_min_size`` px:
-        at 28 px a sigma-2 blur erases the texture that carries the label."""
-        return self.blur_p > 0 and image_size >= self.blur_min_size
-
-    def normalisation(self, channels: int) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
-        """Mean and std for an output with ``channels`` channels (length-1 values broadcast)."""
-        if channels == 1:
-            default_mean, default_std = (sum(IMAGENET_MEAN) / 3,), (sum(IMAGENET_STD) / 3,)
-        else:
-            default_mean, default_std = IMAGENET_MEAN, IMAGENET_STD
-        mean, std = self.mean or default_mean, self.std or default_std
-        mean = mean * channels if len(mean) == 1 else mean
-        std = std * channels if len(std) == 1 else std
-        if len(mean) != channels or len(std) != channels:
-            raise ConfigError(
-                f"augmentation mean/std have {len(mean)}/{len(std)} values but the output has "
-                f"{channels} channel(s); give 1 or {channels} values"
-            )
-        return mean, std
-
 
 # ----------------------------------------------------------------------------- validation
 
 
 def _fail(preset: str, key: str, why: str, value: Any) -> ConfigError:
-    return ConfigError(f"augmentation {preset!r}: parameter {key!r} {why}, got {value!r}")
+    return ConfigError(f"{_label(preset, key)} {why}, got {value!r}")
+
+
+def _label(preset: str, key: str) -> str:
+    return f"augmentation {preset!r}: parameter {key!r}"
 
 
 def _number(preset: str, key: str, v: Any, lo: float, hi: float) -> float:
-    if isinstance(v, bool) or not isinstance(v, numbers.Real):
-        raise _fail(preset, key, "must be a number", v)
-    if not lo <= float(v) <= hi:
-        raise _fail(preset, key, f"must be in [{lo}, {hi}]", v)
-    return float(v)
+    return check_range(_label(preset, key), v, lo=lo, hi=hi)
 
 
 def _pair(preset: str, key: str, v: Any, lo: float, hi: float) -> Pair:
@@ -125,11 +65,7 @@ def _flag(preset: str, key: str, v: Any) -> bool:
 
 
 def _int(preset: str, key: str, v: Any, lo: int, hi: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-        raise _fail(preset, key, "must be an integer", v)
-    if not lo <= int(v) <= hi:
-        raise _fail(preset, key, f"must be in [{lo}, {hi}]", v)
-    return int(v)
+    return check_range(_label(preset, key), v, lo=lo, hi=hi, integer=True)
 
 
 def _channels(preset: str, key: str, v: Any, allow_none: bool) -> Optional[int]:
@@ -326,37 +262,9 @@ class EvalParams(PresetParams):
         )  # fmt: skip
 
 
-PRESETS: Dict[str, type] = {}
-
-
-def _register(cls: type) -> type:
-    """Register a builder ``(**params) -> params dataclass`` that validates keys."""
-    PRESETS[cls.preset] = cls
-
-    def build(**params: Any) -> PresetParams:
-        return make_params(cls, params)
-
-    build.__doc__ = cls.__doc__
-    AUGMENTATIONS.register(cls.preset)(build)
-    return cls
-
-
 for _cls in (HistoParams, NaturalParams, GrayParams, EvalParams):
-    _register(_cls)
-
-
-def make_params(cls: type, params: Mapping[str, Any]) -> PresetParams:
-    """Instantiate preset ``cls`` from a mapping; an unknown key is a ConfigError naming the
-    key and the closest valid one."""
-    valid = [f.name for f in dataclasses.fields(cls)]
-    for key in params:
-        if key not in valid:
-            close = difflib.get_close_matches(str(key), valid, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(
-                f"augmentation {cls.preset!r}: unknown parameter {key!r}.{hint} Valid parameters: {', '.join(valid)}"
-            )
-    return cls(**dict(params))
+    # The registry checks a mapping's keys against the dataclass fields before building.
+    AUGMENTATIONS.register(_cls.preset)(_cls)
 
 
 def resolve_params(name_or_cfg: Union[str, Mapping[str, Any], PresetParams], **overrides: Any) -> PresetParams:
@@ -377,7 +285,7 @@ def resolve_params(name_or_cfg: Union[str, Mapping[str, Any], PresetParams], **o
     else:
         raise ConfigError(f"augmentation must be a preset name or a mapping, got {type(name_or_cfg).__name__}")
     params.update(overrides)
-    return AUGMENTATIONS.get(name)(**params)
+    return AUGMENTATIONS.build({"name": name, **params})
 
 
 def build_augmentation(
@@ -388,14 +296,11 @@ def build_augmentation(
     ``name_or_cfg``: "histo" | "natural" | "gray" | "eval", or a mapping with ``name``
     and parameter overrides; ``overrides`` win over the mapping. See docs/augmentation.md.
     """
-    from medssl.augment.pipeline import Augment
-
     params = resolve_params(name_or_cfg, **overrides)
     return Augment(params.plan(), image_size, name=params.preset)
 
 
 __all__ = [
     "AugmentPlan", "PresetParams", "HistoParams", "NaturalParams", "GrayParams", "EvalParams",
-    "PRESETS", "IMAGENET_MEAN", "IMAGENET_STD", "PCAM_CENTER", "build_augmentation",
-    "make_params", "resolve_params",
+    "IMAGENET_MEAN", "IMAGENET_STD", "PCAM_CENTER", "build_augmentation", "resolve_params",
 ]  # fmt: skip

@@ -20,7 +20,6 @@ Detection rules for a path (first match wins):
 
 from __future__ import annotations
 
-import inspect
 import re
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Union
@@ -135,11 +134,4 @@ def open_dataset(spec: Spec, split: Optional[str] = None, **kwargs: Any) -> Medi
     ``split`` (and any ``kwargs``) override what the spec says. Raises :class:`DataError`
     when a path's format cannot be recognised, naming what was looked for.
     """
-    cfg = resolve_config(spec, split, **kwargs)
-    builder = DATASETS.get(cfg["name"])
-    params = {k: v for k, v in cfg.items() if k != "name"}
-    try:
-        inspect.signature(builder).bind(**params)
-    except TypeError as exc:
-        raise ConfigError(f"dataset {cfg['name']!r}: invalid config keys {sorted(params)}: {exc}") from exc
-    return builder(**params)
+    return DATASETS.build(resolve_config(spec, split, **kwargs))

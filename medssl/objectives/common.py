@@ -7,84 +7,54 @@ thin layer between a config mapping and those functions.
 
 from __future__ import annotations
 
-import difflib
-import inspect
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence, Type, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 
+from medssl.config import check_choice as config_check_choice
+from medssl.config import check_range
 from medssl.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
     from medssl.objectives.neighbours import Neighbours
     from medssl.objectives.support_set import SupportSet
 
-T = TypeVar("T")
 SelectorSpec = Union[None, str, Mapping[str, Any]]
 
 
 # ----------------------------------------------------------------------------- config checks
+# Thin wrappers: each names the objective, then defers to the one range / choice checker
+# of medssl.config (which also refuses NaN and infinities).
+def _label(objective: str, name: str) -> str:
+    return f"objective {objective!r}: {name}"
+
+
 def check_positive(objective: str, name: str, value: Any) -> float:
-    """``value`` as a float > 0, else :class:`ConfigError` naming ``name`` and ``value``."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"objective {objective!r}: {name} must be a number > 0, got {value!r}") from exc
-    if not v > 0:
-        raise ConfigError(f"objective {objective!r}: {name} must be > 0, got {value!r}")
-    return v
+    """``value`` as a finite float > 0, else :class:`ConfigError` naming ``name`` and ``value``."""
+    return check_range(_label(objective, name), value, lo=0, lo_open=True)
 
 
-def check_range(objective: str, name: str, value: Any, lo: float, hi: float) -> float:
-    """``value`` as a float in ``[lo, hi]``, else :class:`ConfigError`."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"objective {objective!r}: {name} must be a number in [{lo}, {hi}], got {value!r}") from exc
-    if not lo <= v <= hi:
-        raise ConfigError(f"objective {objective!r}: {name} must be in [{lo}, {hi}], got {value!r}")
-    return v
+def check_between(objective: str, name: str, value: Any, lo: float, hi: Optional[float]) -> float:
+    """``value`` as a finite float in ``[lo, hi]`` (``hi=None``: no upper bound), else :class:`ConfigError`."""
+    return check_range(_label(objective, name), value, lo=lo, hi=hi)
 
 
 def check_int(objective: str, name: str, value: Any, minimum: int) -> int:
     """``value`` as an int >= ``minimum``, else :class:`ConfigError`."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"objective {objective!r}: {name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+    return check_range(_label(objective, name), value, lo=minimum, integer=True)
 
 
 def check_choice(objective: str, name: str, value: Any, choices: Sequence[str]) -> str:
     """``value`` if it is one of ``choices``, else :class:`ConfigError` listing them."""
-    if value not in choices:
-        raise ConfigError(
-            f"objective {objective!r}: unknown {name} {value!r}; valid values: {', '.join(map(repr, choices))}"
-        )
-    return str(value)
+    return str(config_check_choice(_label(objective, name), value, choices))
 
 
 def check_bool(objective: str, name: str, value: Any) -> bool:
     """``value`` if it is a bool (YAML ``true``/``false``), else :class:`ConfigError`."""
     if not isinstance(value, bool):
-        raise ConfigError(f"objective {objective!r}: {name} must be true or false, got {value!r}")
+        raise ConfigError(f"{_label(objective, name)} must be true or false, got {value!r}")
     return value
-
-
-def build_checked(cls: Type[T], objective: str, kwargs: Mapping[str, Any]) -> T:
-    """``cls(**kwargs)`` after checking every key is a constructor option.
-
-    An unknown key raises :class:`ConfigError` naming it, the closest valid key and the
-    valid ones (Python's own ``TypeError`` would not say which config it came from).
-    """
-    params = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-    for key in kwargs:
-        if key not in params:
-            close = difflib.get_close_matches(key, params, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(
-                f"objective {objective!r}: unknown option {key!r}.{hint} Valid options: {', '.join(params)}"
-            )
-    return cls(**kwargs)
 
 
 # ----------------------------------------------------------------------------- selectors

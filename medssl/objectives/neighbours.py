@@ -16,8 +16,6 @@ query towards its neighbour merely to shrink the noise.
 
 from __future__ import annotations
 
-import difflib
-import inspect
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 
@@ -25,16 +23,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from medssl.errors import ConfigError
+from medssl.config import check_range
 from medssl.objectives.support_set import SupportSet
 from medssl.registry import NEIGHBOURS
 
 
 def _check_alpha_beta(alpha: float, beta: float) -> None:
-    if not 0.0 <= float(alpha) <= 1.0:
-        raise ConfigError(f"pnn alpha must be in [0, 1] (0 = the neighbour, 1 = the query); got {alpha}")
-    if float(beta) < 0.0:
-        raise ConfigError(f"pnn beta (noise scale) must be >= 0; got {beta}")
+    check_range("pnn alpha", alpha, lo=0.0, hi=1.0)
+    check_range("pnn beta (noise scale)", beta, lo=0.0)
 
 
 def _randn_like(x: Tensor, generator: Optional[torch.Generator]) -> Tensor:
@@ -142,8 +138,7 @@ class TopKSelector(NeighbourSelector):
     """The ``k`` most similar queue rows (SNCLR's candidates, PSM's mined positives)."""
 
     def __init__(self, k: int = 30) -> None:
-        if int(k) < 1:
-            raise ConfigError(f"topk neighbours: k must be >= 1; got {k}")
+        check_range("topk neighbours: k", k, lo=1, integer=True)
         self.k = int(k)
 
 
@@ -159,8 +154,7 @@ class PseudoNNSelector(NeighbourSelector):
     def __init__(
         self, k: int = 1, alpha: float = 0.25, beta: float = 0.10, renormalize: bool = False, pnn_grad: bool = True
     ) -> None:
-        if int(k) < 1:
-            raise ConfigError(f"pnn neighbours: k must be >= 1; got {k}")
+        check_range("pnn neighbours: k", k, lo=1, integer=True)
         _check_alpha_beta(alpha, beta)
         self.k = int(k)
         self.alpha, self.beta = float(alpha), float(beta)
@@ -178,17 +172,8 @@ class PseudoNNSelector(NeighbourSelector):
 
 def build_selector(name: str, **kwargs: Any) -> NeighbourSelector:
     """A selector from config: ``build_selector("pnn", alpha=0.25)``; unknown options are a
-    ConfigError naming the option and the valid ones."""
-    cls = NEIGHBOURS.get(name)
-    params = [p for p in inspect.signature(cls).parameters if p != "self"]
-    for key in kwargs:
-        if key not in params:
-            close = difflib.get_close_matches(key, params, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(
-                f"unknown option {key!r} for neighbours {name!r}.{hint} Valid options: {params or 'none'}"
-            )
-    return cls(**kwargs)
+    ConfigError naming the option and the valid ones (checked by the registry)."""
+    return NEIGHBOURS.build({"name": name, **kwargs})
 
 
 def neighbour_diagnostics(

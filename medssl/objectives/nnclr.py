@@ -12,7 +12,6 @@ from medssl.objectives.base import Diagnostics, Objective, ViewOutputs, embeddin
 from medssl.objectives.common import (
     SelectorSpec,
     SeededGenerators,
-    build_checked,
     check_positive,
     look_up,
     neighbour_stats,
@@ -99,7 +98,4 @@ class NNCLR(Objective):
         return loss, diag
 
 
-@OBJECTIVES.register("nnclr")
-def build_nnclr(**kwargs: Any) -> NNCLR:
-    """Registry builder: ``OBJECTIVES.build({"name": "nnclr", "tau": 0.1})``."""
-    return build_checked(NNCLR, "nnclr", kwargs)
+OBJECTIVES.register("nnclr")(NNCLR)

@@ -16,11 +16,10 @@ from medssl.objectives.base import Diagnostics, Objective, ViewOutputs, embeddin
 from medssl.objectives.common import (
     SelectorSpec,
     SeededGenerators,
-    build_checked,
+    check_between,
     check_bool,
     check_choice,
     check_positive,
-    check_range,
     look_up,
     neighbour_stats,
     require_support,
@@ -102,12 +101,12 @@ class PNNCLR(Objective):
     ) -> None:
         super().__init__()
         self.tau = check_positive(self.name, "tau", tau)
-        self.alpha = check_range(self.name, "alpha", alpha, 0.0, 1.0)
-        self.beta = check_range(self.name, "beta", beta, 0.0, float("inf"))
+        self.alpha = check_between(self.name, "alpha", alpha, 0.0, 1.0)
+        self.beta = check_between(self.name, "beta", beta, 0.0, None)
         self.renormalize = check_bool(self.name, "renormalize", renormalize)
         self.pnn_grad = check_bool(self.name, "pnn_grad", pnn_grad)
         self.queue_source = check_choice(self.name, "queue_source", queue_source, QUEUE_SOURCES)
-        self.ema_base = check_range(self.name, "ema_base", ema_base, 0.0, 1.0)
+        self.ema_base = check_between(self.name, "ema_base", ema_base, 0.0, 1.0)
         pnn = {"k": 1, "alpha": self.alpha, "beta": self.beta, "renormalize": self.renormalize,
                "pnn_grad": self.pnn_grad}
         self.selector = resolve_selector(self.name, neighbours, "pnn", {"pnn": pnn, "topk": {"k": 1}})
@@ -143,7 +142,4 @@ class PNNCLR(Objective):
         return loss, diag
 
 
-@OBJECTIVES.register("pnnclr")
-def build_pnnclr(**kwargs: Any) -> PNNCLR:
-    """Registry builder: ``OBJECTIVES.build({"name": "pnnclr", "alpha": 0.1})``."""
-    return build_checked(PNNCLR, "pnnclr", kwargs)
+OBJECTIVES.register("pnnclr")(PNNCLR)

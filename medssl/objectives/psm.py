@@ -17,12 +17,11 @@ from medssl.objectives.base import Diagnostics, Objective, ViewOutputs, embeddin
 from medssl.objectives.common import (
     SelectorSpec,
     SeededGenerators,
-    build_checked,
+    check_between,
     check_bool,
     check_choice,
     check_int,
     check_positive,
-    check_range,
     look_up,
     neighbour_stats,
     require_support,
@@ -169,11 +168,11 @@ class PSM(Objective):
         self.tau = check_positive(self.name, "tau", tau)
         self.k = check_int(self.name, "k", k, 1)
         self.tau_w = check_positive(self.name, "tau_w", tau_w)
-        self.w_hard = check_range(self.name, "w_hard", w_hard, 0.0, float("inf"))
-        self.w_soft = check_range(self.name, "w_soft", w_soft, 0.0, float("inf"))
+        self.w_hard = check_between(self.name, "w_hard", w_hard, 0.0, None)
+        self.w_soft = check_between(self.name, "w_soft", w_soft, 0.0, None)
         self.sampler = check_choice(self.name, "sampler", sampler, SAMPLERS)
         self.a = check_positive(self.name, "a", a)
-        self.delta = check_range(self.name, "delta", delta, -2.0, 2.0)
+        self.delta = check_between(self.name, "delta", delta, -2.0, 2.0)
         self.n_neg = check_int(self.name, "n_neg", n_neg, 1)
         self.band_drop = check_int(self.name, "band_drop", band_drop, 0)
         self.batch_negatives = check_bool(self.name, "batch_negatives", batch_negatives)
@@ -242,7 +241,4 @@ class PSM(Objective):
         return loss, diag
 
 
-@OBJECTIVES.register("psm")
-def build_psm(**kwargs: Any) -> PSM:
-    """Registry builder: ``OBJECTIVES.build({"name": "psm", "k": 5})``."""
-    return build_checked(PSM, "psm", kwargs)
+OBJECTIVES.register("psm")(PSM)

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from medssl.objectives.base import Diagnostics, Objective, ViewOutputs, embedding_std
-from medssl.objectives.common import build_checked, check_positive, require_views
+from medssl.objectives.common import check_positive, require_views
 from medssl.objectives.functional import nt_xent
 from medssl.registry import OBJECTIVES
 
@@ -39,7 +39,4 @@ class SimCLR(Objective):
         return loss, {"loss": float(loss.detach()), "emb_std": embedding_std(z1)}
 
 
-@OBJECTIVES.register("simclr")
-def build_simclr(**kwargs: Any) -> SimCLR:
-    """Registry builder: ``OBJECTIVES.build({"name": "simclr", "tau": 0.1})``."""
-    return build_checked(SimCLR, "simclr", kwargs)
+OBJECTIVES.register("simclr")(SimCLR)

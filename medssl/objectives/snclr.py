@@ -19,7 +19,6 @@ from medssl.objectives.base import Diagnostics, Objective, ViewOutputs, embeddin
 from medssl.objectives.common import (
     SelectorSpec,
     SeededGenerators,
-    build_checked,
     check_bool,
     check_choice,
     check_int,
@@ -200,7 +199,4 @@ class SNCLR(Objective):
         return loss, diag
 
 
-@OBJECTIVES.register("snclr")
-def build_snclr(**kwargs: Any) -> SNCLR:
-    """Registry builder: ``OBJECTIVES.build({"name": "snclr", "k": 30})``."""
-    return build_checked(SNCLR, "snclr", kwargs)
+OBJECTIVES.register("snclr")(SNCLR)

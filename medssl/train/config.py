@@ -10,14 +10,11 @@ as one in the fixed sections.
 
 from __future__ import annotations
 
-import inspect
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Literal, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple, Union
 
-from medssl.config import apply_overrides, check_range, closest, from_mapping, load_yaml
-from medssl.errors import ConfigError
+from medssl.config import apply_overrides, check_range, from_mapping, load_yaml
 
 
 @dataclass
@@ -131,59 +128,11 @@ class PretrainConfig:
     out_dir: str = "runs/medssl"
 
 
-def builder_keywords(builder: Callable[..., Any]) -> Optional[List[str]]:
-    """The keyword arguments a registry builder accepts; for a ``**kwargs``-only builder,
-    those of the class its return annotation names. ``None`` when that cannot be told."""
-    sig = inspect.signature(builder)
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
-        try:
-            ret = typing.get_type_hints(builder).get("return")
-        except Exception:  # an annotation that does not resolve: no static check
-            return None
-        if not inspect.isclass(ret):
-            return None
-        sig = inspect.signature(ret)
-        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
-            return None
-    return [n for n, p in sig.parameters.items()
-            if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
-
-
-def check_builder_kwargs(section: str, cfg: Dict[str, Any], builder: Callable[..., Any],
-                         source: Optional[str], ignore: Sequence[str] = ()) -> None:
-    """Raise :class:`ConfigError` if ``cfg`` has a key that ``builder`` does not accept."""
-    valid = builder_keywords(builder)
-    if valid is None:
-        return
-    for key in cfg:
-        if key == "name" or key in ignore or key in valid:
-            continue
-        hint = closest(str(key), valid)
-        extra = f" Did you mean '{hint}'?" if hint else f" Valid keys: {', '.join(valid)}."
-        where = f" in {source}" if source else ""
-        raise ConfigError(f"unknown key '{section}.{key}'{where} for {section} {cfg.get('name')!r}.{extra}")
-
-
-def _check_registry_section(section: str, cfg: Optional[Dict[str, Any]], registry: Any,
-                            source: Optional[str]) -> None:
-    if cfg is None:
-        return
-    if "name" not in cfg:
-        where = f" in {source}" if source else ""
-        raise ConfigError(f"'{section}' needs a 'name' key{where}; valid names: {', '.join(registry.names())}")
-    try:
-        builder = registry.get(cfg["name"])
-    except ConfigError as exc:
-        where = f" ({source})" if source else ""
-        raise ConfigError(f"{section}.name{where}: {exc}") from exc
-    check_builder_kwargs(section, cfg, builder, source)
-
-
 def load_pretrain_config(path: Optional[Union[str, Path]] = None, overrides: Sequence[str] = (),
                          data: Optional[Dict[str, Any]] = None) -> PretrainConfig:
     """Load and validate a pretraining config from a YAML file and/or a mapping, then apply
     dotted ``overrides`` (``train.epochs=5``). Every error names the key and the file."""
-    from medssl.registry import DATASETS, OBJECTIVES
+    from medssl.registry import AUGMENTATIONS, DATASETS, OBJECTIVES
 
     raw: Dict[str, Any] = {}
     source = None
@@ -194,9 +143,11 @@ def load_pretrain_config(path: Optional[Union[str, Path]] = None, overrides: Seq
         raw = {**raw, **data}
     raw = apply_overrides(raw, list(overrides))
     cfg = from_mapping(PretrainConfig, raw, source=source)
-    _check_registry_section("data", cfg.data, DATASETS, source)
-    _check_registry_section("val_data", cfg.val_data, DATASETS, source)
-    _check_registry_section("objective", cfg.objective, OBJECTIVES, source)
+    DATASETS.check(cfg.data, source, "data")
+    if cfg.val_data is not None:
+        DATASETS.check(cfg.val_data, source, "val_data")
+    OBJECTIVES.check(cfg.objective, source, "objective")
+    AUGMENTATIONS.check({**cfg.augment.params, "name": cfg.augment.preset}, source, "augment.params")
     return cfg
 
 
@@ -208,5 +159,4 @@ __all__: List[str] = [
     "TrainConfig",
     "PretrainConfig",
     "load_pretrain_config",
-    "check_builder_kwargs",
 ]

@@ -29,11 +29,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from medssl.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state
-from medssl.config import to_dict
+from medssl.config import builder_keywords, to_dict
 from medssl.errors import ConfigError, MedSSLError
 from medssl.train import distributed as D
 from medssl.train.checkpoints import CheckpointManager, provenance
-from medssl.train.config import PretrainConfig, builder_keywords
+from medssl.train.config import PretrainConfig
 from medssl.train.logging import MetricsLogger, keep_until, plot_metrics, read_jsonl, write_csv
 from medssl.train.monitor import HealthMonitor, KNNMonitor
 from medssl.train.optim import build_optimizer, build_scheduler

@@ -160,7 +160,7 @@ def test_unknown_preset_names_it_and_suggests() -> None:
 
 
 def test_bad_parameter_key_names_it_and_the_closest_valid_one() -> None:
-    with pytest.raises(ConfigError, match=r"unknown parameter 'hed_thta'\. Did you mean 'hed_theta'"):
+    with pytest.raises(ConfigError, match=r"unknown key 'hed_thta' in augmentation 'histo'\. Did you mean 'hed_theta'"):
         build_augmentation({"name": "histo", "hed_thta": 0.1}, 32)
 
 

@@ -63,6 +63,6 @@ def test_bad_yaml_and_values_are_config_errors(tmp_path: Path, capsys: pytest.Ca
     typo = tmp_path / "typo.yaml"
     typo.write_text("augment:\n  name: histo\n  hed_thta: 0.1\n")
     rc = main(["augment", "preview", str(typo), "--data", str(tmp_path), "--out", str(tmp_path / "x.png")])
-    assert rc == 2 and "unknown parameter 'hed_thta'. Did you mean 'hed_theta'" in capsys.readouterr().err
+    assert rc == 2 and "unknown key 'hed_thta' in augmentation 'histo'. Did you mean 'hed_theta'" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="must be positive"):
         preview("histo", str(tmp_path), tmp_path / "y.png", n=0)

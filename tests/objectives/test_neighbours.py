@@ -134,11 +134,11 @@ def test_registry_and_build_selector() -> None:
     sel = build_selector("pnn", k=3, alpha=0.5)
     assert isinstance(sel, PseudoNNSelector) and sel.k == 3 and sel.alpha == 0.5
     assert isinstance(NEIGHBOURS.build({"name": "topk", "k": 4}), TopKSelector)
-    with pytest.raises(ConfigError, match="unknown option 'alpah'.*Did you mean 'alpha'"):
+    with pytest.raises(ConfigError, match=r"unknown key 'alpah' in neighbour 'pnn'\. Did you mean 'alpha'"):
         build_selector("pnn", alpah=0.5)
     with pytest.raises(RegistryError, match="unknown neighbour 'pn'"):
         build_selector("pn")
-    with pytest.raises(ConfigError, match="k must be >= 1"):
+    with pytest.raises(ConfigError, match="k must be an integer >= 1, got 0"):
         TopKSelector(0)
 
 

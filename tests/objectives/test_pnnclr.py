@@ -145,8 +145,8 @@ def test_ablations_reachable_from_config():
     [
         ({"tau": -1}, "tau must be > 0, got -1"),
         ({"alpha": 1.5}, r"alpha must be in \[0.0, 1.0\], got 1.5"),
-        ({"beta": -0.1}, "beta must be in"),
-        ({"queue_source": "predictions"}, "unknown queue_source 'predictions'"),
+        ({"beta": -0.1}, "beta must be >= 0.0, got -0.1"),
+        ({"queue_source": "predictions"}, "queue_source must be one of target, online, got 'predictions'"),
         ({"neighbours": "knn"}, "unknown neighbour 'knn'"),
         ({"pnn_grad": "yes"}, "pnn_grad must be true or false"),
     ],

@@ -154,7 +154,7 @@ def test_cold_start_is_in_batch_infonce():
         ({"tau": 0.0}, "tau must be > 0, got 0.0"),
         ({"k": 0}, "k must be an integer >= 1, got 0"),
         ({"tau_w": -1}, "tau_w must be > 0"),
-        ({"sampler": "uniform"}, "unknown sampler 'uniform'"),
+        ({"sampler": "uniform"}, "sampler must be one of gaussian, band, got 'uniform'"),
         ({"a": 0}, "a must be > 0, got 0"),
         ({"n_neg": 0}, "n_neg must be an integer >= 1"),
         ({"neighbours": "nope"}, "unknown neighbour 'nope'"),

@@ -41,7 +41,7 @@ def test_default_selectors():
 
 
 def test_unknown_option_names_the_key_and_suggests():
-    with pytest.raises(ConfigError, match=r"objective 'pnnclr': unknown option 'alpah'\. Did you mean 'alpha'\?"):
+    with pytest.raises(ConfigError, match=r"unknown key 'alpah' in objective 'pnnclr'\. Did you mean 'alpha'\?"):
         OBJECTIVES.build({"name": "pnnclr", "alpah": 0.1})
 
 

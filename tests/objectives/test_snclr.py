@@ -135,8 +135,8 @@ def test_dim_mismatch_is_clear():
         ({"k": 0}, "k must be an integer >= 1, got 0"),
         ({"gamma": "min"}, "gamma must be 'max' or a number > 0, got 'min'"),
         ({"gamma": -1.0}, "gamma must be > 0, got -1.0"),
-        ({"attention": "dot"}, "unknown attention 'dot'"),
-        ({"loss_form": "nce"}, "unknown loss_form 'nce'"),
+        ({"attention": "dot"}, "attention must be one of linear, cosine, got 'dot'"),
+        ({"loss_form": "nce"}, "loss_form must be one of weighted_positive, soft_target, got 'nce'"),
         ({"neighbours": "pnn2"}, "unknown neighbour 'pnn2'"),
     ],
 )

@@ -51,6 +51,9 @@ def test_misspelt_objective_and_dataset_keys_are_caught_at_load(tmp_path: Path) 
     p = _write(tmp_path, "data: {name: pcam, rooot: x}\n")
     with pytest.raises(ConfigError, match=r"unknown key 'data.rooot'.*Did you mean 'root'"):
         load_pretrain_config(p)
+    p = _write(tmp_path, "data: {name: pcam, root: x}\naugment: {preset: histo, params: {hed_thta: 0.1}}\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'augment.params.hed_thta' in .*c.yaml \(augmentation 'histo'\)"):
+        load_pretrain_config(p)
 
 
 def test_unknown_registry_names(tmp_path: Path) -> None:
@@ -67,7 +70,7 @@ def test_wrong_types_and_ranges(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"train.batch_size.*must be an integer, got 'many'"):
         load_pretrain_config(p)
     p = _write(tmp_path, "data: {name: pcam, root: x}\noptim: {lr: -1}\n")
-    with pytest.raises(ConfigError, match=r"optim.lr must be in \(0.0, inf\], got -1"):
+    with pytest.raises(ConfigError, match=r"optim.lr must be > 0.0, got -1"):
         load_pretrain_config(p)
     p = _write(tmp_path, "data: {name: pcam, root: x}\noptim: {name: adamw2}\n")
     with pytest.raises(ConfigError, match="Did you mean 'adamw'"):
