@@ -1,3 +1,5 @@
+"""Tests of medssl/registry.py (named _checks: tests/objectives/test_registry.py holds the objective table's own)."""
+
 from __future__ import annotations
 
 from pathlib import Path
