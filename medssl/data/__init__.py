@@ -1,9 +1,10 @@
-"""Datasets: PCAM HDF5, MedMNIST npz, STL-10 binary, own image folders, embedded sample.
+"""Datasets: PCAM HDF5, MedMNIST npz, STL-10 binary, own image folders, embedded sample,
+whole-slide tiles (``wsi_tiles``, written by ``medssl data tile``).
 
 Importing this package registers every dataset in :data:`medssl.registry.DATASETS`.
 """
 
-from medssl.data import folder, medmnist, pcam, sample, stl10  # noqa: F401  (registration)
+from medssl.data import folder, medmnist, pcam, sample, stl10, wsi_tiles  # noqa: F401  (registration)
 from medssl.data.base import TASKS, MedicalImageDataset
 from medssl.data.open import open_dataset
 

@@ -1,4 +1,5 @@
-"""``medssl data``: ``sample``, ``info`` and ``stats`` sub-commands (logic in sample.py / info.py)."""
+"""``medssl data``: ``sample``, ``info`` and ``stats`` sub-commands (logic in sample.py / info.py);
+``tile`` and ``split`` for whole-slide images come from :mod:`medssl.wsi.commands`."""
 
 from __future__ import annotations
 
@@ -87,3 +88,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--max-images", type=int, default=10000, help="evenly spaced images to use; 0 = all (default 10000)")
     p.add_argument("--json", action="store_true", help="print JSON instead of YAML-ready lines")
     p.set_defaults(func=_run_stats)
+
+    from medssl.wsi.commands import add_parsers as add_wsi_parsers
+
+    add_wsi_parsers(sub)

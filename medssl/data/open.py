@@ -12,6 +12,7 @@ Detection rules for a path (first match wins):
   that split unless ``split`` is given;
 * ``*_X.bin`` / ``*_y.bin`` -- ``stl10`` of its folder, that split unless given;
 * ``*.csv`` -- ``folder`` with ``csv=`` the file;
+* a directory holding a ``medssl data tile`` ``manifest.json`` -> ``wsi_tiles``;
 * a directory holding ``camelyonpatch_level_2_split_*`` files -> ``pcam``; holding
   ``stl10_binary/`` or ``*_X.bin`` -> ``stl10``; holding ``labels.csv`` -> ``folder`` with
   that CSV; holding exactly one ``.npz`` -> ``medmnist``; otherwise, holding images
@@ -36,8 +37,8 @@ _IMAGE_EXT = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 LOOKED_FOR = (
     "a .yaml/.yml config with a 'data:' mapping; a .npz (MedMNIST layout); a "
     "camelyonpatch_level_2_split_*.h5 file or a folder of them (PCAM); a folder holding "
-    "stl10_binary/ or *_X.bin files (STL-10); a .csv with path,label columns or a folder of "
-    "images (own images)"
+    "stl10_binary/ or *_X.bin files (STL-10); a `medssl data tile` output folder (wsi_tiles); "
+    "a .csv with path,label columns or a folder of images (own images)"
 )
 
 
@@ -64,6 +65,8 @@ def _has_images(folder: Path) -> bool:
 
 
 def _dir_config(folder: Path) -> Optional[Dict[str, Any]]:
+    if (folder / "manifest.json").is_file() and (folder / "shards").is_dir():
+        return {"name": "wsi_tiles", "root": str(folder)}
     if any(folder.glob("camelyonpatch_level_2_split_*")):
         return {"name": "pcam", "root": str(folder)}
     if (folder / "stl10_binary").is_dir() or any(folder.glob("*_X.bin")) or (folder / "stl10_binary.tar.gz").is_file():

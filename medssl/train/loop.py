@@ -147,8 +147,13 @@ class Pretrainer:
         # 'cuda' and 'batch' both run the batched pipeline on the training device ('batch'
         # also on a CPU, in the main process); 'cpu' augments per image in the workers.
         self.on_device_aug = aug_device in ("cuda", "batch")
-        self.sampler = ResumableSampler(len(self.dataset), t.batch_size, seed=cfg.seed,
-                                        rank=self.dist.rank, world_size=self.dist.world_size)
+        make_sampler = getattr(self.dataset, "make_sampler", None)  # sharded sets order their own epochs
+        if make_sampler is not None:
+            self.sampler = make_sampler(t.batch_size, seed=cfg.seed, rank=self.dist.rank,
+                                        world_size=self.dist.world_size, num_workers=t.num_workers)
+        else:
+            self.sampler = ResumableSampler(len(self.dataset), t.batch_size, seed=cfg.seed,
+                                            rank=self.dist.rank, world_size=self.dist.world_size)
         if self.sampler.batches_per_epoch == 0:
             raise ConfigError(
                 f"the training set has {len(self.dataset)} images, fewer than one batch of "
