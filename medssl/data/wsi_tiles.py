@@ -196,6 +196,15 @@ class WSITiles(MedicalImageDataset):
     def labels(self) -> np.ndarray:
         return self._labels.copy()
 
+    def source_files(self) -> List[Path]:
+        """The manifest, the split and label files used, then every shard."""
+        files = [self.root / "manifest.json"]
+        if self.split != "all":
+            files.append(self.root / "splits.json")
+        if self.labels_path is not None:
+            files.append(self.labels_path)
+        return files + list(self.shard_files)
+
     def slide_index(self) -> np.ndarray:
         """(N,) int64: the position in :attr:`slide_names` of each tile's slide."""
         return np.repeat(self.shard_slide, self.shard_sizes)

@@ -153,3 +153,8 @@ def test_pretraining_uses_the_shard_sampler(cohort, tmp_path):
     assert isinstance(trainer.sampler, ShardSampler) and trainer.steps_per_epoch == 5 * 16 // 8
     res = trainer.fit()
     assert res.steps == 2 and np.isfinite(res.last_loss)
+
+
+def test_source_files_cover_manifest_splits_labels_and_shards(cohort, tmp_path):
+    ds = WSITiles(cohort)
+    assert ds.source_files() == [cohort / "manifest.json", *ds.shard_files] and len(ds.shard_files) == 15
