@@ -7,7 +7,6 @@ neither. Loading never executes code from a file: checkpoints go through
 
 from __future__ import annotations
 
-import os
 import pickle
 import random
 import zipfile
@@ -18,9 +17,8 @@ import numpy as np
 import torch
 
 from medssl.errors import MedSSLError
-from medssl.fileio import atomic_write
+from medssl.fileio import PathLike, atomic_write
 
-PathLike = Union[str, "os.PathLike[str]"]
 
 
 class CheckpointError(MedSSLError):

@@ -9,10 +9,11 @@ and exit status 2 (set ``MEDSSL_DEBUG=1`` for the full traceback).
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import traceback
-from typing import Callable, List, Optional
+from typing import List, Optional
 
 from medssl import __version__
 from medssl.errors import MedSSLError
@@ -26,23 +27,6 @@ _COMMAND_PROVIDERS = (
     ("medssl.eval.commands", "add_parser"),
 )
 
-# Commands whose engine lands in later releases: listed so that ``--help`` shows the
-# whole surface, and refusing clearly rather than pretending to work.
-_PLANNED: dict = {}
-
-
-def _planned(name: str) -> Callable[[argparse.Namespace], int]:
-    def run(_: argparse.Namespace) -> int:
-        print(
-            f"medssl {name}: not available in medssl {__version__} yet (its engine is still being built); "
-            "see the README for what works today.",
-            file=sys.stderr,
-        )
-        return 2
-
-    return run
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="medssl",
@@ -50,20 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"medssl {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    import importlib
-
     for module, fn in _COMMAND_PROVIDERS:
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:  # a command group not yet built
-            if exc.name != module:
-                raise
-            continue
-        getattr(mod, fn)(sub)
-    for name, help_text in _PLANNED.items():
-        p = sub.add_parser(name, help=f"{help_text} (not yet available)")
-        p.add_argument("args", nargs=argparse.REMAINDER)
-        p.set_defaults(func=_planned(name))
+        getattr(importlib.import_module(module), fn)(sub)
     return parser
 
 

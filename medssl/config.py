@@ -24,7 +24,6 @@ import difflib
 import inspect
 import math
 import numbers
-import os
 import types
 import typing
 from dataclasses import dataclass  # noqa: F401  (used in the module doctest)
@@ -34,11 +33,10 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 import yaml
 
 from medssl.errors import ConfigError
+from medssl.fileio import PathLike
 
 T = TypeVar("T")
 
-#: A filesystem path as users pass it: a string or any ``os.PathLike`` (``pathlib.Path``).
-PathLike = Union[str, "os.PathLike[str]"]
 
 __all__ = [
     "load_yaml",
@@ -52,7 +50,6 @@ __all__ = [
     "check_kwargs",
     "check_range",
     "builder_keywords",
-    "PathLike",
 ]
 
 

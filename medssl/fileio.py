@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Union
 
+#: A filesystem path as users pass it: a string or any ``os.PathLike`` (``pathlib.Path``).
 PathLike = Union[str, "os.PathLike[str]"]
 
 

@@ -5,7 +5,8 @@ Importing this package registers every dataset in :data:`medssl.registry.DATASET
 """
 
 from medssl.data import folder, medmnist, pcam, sample, stl10, wsi_tiles  # noqa: F401  (registration)
-from medssl.data.base import TASKS, MedicalImageDataset
+from medssl.data.base import MedicalImageDataset
 from medssl.data.open import open_dataset
+from medssl.tasks import TASKS
 
 __all__ = ["TASKS", "MedicalImageDataset", "open_dataset"]

@@ -9,7 +9,7 @@ A dataset item is ``(image, label)``:
   ``float32`` vector of 0/1 of length ``num_classes`` for multilabel tasks, and ``-1``
   for an unlabelled item.
 
-Every dataset also exposes ``num_classes``, ``task`` (one of :data:`TASKS`, or ``None``
+Every dataset also exposes ``num_classes``, ``task`` (one of :data:`medssl.tasks.TASKS`, or ``None``
 when the dataset carries no labels at all), ``class_names``, ``in_channels``,
 ``split`` and :meth:`MedicalImageDataset.labels` (all labels at once, without decoding
 images: for stratified label fractions and neighbour purity).
@@ -17,7 +17,6 @@ images: for stratified label fractions and neighbour purity).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, List, Optional, Sequence, Tuple, Union
 
@@ -25,10 +24,9 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from medssl.errors import DataError
+from medssl.fileio import PathLike
 
-TASKS = ("binary", "multiclass", "multilabel", "ordinal")
 Label = Union[int, np.ndarray]
-PathLike = Union[str, "os.PathLike[str]"]
 
 
 class MedicalImageDataset(Dataset):

@@ -53,9 +53,11 @@ from typing import Any, Optional, Sequence, Tuple, Union
 import numpy as np
 from PIL import Image, ImageOps
 
-from medssl.data.base import TASKS, MedicalImageDataset, PathLike
+from medssl.data.base import MedicalImageDataset
 from medssl.errors import ConfigError, DataError
+from medssl.fileio import PathLike
 from medssl.registry import DATASETS
+from medssl.tasks import TASKS
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 _MULTI_SEP = re.compile(r"[|;]")

@@ -74,23 +74,19 @@ from typing import Any, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from medssl.data.base import TASKS, MedicalImageDataset, PathLike, as_hwc, check_image_array
-from medssl.errors import ConfigError, DataError
+from medssl.data.base import MedicalImageDataset, as_hwc, check_image_array
 from medssl.data.rowreader import RowReader
+from medssl.errors import ConfigError, DataError
+from medssl.fileio import PathLike
 from medssl.fileio import atomic_write, head_tail_sha256
 from medssl.registry import DATASETS
+from medssl.tasks import normalise_task
 
 SPLITS = ("train", "val", "test")
 SIZES = (28, 64, 128, 224)
 ZENODO_RECORD = "https://zenodo.org/records/10519652"
 MMAP_MIN_SIZE = 128  # auto-mmap from this image height on (a 128 px PathMNIST train split is ~4.4 GB)
 
-MEDMNIST_TASKS = {
-    "binary-class": "binary",
-    "multi-class": "multiclass",
-    "multi-label, binary-class": "multilabel",
-    "ordinal-regression": "ordinal",
-}
 _SIZE_SUFFIX = re.compile(r"_(28|64|128|224)$")
 _NPZ_ERRORS = (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, KeyError)
 
@@ -175,13 +171,6 @@ def _download(flag: str, size: Optional[int], root: Path) -> None:
         ds.download()
     except RuntimeError as exc:
         raise DataError(f"download of {npz_filename(flag, size)} into {root} failed: {exc}") from exc
-
-
-def _normalise_task(task: Any, source: str) -> str:
-    t = MEDMNIST_TASKS.get(str(task), str(task))
-    if t not in TASKS:
-        raise DataError(f"{source}: unknown task {task!r}; expected one of {', '.join(TASKS)}")
-    return t
 
 
 def _normalise_class_names(names: Any, source: str) -> list[str]:
@@ -329,7 +318,7 @@ class MedMNISTDataset(MedicalImageDataset):
         if missing:
             raise DataError(f"{source}: missing {', '.join(missing)}; pass it as an argument or add it there")
         return (
-            _normalise_task(raw_task, source),
+            normalise_task(raw_task, source, DataError),
             _normalise_class_names(raw_names, source),
             str(info.get("description", "")),
         )
@@ -499,7 +488,7 @@ def write_medmnist_npz(
     atomic_write(out, save)
     if info is not None:
         meta = {
-            "task": _normalise_task(info.get("task"), "write_medmnist_npz info"),
+            "task": normalise_task(info.get("task"), "write_medmnist_npz info", DataError),
             "class_names": _normalise_class_names(info.get("class_names"), "write_medmnist_npz info"),
         }
         if info.get("description"):

@@ -25,8 +25,9 @@ import re
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Union
 
-from medssl.data.base import MedicalImageDataset, PathLike
+from medssl.data.base import MedicalImageDataset
 from medssl.errors import ConfigError, DataError
+from medssl.fileio import PathLike
 from medssl.registry import DATASETS
 
 Spec = Union[PathLike, Mapping[str, Any]]

@@ -24,8 +24,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from medssl.data.base import MedicalImageDataset, PathLike, require_file
+from medssl.data.base import MedicalImageDataset, require_file
 from medssl.errors import ConfigError, DataError
+from medssl.fileio import PathLike
 from medssl.registry import DATASETS
 
 SOURCE = "https://github.com/basveeling/pcam"

@@ -35,11 +35,11 @@ from typing import Any, Dict, Iterator, List, Sequence, Tuple
 
 import numpy as np
 
-from medssl.data.base import PathLike
 from medssl.data.medmnist import write_medmnist_npz
 from medssl.data.pcam import write_pcam_split
 from medssl.data.stl10 import write_stl10_split
 from medssl.errors import DataError
+from medssl.fileio import PathLike
 
 DAB_THRESHOLD = 0.06
 TISSUE_OD = 0.15

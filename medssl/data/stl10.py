@@ -23,9 +23,10 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from medssl.data.base import MedicalImageDataset, PathLike, require_file
+from medssl.data.base import MedicalImageDataset, require_file
 from medssl.data.rowreader import RowReader
 from medssl.errors import DataError
+from medssl.fileio import PathLike
 from medssl.registry import DATASETS
 
 SOURCE = "https://cs.stanford.edu/~acoates/stl10/"

@@ -23,8 +23,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from medssl.data.base import MedicalImageDataset, PathLike
+from medssl.data.base import MedicalImageDataset
 from medssl.errors import DataError
+from medssl.fileio import PathLike
 from medssl.registry import DATASETS
 from medssl.wsi.manifest import load_manifest
 from medssl.wsi.shards import read_meta

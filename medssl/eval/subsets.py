@@ -18,15 +18,15 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from medssl.errors import ConfigError, DataError, EvaluationError
+from medssl.fileio import PathLike
 
 log = logging.getLogger(__name__)
 FORMAT = "medssl-indices/1"
-PathLike = Union[str, Path]
 
 
 @dataclass

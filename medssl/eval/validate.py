@@ -11,28 +11,7 @@ from typing import Any, Optional, Tuple
 import numpy as np
 
 from medssl.errors import ConfigError, EvaluationError
-
-TASKS = ("binary", "multiclass", "multilabel", "ordinal")
-
-# MedMNIST's INFO[flag]["task"] strings, so `INFO[flag]["task"]` can be passed as is.
-_ALIASES = {
-    "binary-class": "binary",
-    "multi-class": "multiclass",
-    "multi-label, binary-class": "multilabel",
-    "ordinal-regression": "ordinal",
-}
-
-
-def normalise_task(task: str) -> str:
-    """Return one of :data:`TASKS`; MedMNIST task strings are accepted too."""
-    t = _ALIASES.get(str(task), str(task))
-    if t not in TASKS:
-        raise ConfigError(
-            f"unknown task {task!r}: expected one of {', '.join(TASKS)} "
-            f"(or a MedMNIST task string: {', '.join(_ALIASES)})"
-        )
-    return t
-
+from medssl.tasks import normalise_task
 
 def single_labels(y: Any, name: str = "y_true") -> np.ndarray:
     """Integer class labels ``(N,)`` from ``(N,)`` or MedMNIST-style ``(N, 1)`` input."""

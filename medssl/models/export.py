@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from medssl.errors import ConfigError
+from medssl.fileio import PathLike
 
-PathLike = Union[str, Path]
 FORMAT = "medssl-encoder-v1"
 
 
