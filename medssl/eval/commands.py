@@ -16,6 +16,7 @@ _FLAG_KEYS = {
     "encoder": "encoder", "data": "data", "test_data": "test_data", "split_train": "split_train",
     "split_test": "split_test", "protocol": "protocol", "label_fraction": "label_fraction",
     "seeds": "seeds", "seed": "seed", "out": "out", "device": "device", "batch_size": "batch_size",
+    "allow_class_name_mismatch": "allow_class_name_mismatch",
 }  # fmt: skip
 
 
@@ -169,6 +170,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--encoder", help="run directory or encoder.safetensors")
     t.add_argument("--data", help="labelled dataset: a path (format auto-detected) or a dataset YAML")
     t.add_argument("--test-data", help="a separate labelled test dataset (default: --data)")
+    t.add_argument("--allow-class-name-mismatch", action="store_true", default=None,
+                   help="accept a --test-data whose class names differ from --data's (same classes under "
+                        "other names); the report uses the train names and says so")
     t.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     _add_eval_flags(t)
     t.set_defaults(func=_transfer)

@@ -103,6 +103,7 @@ class TransferConfig:
     batch_size: int = 256
     num_workers: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    allow_class_name_mismatch: bool = False
     knn: KnnSection = field(default_factory=KnnSection)
     linear: LinearSection = field(default_factory=LinearSection)
     finetune: FinetuneSection = field(default_factory=FinetuneSection)

@@ -59,7 +59,8 @@ def _protocol_summary(cfg: Any, per_seed: List[Dict[str, Any]]) -> Dict[str, Any
 
 def build_report(cfg: Any, per_seed: List[Dict[str, Any]], aggregate: Dict[str, Any], warnings: List[str],
                  encoder: Dict[str, Any], data: Dict[str, Any], plots: Dict[str, str],
-                 cache_hits: Dict[str, bool]) -> Dict[str, Any]:
+                 cache_hits: Dict[str, bool], class_names_source: Optional[Dict[str, Any]] = None
+                 ) -> Dict[str, Any]:
     """The ``report.json`` dict of one transfer run (see docs/transfer.md for its keys)."""
     from medssl.config import to_dict
 
@@ -74,6 +75,7 @@ def build_report(cfg: Any, per_seed: List[Dict[str, Any]], aggregate: Dict[str, 
         "task": m0["task"],
         "num_classes": m0["num_classes"],
         "class_names": m0["class_names"],
+        "class_names_source": class_names_source or {"from": "train", "agree": True},
         "n_test": m0["n"],
         "test_class_counts": m0["class_counts"],
         "ci": {"source": "first_seed", "seed": per_seed[0]["seed"],
@@ -144,6 +146,14 @@ def _mean_sd(entry: Mapping[str, Any]) -> str:
     return f"{entry['mean']:.3f} ± {entry['sd']:.3f} (n={entry['n']})"
 
 
+def _names_origin(report: Mapping[str, Any]) -> str:
+    src = report.get("class_names_source") or {}
+    if src.get("agree", True):
+        return "class names of the train data, which the test data shares"
+    return (f"class names of the train data; the test data calls them {', '.join(src.get('test', []))}, "
+            "accepted by allow_class_name_mismatch")
+
+
 def render_markdown(report: Mapping[str, Any]) -> str:
     """``report.md``: headline table, per-class table, protocol paragraph, notes, plots."""
     p = report["protocol"]
@@ -153,8 +163,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     lines = [
         f"# Transfer evaluation: {p['name']}, {100 * p['label_fraction']:g} % labels",
         "",
-        f"Task: {report['task']} ({report['num_classes']} classes: {', '.join(report['class_names'])}); "
-        f"test items: {report['n_test']}; seeds: {', '.join(str(s) for s in p['seeds'])}.",
+        f"Task: {report['task']} ({report['num_classes']} classes: {', '.join(report['class_names'])}; "
+        f"{_names_origin(report)}); test items: {report['n_test']}; seeds: {', '.join(str(s) for s in p['seeds'])}.",
         "",
         f"| Metric | Mean ± SD across seeds | 95 % CI (seed {seed0}) |",
         "|---|---|---|",

@@ -174,15 +174,11 @@ def run_transfer(cfg: TransferConfig) -> TransferResult:
     train_ds, train_cfg = open_labelled(cfg.train_spec(), cfg.split_train, "train")
     test_ds, test_cfg = open_labelled(cfg.test_spec(), cfg.split_test, "test")
     task, num_classes = train_ds.task, int(train_ds.num_classes)
-    if test_ds.task != task or int(test_ds.num_classes) != num_classes:
-        raise DataError(
-            f"train and test data disagree: train is {task} with {num_classes} classes, test is "
-            f"{test_ds.task} with {test_ds.num_classes}; use a test set with the same label space"
-        )
-    names = [str(n) for n in train_ds.class_names] or [str(i) for i in range(num_classes)]
+    names, class_names_source, name_warnings = check_label_spaces(train_ds, test_ds,
+                                                                  cfg.allow_class_name_mismatch)
     data_prov = {"train": data_provenance(train_cfg, train_ds.describe(), train_ds.source_files()),
                  "test": data_provenance(test_cfg, test_ds.describe(), test_ds.source_files())}
-    warnings: List[str] = _label_warnings(train_ds.labels(), test_ds.labels(), task, names)
+    warnings: List[str] = name_warnings + _label_warnings(train_ds.labels(), test_ds.labels(), task, names)
 
     cache_hits: Dict[str, bool] = {}
     feats: Dict[str, Tuple[np.ndarray, np.ndarray]] = {}
@@ -221,9 +217,59 @@ def run_transfer(cfg: TransferConfig) -> TransferResult:
         plots = write_plots(out, first["labels"], first["scores"], task, names, per_seed[0]["metrics"],
                             embeddings=first["embeddings"] if cfg.report.tsne else None,
                             seed=cfg.seed, tsne_max_points=cfg.report.tsne_max_points)
-    report = build_report(cfg, per_seed, agg, warnings + notes, enc_prov, data_prov, plots, cache_hits)
+    report = build_report(cfg, per_seed, agg, warnings + notes, enc_prov, data_prov, plots, cache_hits,
+                          class_names_source)
     write_report(report, out)
     return TransferResult(out, report, cache_hits)
+
+
+def _class_names(ds: Any) -> List[str]:
+    return [str(n) for n in ds.class_names] or [str(i) for i in range(int(ds.num_classes))]
+
+
+def check_label_spaces(train_ds: Any, test_ds: Any, allow_name_mismatch: bool = False
+                       ) -> Tuple[List[str], Dict[str, Any], List[str]]:
+    """``(class names to report, where they come from, warnings)`` for a train / test pair.
+
+    Task and class count must agree, and so must the class names, index by index
+    (compared without case or surrounding spaces): class 1 of BreastMNIST is not class 1
+    of PCAM even though both are binary. With ``allow_name_mismatch`` differing names are
+    accepted with a warning and the train names are reported. Raises DataError otherwise.
+    """
+    task, num_classes = train_ds.task, int(train_ds.num_classes)
+    if test_ds.task != task or int(test_ds.num_classes) != num_classes:
+        raise DataError(
+            f"train and test data disagree: train is {task} with {num_classes} classes, test is "
+            f"{test_ds.task} with {test_ds.num_classes}; use a test set with the same label space"
+        )
+    train_names, test_names = _class_names(train_ds), _class_names(test_ds)
+    agree = [n.strip().lower() for n in train_names] == [n.strip().lower() for n in test_names]
+    source = {"from": "train", "train": train_names, "test": test_names, "agree": agree}
+    if agree:
+        return train_names, source, []
+    order = " (the same names in another order)" if sorted(map(str.lower, train_names)) == sorted(
+        map(str.lower, test_names)) else ""
+    pairs = ", ".join(f"{i}: {a!r} vs {b!r}" for i, (a, b) in enumerate(zip(train_names, test_names)) if a != b)
+    if not allow_name_mismatch:
+        raise DataError(
+            f"train and test data name their classes differently{order} ({pairs}; train "
+            f"{describe_source(train_ds)}, test {describe_source(test_ds)}), so class i of one may not be class i "
+            "of the other. Use a test set with the same classes in the same order (a dataset config's "
+            "class_names sets them), or pass --allow-class-name-mismatch (allow_class_name_mismatch: true) "
+            "if they are the same classes under other names; the report then uses the train names"
+        )
+    return train_names, source, [
+        f"class names differ between train ({', '.join(train_names)}) and test ({', '.join(test_names)}){order}; "
+        "accepted by allow_class_name_mismatch, the report uses the train names"
+    ]
+
+
+def describe_source(ds: Any) -> str:
+    """A short name of a dataset for messages: its type and split, and its file or folder."""
+    d = ds.describe()
+    files = ds.source_files()
+    where = d.get("path") or d.get("source") or (str(files[0].parent) if files else "")
+    return f"{d.get('dataset')} split {d.get('split') or 'all'}" + (f" ({where})" if where else "")
 
 
 def _label_warnings(train: np.ndarray, test: np.ndarray, task: str, names: List[str]) -> List[str]:

@@ -112,3 +112,23 @@ def test_aggregate_leaves_out_undefined_seeds() -> None:
     assert agg["auc"]["mean"] == pytest.approx(0.7) and agg["auc"]["n"] == 2
     assert agg["specificity"]["a"]["mean"] is None
     assert any(n.startswith("auc: null on 1 of 3") for n in notes)
+
+
+def test_check_label_spaces_compares_names_index_by_index() -> None:
+    from types import SimpleNamespace
+
+    from medssl.eval.transfer import check_label_spaces
+
+    def ds(*names: str, task: str = "binary") -> SimpleNamespace:
+        return SimpleNamespace(task=task, num_classes=len(names), class_names=list(names),
+                               describe=lambda: {"dataset": "X", "split": "test"}, source_files=lambda: [])
+
+    names, source, warnings = check_label_spaces(ds("normal", "tumor"), ds("Normal", " tumor "))
+    assert names == ["normal", "tumor"] and source["agree"] and not warnings
+    with pytest.raises(DataError, match=r"1: 'tumor' vs 'benign'.*--allow-class-name-mismatch"):
+        check_label_spaces(ds("normal", "tumor"), ds("normal", "benign"))
+    names, source, warnings = check_label_spaces(ds("normal", "tumor"), ds("normal", "benign"), True)
+    assert names == ["normal", "tumor"] and source["test"] == ["normal", "benign"] and not source["agree"]
+    assert "report uses the train names" in warnings[0]
+    with pytest.raises(DataError, match=r"binary with 2 classes, test is multiclass with 3"):
+        check_label_spaces(ds("a", "b"), ds("a", "b", "c", task="multiclass"), True)

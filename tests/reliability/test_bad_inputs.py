@@ -411,6 +411,10 @@ TRANSFER_CASES: Dict[str, Tuple[Callable[[Path, Path, Path], List[str]], str]] =
                         r"cannot read backbone weights file .*broken\.safetensors"),
     "label_fraction_zero": (lambda tmp, sample, enc: ["--encoder", str(enc), "--label-fraction", "0"],
                             r"label_fraction.*\(0, 1\]|label_fraction.*> 0"),
+    "class_names_disagree": (lambda tmp, sample, enc: ["--encoder", str(enc), "--data", str(_breast_like(tmp, sample)),
+                                                       "--test-data", str(sample / "pcam")],
+                             r"classes differently \(0: 'malignant' vs 'normal', 1: 'normal, benign' vs "
+                             r"'tumor'.*--allow-class-name-mismatch"),
     "unlabelled_data": (lambda tmp, sample, enc: ["--encoder", str(enc), "--data",
                                                   str(write_yaml(tmp / "d.yaml", {"data": {
                                                       "name": "stl10", "root": str(sample / "stl10")}})),
@@ -424,6 +428,19 @@ def _corrupt_encoder(tmp: Path, enc: Path) -> Path:
     bad.write_bytes(enc.read_bytes()[:200])
     shutil.copy(enc.with_suffix(".json"), bad.with_suffix(".json"))
     return bad
+
+
+def _breast_like(tmp: Path, sample: Path, names: Tuple[str, str] = ("malignant", "normal, benign")) -> Path:
+    """A binary MedMNIST-layout npz (the sample's PCAM tiles, shrunk) that names its classes
+    as BreastMNIST does: binary like PCAM, with the same class count, but other classes."""
+    from medssl.data.medmnist import write_medmnist_npz
+
+    splits = {}
+    for split in ("train", "test"):
+        with h5py.File(_pcam_file(sample / "pcam", "x", split), "r") as fx, \
+                h5py.File(_pcam_file(sample / "pcam", "y", split), "r") as fy:
+            splits[split] = (fx["x"][:, ::4, ::4][:, :28, :28], fy["y"][:].reshape(-1))
+    return write_medmnist_npz(tmp / "breastlike.npz", splits, info={"task": "binary", "class_names": list(names)})
 
 
 def _missing_class_npz(tmp: Path, sample: Path) -> Path:
@@ -472,6 +489,42 @@ def test_constant_images_are_valid_data(sample_dir: Path, tmp_path: Path) -> Non
 
     got = json.loads(out)
     assert np.allclose(got["mean"], 200 / 255) and np.allclose(got["std"], 0.0)
+
+
+def _transfer(enc: Path, data: Path, test: Path, out: Path, *extra: str) -> Tuple[int, str, str]:
+    return run_cli(["transfer", "--encoder", str(enc), "--data", str(data), "--test-data", str(test), "--protocol",
+                    "knn", "--seeds", "1", "--no-plots", "--out", str(out), *extra])
+
+
+def test_other_class_names_are_accepted_only_when_asked_and_the_report_says_which(sample_dir: Path, tmp_path: Path,
+                                                                                 encoder: Path) -> None:
+    import json
+
+    rc, _, err = _transfer(encoder, _breast_like(tmp_path, sample_dir), sample_dir / "pcam", tmp_path / "out",
+                           "--allow-class-name-mismatch")
+    assert rc == 0, err
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["class_names"] == ["malignant", "normal, benign"]
+    assert report["class_names_source"] == {"from": "train", "train": ["malignant", "normal, benign"],
+                                            "test": ["normal", "tumor"], "agree": False}
+    assert any("class names differ" in w for w in report["warnings"]) and "class names differ" in err
+    assert "the test data calls them normal, tumor" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_same_class_names_in_another_case_agree_and_another_order_does_not(sample_dir: Path, tmp_path: Path,
+                                                                           encoder: Path) -> None:
+    import json
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    rc, _, err = _transfer(encoder, _breast_like(tmp_path / "a", sample_dir, ("Normal ", "TUMOR")),
+                           sample_dir / "pcam", tmp_path / "out")
+    assert rc == 0, err
+    source = json.loads((tmp_path / "out" / "report.json").read_text())["class_names_source"]
+    assert source["agree"] is True
+    rc, _, err = _transfer(encoder, _breast_like(tmp_path / "b", sample_dir, ("tumor", "normal")),
+                           sample_dir / "pcam", tmp_path / "out2")
+    assert_clean_cli_error(rc, err, r"the same names in another order.*0: 'tumor' vs 'normal'")
 
 
 def test_label_fraction_on_a_split_missing_a_class_warns_and_reports_it(sample_dir: Path, tmp_path: Path,
