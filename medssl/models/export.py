@@ -59,7 +59,84 @@ def export_encoder(
     return target
 
 
+# What load_encoder needs to rebuild and feed the encoder; all are in the weights file's header.
+REQUIRED_KEYS = ("format", "backbone", "in_chans", "image_size", "small_input_stem", "mean", "std")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def check_metadata(meta: Any, where: str) -> Dict[str, Any]:
+    """``meta`` if it is a medssl encoder record (a JSON object with :data:`REQUIRED_KEYS`
+    of the right types), else a ConfigError naming ``where`` and the key."""
+    if not isinstance(meta, dict):
+        raise ConfigError(f"{where}: expected a JSON object with keys {', '.join(REQUIRED_KEYS)}, "
+                          f"got a JSON {type(meta).__name__}; export the encoder again")
+    missing = [k for k in REQUIRED_KEYS if k not in meta]
+    if missing:
+        raise ConfigError(f"{where}: missing key(s) {', '.join(repr(k) for k in missing)}; export the encoder again")
+    if meta["format"] != FORMAT:
+        raise ConfigError(f"{where}: unsupported encoder format {meta['format']!r} (this medssl reads {FORMAT!r})")
+    bad = []
+    if not isinstance(meta["backbone"], str) or not meta["backbone"]:
+        bad.append(f"backbone={meta['backbone']!r} (a timm model name)")
+    for key in ("in_chans", "image_size"):
+        if isinstance(meta[key], bool) or not isinstance(meta[key], int) or meta[key] < 1:
+            bad.append(f"{key}={meta[key]!r} (a positive integer)")
+    if not isinstance(meta["small_input_stem"], (bool, str)):
+        bad.append(f"small_input_stem={meta['small_input_stem']!r} (true, false or 'auto')")
+    for key in ("mean", "std"):
+        v = meta[key]
+        if not (isinstance(v, list) and v and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)):
+            bad.append(f"{key}={v!r} (a list of numbers, one per channel)")
+    if bad:
+        raise ConfigError(f"{where}: invalid {'; '.join(bad)}; export the encoder again")
+    return meta
+
+
+def _embedded_metadata(p: Path) -> Optional[Dict[str, Any]]:
+    """The record in the safetensors header (written by :func:`export_encoder`), or None."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(p), framework="pt") as fh:
+            raw = (fh.metadata() or {}).get("medssl")
+    except Exception as exc:  # SafetensorError, OSError: truncated, not safetensors, unreadable
+        raise ConfigError(f"cannot read backbone weights file {p}: {_one_line(exc)}") from exc
+    if raw is None:
+        return None
+    try:
+        meta = json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{p}: the medssl record in its header is not valid JSON ({_one_line(exc)})") from exc
+    return check_metadata(meta, f"{p} (header)")
+
+
+def _sidecar_metadata(sidecar: Path) -> Dict[str, Any]:
+    try:
+        text = sidecar.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{sidecar}: not UTF-8 text (byte {exc.start}); it is not an encoder.json written by "
+                          f"medssl. Delete it (the .safetensors file carries the same record) or export again") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read {sidecar}: {_one_line(exc)}") from exc
+    try:
+        meta = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{sidecar}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}). "
+                          "Delete it (the .safetensors file carries the same record) or export again") from exc
+    return check_metadata(meta, str(sidecar))
+
+
 def _resolve(path: PathLike) -> Tuple[Path, Dict[str, Any]]:
+    """The weights file behind ``path`` and its metadata.
+
+    The record inside the safetensors header is authoritative (it travels with the
+    weights); the ``.json`` sidecar is a readable copy that must agree with it on every
+    key both hold. Without a header record (a foreign safetensors file) the sidecar alone
+    describes the encoder.
+    """
     p = Path(path)
     if p.is_dir():
         p = p / "encoder.safetensors"
@@ -71,19 +148,23 @@ def _resolve(path: PathLike) -> Tuple[Path, Dict[str, Any]]:
             "or the .safetensors file itself"
         )
     sidecar = p.with_suffix(".json")
-    if sidecar.is_file():
-        meta = json.loads(sidecar.read_text())
-    else:  # the metadata is also embedded in the safetensors header
-        from safetensors import safe_open
-
-        with safe_open(str(p), framework="pt") as fh:
-            raw = (fh.metadata() or {}).get("medssl")
-        if raw is None:
+    embedded = _embedded_metadata(p)
+    if not sidecar.is_file():
+        if embedded is None:
             raise ConfigError(f"{p} has no medssl metadata and no {sidecar.name} beside it")
-        meta = json.loads(raw)
-    if meta.get("format") != FORMAT:
-        raise ConfigError(f"{p}: unsupported encoder format {meta.get('format')!r}")
-    return p, meta
+        return p, embedded
+    side = _sidecar_metadata(sidecar)
+    if embedded is None:
+        return p, side
+    differ = [f"{k}: {side[k]!r} in {sidecar.name} vs {embedded[k]!r} in {p.name}"
+              for k in sorted(set(side) & set(embedded)) if side[k] != embedded[k]]
+    if differ:
+        raise ConfigError(
+            f"{sidecar} disagrees with the metadata stored inside {p} ({'; '.join(differ)}): the JSON was edited "
+            f"or belongs to another encoder. Delete {sidecar.name} to use the record in the weights file, "
+            "or export the encoder again"
+        )
+    return p, embedded
 
 
 def load_encoder(path: PathLike, device: Union[str, torch.device] = "cpu"

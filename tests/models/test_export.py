@@ -66,3 +66,56 @@ def test_missing_and_foreign_files(tmp_path: Path) -> None:
     save_file({"w": torch.zeros(1)}, str(tmp_path / "other.safetensors"))
     with pytest.raises(ConfigError, match="has no medssl metadata"):
         load_encoder(tmp_path / "other.safetensors")
+
+
+_EDITS = {"backbone": "resnet34", "in_chans": 1, "image_size": 64, "small_input_stem": False,
+          "num_features": 2048, "mean": [0.4, 0.4, 0.4], "std": [0.2, 0.2, 0.2], "objective": "simclr"}
+
+
+@pytest.mark.parametrize("key", sorted(_EDITS))
+def test_any_hand_edit_of_the_sidecar_is_refused_naming_both_values(tmp_path: Path, key: str) -> None:
+    """The record inside the safetensors header is authoritative: a sidecar that differs on
+    any key it shares (architecture, input size, normalisation, extras) is an error naming
+    the key and both values, never a silently different encoder."""
+    import json
+
+    _, path = _export(tmp_path, 32)
+    sidecar = path.with_suffix(".json")
+    meta = json.loads(sidecar.read_text())
+    before = meta[key]
+    sidecar.write_text(json.dumps({**meta, key: _EDITS[key]}))
+    with pytest.raises(ConfigError, match=rf"disagrees with the metadata stored inside .*{key}: "
+                                          rf"{_EDITS[key]!r}.* in encoder\.json vs {before!r}".replace("[", r"\[")):
+        load_encoder(tmp_path)
+    sidecar.unlink()  # the weights file alone still loads, as exported
+    assert load_encoder(tmp_path)[1].meta[key] == before
+
+
+def test_a_sidecar_adding_keys_still_loads(tmp_path: Path) -> None:
+    import json
+
+    _, path = _export(tmp_path, 32)
+    sidecar = path.with_suffix(".json")
+    sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()), "note": "run 7, best val AUC"}))
+    assert load_encoder(tmp_path)[1].meta["backbone"] == "resnet18"
+
+
+def test_a_foreign_safetensors_needs_a_complete_sidecar(tmp_path: Path) -> None:
+    import json
+
+    enc = build_backbone("resnet18", image_size=32)
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in enc.state_dict().items()}, str(tmp_path / "timm.safetensors"))
+    meta = {"format": "medssl-encoder-v1", "backbone": "resnet18", "in_chans": 3, "image_size": 32,
+            "small_input_stem": True, "mean": [0.5] * 3}
+    (tmp_path / "timm.json").write_text(json.dumps(meta))
+    with pytest.raises(ConfigError, match=r"timm\.json: missing key\(s\) 'std'"):
+        load_encoder(tmp_path / "timm.safetensors")
+    (tmp_path / "timm.json").write_text(json.dumps({**meta, "std": [0.25] * 3, "in_chans": "three"}))
+    with pytest.raises(ConfigError, match=r"timm\.json: invalid in_chans='three' \(a positive integer\)"):
+        load_encoder(tmp_path / "timm.safetensors")
+    (tmp_path / "timm.json").write_text(json.dumps({**meta, "std": [0.25] * 3}))
+    model, _ = load_encoder(tmp_path / "timm.safetensors")
+    x = torch.randn(1, 3, 32, 32)
+    assert torch.equal(enc.eval()(x), model(x))

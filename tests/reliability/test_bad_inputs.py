@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 import h5py
 import numpy as np
@@ -409,6 +409,23 @@ TRANSFER_CASES: Dict[str, Tuple[Callable[[Path, Path, Path], List[str]], str]] =
     "encoder_missing": (lambda tmp, sample, enc: ["--encoder", str(tmp / "none")], r"encoder file .*none.* not found"),
     "encoder_corrupt": (lambda tmp, sample, enc: ["--encoder", str(_corrupt_encoder(tmp, enc))],
                         r"cannot read backbone weights file .*broken\.safetensors"),
+    "encoder_json_invalid": (lambda tmp, sample, enc: ["--encoder", str(_encoder_with_json(tmp, enc, b'{"backbone": '))],
+                             r"encoder\.json: not valid JSON \(line 1, column 14"),
+    "encoder_json_a_list": (lambda tmp, sample, enc: ["--encoder", str(_encoder_with_json(tmp, enc, b"[1, 2]"))],
+                            r"encoder\.json: expected a JSON object .* got a JSON list"),
+    "encoder_json_without_backbone": (lambda tmp, sample, enc: ["--encoder", str(_encoder_with_json(
+                                          tmp, enc, lambda m: {k: v for k, v in m.items() if k != "backbone"}))],
+                                      r"encoder\.json: missing key\(s\) 'backbone'"),
+    "encoder_json_not_utf8": (lambda tmp, sample, enc: ["--encoder", str(_encoder_with_json(
+                                  tmp, enc, '{"backbone": "test_resnet", "note": "\u00e9"}'.encode("latin-1")))],
+                              r"encoder\.json: not UTF-8 text \(byte \d+\)"),
+    "encoder_json_edited_stem": (lambda tmp, sample, enc: ["--encoder", str(_encoder_with_json(
+                                     tmp, enc, lambda m: {**m, "small_input_stem": not m["small_input_stem"]}))],
+                                 r"encoder\.json disagrees with the metadata stored inside .*encoder\.safetensors "
+                                 r"\(small_input_stem: (False|True) in encoder\.json vs (True|False) in"),
+    "encoder_json_edited_size": (lambda tmp, sample, enc: ["--encoder", str(_encoder_with_json(
+                                     tmp, enc, lambda m: {**m, "image_size": 64, "mean": [0.4] * 3}))],
+                                 r"image_size: 64 in encoder\.json vs 28 in encoder\.safetensors; mean: "),
     "label_fraction_zero": (lambda tmp, sample, enc: ["--encoder", str(enc), "--label-fraction", "0"],
                             r"label_fraction.*\(0, 1\]|label_fraction.*> 0"),
     "class_names_disagree": (lambda tmp, sample, enc: ["--encoder", str(enc), "--data", str(_breast_like(tmp, sample)),
@@ -421,6 +438,20 @@ TRANSFER_CASES: Dict[str, Tuple[Callable[[Path, Path, Path], List[str]], str]] =
                                                   "--split-train", "unlabeled"],
                         r"(unlabelled|no labels|labelled)"),
 }
+
+
+def _encoder_with_json(tmp: Path, enc: Path, change: Any) -> Path:
+    """A copy of the encoder whose encoder.json holds ``change`` (bytes) or
+    ``change(original record)`` (a function): as if edited by hand."""
+    import json
+
+    out = tmp / "enc"
+    out.mkdir()
+    shutil.copy(enc, out / "encoder.safetensors")
+    meta = json.loads(enc.with_suffix(".json").read_text())
+    raw = change if isinstance(change, bytes) else json.dumps(change(meta)).encode()
+    (out / "encoder.json").write_bytes(raw)
+    return out
 
 
 def _corrupt_encoder(tmp: Path, enc: Path) -> Path:
