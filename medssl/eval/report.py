@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from medssl.errors import DataError
+from medssl.eval import slide_level
 
 FORMAT = "medssl-eval-report/1"
 METRIC_LABELS = {
@@ -93,6 +94,9 @@ def build_report(cfg: Any, per_seed: List[Dict[str, Any]], aggregate: Dict[str, 
         "plots": plots,
         "config": to_dict(cfg),
     }
+    slides = slide_level.summarise(per_seed)
+    if slides is not None:  # the test set is tiles of whole slides
+        report["slide_level"] = slides
     report["protocol"]["text"] = protocol_text(report)
     return report
 
@@ -179,7 +183,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     for name, n in zip(report["class_names"], report["test_class_counts"]):
         lines.append(f"| {name} | {n} | {_mean_sd(agg['sensitivity'][name])} | "
                      f"{_mean_sd(agg['specificity'][name])} | {_fmt(aucs.get(name)) if name in aucs else '—'} |")
-    lines += ["", "## Protocol", "", p["text"], ""]
+    lines += [""] + slide_level.markdown_lines(report.get("slide_level"))
+    lines += ["## Protocol", "", p["text"], ""]
     if report["notes"] or report["warnings"]:
         lines += ["## Notes and warnings", ""]
         lines += [f"- {n}" for n in report["notes"]] + [f"- **warning:** {w}" for w in report["warnings"]]

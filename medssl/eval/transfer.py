@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from medssl.eval.cache import cached_features, data_provenance, fingerprint
+from medssl.eval import slide_level
 from medssl.eval.config import TransferConfig
 from medssl.errors import ConfigError, DataError
 from medssl.fileio import sha256_file
@@ -205,6 +206,9 @@ def run_transfer(cfg: TransferConfig) -> TransferResult:
             (x, y), (xq, y_test) = feats["train"], feats["test"]
             scores, metrics = _probe(cfg, seed, x[idx], y[idx], xq, y_test, task, num_classes, names)
             emb = xq
+        slide_metrics = slide_level.for_dataset(test_ds, y_test, scores, task)  # None unless tiles of slides
+        if slide_metrics is not None:
+            metrics["slide_level"] = slide_metrics
         per_seed.append({"seed": seed, "subset": subset, "metrics": metrics})
         if not first:
             first = {"scores": scores, "embeddings": emb, "labels": y_test}
