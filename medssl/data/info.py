@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from medssl.data.base import MedicalImageDataset
-from medssl.data.medmnist import file_md5, official_md5, parse_stem
+from medssl.data.medmnist.files import file_md5, official_md5, parse_stem
 from medssl.data.open import Spec, open_dataset, resolve_config
 from medssl.data.pcam import KNOWN_MD5 as PCAM_MD5
 from medssl.data.stl10 import KNOWN_MD5 as STL10_MD5

@@ -1,4 +1,4 @@
-"""MedMNIST .npz loading (medssl/data/medmnist.py), on the real files in ../shared/data."""
+"""MedMNIST .npz loading (the medssl/data/medmnist/ package), on the real files in ../shared/data."""
 
 from __future__ import annotations
 
@@ -211,7 +211,7 @@ def test_mmap_auto_for_large_images(tmp_path):
 
 
 def test_mmap_unwritable_dir_suggests_cache_dir(breast_copy, tmp_path, monkeypatch):
-    import medssl.data.medmnist as mod
+    import medssl.data.medmnist.npy_cache as mod
 
     real_access = os.access
     monkeypatch.setattr(mod.os, "access", lambda p, m: False if Path(p) == breast_copy.parent else real_access(p, m))
