@@ -25,6 +25,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 
 from medssl.data.base import MedicalImageDataset, require_file
+from medssl.hdf5 import local_dataset
 from medssl.errors import ConfigError, DataError
 from medssl.fileio import PathLike
 from medssl.registry import DATASETS
@@ -81,10 +82,8 @@ def _open_h5(path: Path) -> Any:
 
 
 def _dataset(handle: Any, key: str, path: Path) -> Any:
-    import h5py
-
-    obj = handle.get(key)
-    if not isinstance(obj, h5py.Dataset):
+    obj = local_dataset(handle, key, path)
+    if obj is None:
         raise DataError(
             f"PCAM: {path} has no HDF5 dataset {key!r} (found keys {sorted(handle.keys())}); "
             f"an official PCAM {key} file stores its array under {key!r}"

@@ -26,6 +26,7 @@ import numpy as np
 from medssl.data.base import MedicalImageDataset
 from medssl.errors import DataError
 from medssl.fileio import PathLike
+from medssl.hdf5 import local_dataset
 from medssl.registry import DATASETS
 from medssl.wsi.manifest import load_manifest
 from medssl.wsi.shards import read_meta
@@ -157,7 +158,16 @@ class WSITiles(MedicalImageDataset):
             except OSError as exc:
                 raise DataError(f"{path}: cannot open the tile shard ({exc}); it is missing or damaged: re-tile "
                                 "with medssl data tile --resume after deleting it") from exc
-            h = (f, f["x"])
+            try:
+                x = local_dataset(f, "x", path)
+            except DataError:
+                f.close()
+                raise
+            if x is None:
+                f.close()
+                raise DataError(f"{path}: not a medssl tile shard (no dataset 'x'); delete it and re-run "
+                                "`medssl data tile --resume`")
+            h = (f, x)
             self._handles[s] = h
             if len(self._handles) > MAX_OPEN:
                 _, (old, _) = self._handles.popitem(last=False)

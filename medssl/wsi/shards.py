@@ -23,6 +23,7 @@ import numpy as np
 
 from medssl.errors import DataError
 from medssl.fileio import atomic_write
+from medssl.hdf5 import local_dataset
 
 FORMAT = "medssl-wsi-tiles/1"
 SHARD_DIR = "shards"
@@ -75,8 +76,10 @@ def read_meta(path: Path) -> Dict[str, Any]:
             if f.attrs.get("format") != FORMAT or "x" not in f or "meta" not in f:
                 raise DataError(f"{path}: not a medssl tile shard (format {f.attrs.get('format')!r}); "
                                 "it does not belong in a tiling's shards/ folder")
-            x = f["x"]
-            meta = f["meta"][()]
+            x, meta_ds = local_dataset(f, "x", path), local_dataset(f, "meta", path)
+            if x is None or meta_ds is None:
+                raise DataError(f"{path}: not a medssl tile shard (no dataset 'x' or 'meta')")
+            meta = meta_ds[()]
             if x.ndim != 4 or x.shape[3] != 3 or x.shape[1] != x.shape[2] or len(meta) != x.shape[0]:
                 raise DataError(f"{path}: shard holds x {x.shape} and {len(meta)} meta rows; expected "
                                 "(N, T, T, 3) and N rows. Delete it and re-run `medssl data tile --resume`")

@@ -188,6 +188,49 @@ def pcam_float_images(tmp: Path, sample: Path) -> List[str]:
     return stats(root, "--split", "train")
 
 
+def _pcam_x_elsewhere(tmp: Path, sample: Path, form: str) -> List[str]:
+    """The train x.h5 replaced by one whose 'x' lives in another file, then that file deleted
+    (a copy made without its sources): h5py would read a virtual dataset as zeros."""
+    root = _pcam(tmp, sample)
+    x = _pcam_file(root, "x")
+    with h5py.File(x, "r") as fh:
+        data = fh["x"][:]
+    x.unlink()
+    src = tmp / "elsewhere.h5"
+    if form == "external storage":
+        src = tmp / "elsewhere.bin"
+        data.tofile(src)
+        with h5py.File(x, "w") as fh:
+            fh.create_dataset("x", shape=data.shape, dtype=np.uint8, external=[(str(src), 0, data.nbytes)])
+    else:
+        with h5py.File(src, "w") as fh:
+            fh["x"] = data
+        with h5py.File(x, "w") as fh:
+            if form == "external link":
+                fh["x"] = h5py.ExternalLink(str(src), "/x")
+            else:
+                layout = h5py.VirtualLayout(shape=data.shape, dtype=np.uint8)
+                layout[:] = h5py.VirtualSource(str(src), "x", shape=data.shape)
+                fh.create_virtual_dataset("x", layout, fillvalue=0)
+    src.unlink()
+    return stats(root, "--split", "train")
+
+
+@case(r"split_train_x\.h5: dataset 'x' is an HDF5 external link to .*elsewhere\.h5.*only data stored in the file")
+def pcam_x_external_link_source_gone(tmp: Path, sample: Path) -> List[str]:
+    return _pcam_x_elsewhere(tmp, sample, "external link")
+
+
+@case(r"split_train_x\.h5: dataset 'x' is an HDF5 virtual dataset mapped from .*elsewhere\.h5")
+def pcam_x_virtual_dataset_source_gone(tmp: Path, sample: Path) -> List[str]:
+    return _pcam_x_elsewhere(tmp, sample, "virtual dataset")
+
+
+@case(r"split_train_x\.h5: dataset 'x' keeps its bytes in external file\(s\) .*elsewhere\.bin")
+def pcam_x_external_storage_source_gone(tmp: Path, sample: Path) -> List[str]:
+    return _pcam_x_elsewhere(tmp, sample, "external storage")
+
+
 @case(r"holds \d+ images but .*_y\.h5 holds \d+ labels")
 def pcam_label_count_mismatch(tmp: Path, sample: Path) -> List[str]:
     root = _pcam(tmp, sample)

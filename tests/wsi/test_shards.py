@@ -70,3 +70,20 @@ def test_shard_names_are_safe_and_distinct():
 def test_batched():
     assert [list(r) for r in batched(5, 2)] == [[0, 1], [2, 3], [4]]
     assert list(batched(0, 2)) == []
+
+
+def test_a_shard_whose_tiles_live_in_another_file_is_refused(tmp_path):
+    """A shard rewritten so that 'x' is a virtual dataset over another file (gone now)
+    would read as zeros: read_meta refuses it (medssl.hdf5.local_dataset)."""
+    tiles, meta = _tiles(3), _meta(3)
+    with h5py.File(tmp_path / "src.h5", "w") as f:
+        f["x"] = tiles
+    layout = h5py.VirtualLayout(shape=tiles.shape, dtype=np.uint8)
+    layout[:] = h5py.VirtualSource(str(tmp_path / "src.h5"), "x", shape=tiles.shape)
+    with h5py.File(tmp_path / "a.h5", "w") as f:
+        f.create_virtual_dataset("x", layout, fillvalue=0)
+        f.create_dataset("meta", data=meta)
+        f.attrs.update({"format": FORMAT, "slide": "s1", "tile": 16})
+    (tmp_path / "src.h5").unlink()
+    with pytest.raises(DataError, match=r"a\.h5: dataset 'x' is an HDF5 virtual dataset mapped from .*src\.h5"):
+        read_meta(tmp_path / "a.h5")
