@@ -56,6 +56,15 @@ def test_impossible_requests_name_the_slide(pyramid, tmp_path, capsys, extra, ex
     assert f"slide pyramid failed: {pyramid}: " in err and expect in err
 
 
+def test_slide_without_mpp_through_the_cli(pyramid_no_mpp, tmp_path, capsys):
+    assert main(["data", "tile", str(pyramid_no_mpp), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"slide nompp failed: {pyramid_no_mpp}: the slide has no microns-per-pixel in its metadata" in err
+    assert "--level N" in err and "--slide-mpp M" in err
+    assert main(["data", "tile", str(pyramid_no_mpp), "--out", str(tmp_path / "p"), "--quiet", "--level", "2",
+                 "--max-tiles-per-slide", "1"]) == 0
+
+
 def test_refusals_through_the_cli(svs, tmp_path, capsys):
     out = tmp_path / "tiles"
     base = ["data", "tile", str(svs), "--out", str(out), "--max-tiles-per-slide", "2", "--quiet"]
