@@ -55,7 +55,7 @@ def make_step(name: str, args: argparse.Namespace, device: torch.device) -> Call
     model = build_ssl_model(build_backbone(args.backbone, image_size=args.image_size), objective,
                             proj_dim=args.proj_dim).to(device).train()
     support = None
-    if objective.uses_support_set:
+    if objective.requirements.support_set:
         support = SupportSet(args.queue, args.proj_dim).to(device)
         support.enqueue(F.normalize(torch.randn(args.queue, args.proj_dim, device=device), dim=1))
     params = list(model.online_parameters()) + list(objective.parameters())

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import header, interleaved, load_average, median, table  # noqa: E402
 
-from medssl.objectives.base import ViewOutputs  # noqa: E402
+from medssl.models.outputs import ViewOutputs  # noqa: E402
 from medssl.objectives.support_set import SupportSet  # noqa: E402
 from medssl.registry import OBJECTIVES  # noqa: E402
 
@@ -50,7 +50,7 @@ def objective_step(name: str, support: SupportSet, batch: int, dim: int) -> Call
     def run() -> None:
         z = [F.normalize(x, dim=1) for x in leaves[:2]]
         p = [F.normalize(x, dim=1) for x in leaves[2:]]
-        out = ViewOutputs(z=z, p=p, t=targets if objective.uses_target else None, indices=index)
+        out = ViewOutputs(z=z, p=p, t=targets if objective.requirements.target else None, indices=index)
         loss, _ = objective(out, support)
         loss.backward()
         for x in leaves:

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import header, interleaved, load_average, median, table  # noqa: E402
 
 from medssl.models import build_backbone, build_ssl_model  # noqa: E402
-from medssl.objectives.base import ViewOutputs  # noqa: E402
+from medssl.models.outputs import ViewOutputs  # noqa: E402
 from medssl.objectives.nnclr import NNCLR  # noqa: E402
 from medssl.objectives.support_set import SupportSet  # noqa: E402
 

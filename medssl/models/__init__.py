@@ -5,6 +5,7 @@ backbone builder in :data:`medssl.registry.BACKBONES`."""
 from medssl.models.backbone import apply_small_input_stem, build_backbone, load_backbone_weights
 from medssl.models.ema import EMATarget, cosine_momentum, ema_update
 from medssl.models.heads import PredictionHead, ProjectionHead
+from medssl.models.outputs import ViewOutputs
 from medssl.models.ssl_model import SSLModel, build_ssl_model
 
 __all__ = [
@@ -17,5 +18,6 @@ __all__ = [
     "cosine_momentum",
     "ema_update",
     "SSLModel",
+    "ViewOutputs",
     "build_ssl_model",
 ]

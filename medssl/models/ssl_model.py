@@ -1,6 +1,6 @@
 """The SSL model: backbone ``f`` + projector ``g`` (+ predictor ``q``) (+ EMA target ``f', g'``).
 
-``SSLModel.forward(views)`` returns :class:`~medssl.objectives.base.ViewOutputs` with
+``SSLModel.forward(views)`` returns :class:`~medssl.models.outputs.ViewOutputs` with
 ``z = n(g(f(x)))``, ``p = n(q(g(f(x))))`` and ``t = n(g'(f'(x)))`` (no gradient) per view.
 
 All views of a step go through the networks as ONE concatenated batch (one backbone
@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from medssl.errors import ConfigError
 from medssl.models.ema import EMATarget, cosine_momentum
 from medssl.models.heads import PredictionHead, ProjectionHead
-from medssl.objectives.base import ViewOutputs
+from medssl.models.outputs import ViewOutputs
 
 
 def _normalize(x: Tensor) -> Tensor:
@@ -133,8 +133,9 @@ def build_ssl_model(
 ) -> SSLModel:
     """An :class:`SSLModel` with the heads an objective needs.
 
-    ``objective`` is an Objective instance or class; its ``uses_predictor`` /
-    ``uses_target`` class attributes decide whether a predictor and an EMA target are built.
+    ``objective`` is an Objective instance or class; its ``requirements.predictor`` /
+    ``requirements.target`` decide whether a predictor and an EMA target are built.
+    ``ema_base`` is the target's starting EMA momentum (``model.ema_base`` in a config).
     """
     num_features = getattr(backbone, "num_features", None)
     if not isinstance(num_features, int) or num_features < 1:
@@ -143,11 +144,12 @@ def build_ssl_model(
             "medssl.models.build_backbone or set the attribute to its pooled feature width"
         )
     projector = ProjectionHead(num_features, proj_hidden, proj_dim, num_layers=proj_layers)
-    predictor = PredictionHead(proj_dim, pred_hidden) if getattr(objective, "uses_predictor", False) else None
+    needs = getattr(objective, "requirements", None)
+    predictor = PredictionHead(proj_dim, pred_hidden) if getattr(needs, "predictor", False) else None
     return SSLModel(
         backbone,
         projector,
         predictor=predictor,
-        use_target=bool(getattr(objective, "uses_target", False)),
+        use_target=bool(getattr(needs, "target", False)),
         ema_base=ema_base,
     )

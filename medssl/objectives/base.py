@@ -1,19 +1,21 @@
-"""What every objective receives and returns.
+"""What every objective receives, returns and declares.
 
 The training loop is objective-agnostic: it runs the model on the views of a batch,
-packs the results into :class:`ViewOutputs` and calls
-``objective(outputs, support_set) -> (loss, diagnostics)``. An objective that uses the
-support set performs its neighbour look-ups first and enqueues this step's embeddings
-last (so a step never finds its own rows).
+packs the results into :class:`~medssl.models.outputs.ViewOutputs` and calls
+``objective(outputs, support_set) -> (loss, diagnostics)``. What the objective needs
+around it (a predictor, an EMA target, a support set, ...) it declares in one
+:class:`Requirements` value, the only thing the model builder and the loop read.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Dict, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, ClassVar, Dict, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
+
+from medssl.models.outputs import ViewOutputs
 
 if TYPE_CHECKING:  # pragma: no cover
     from medssl.objectives.support_set import SupportSet
@@ -21,41 +23,35 @@ if TYPE_CHECKING:  # pragma: no cover
 Diagnostics = Dict[str, float]
 
 
-@dataclass
-class ViewOutputs:
-    """Per-view outputs of an SSL model for one batch of ``B`` images (lists indexed by view).
-
-    All embeddings are L2-normalised rows of width ``D``.
+@dataclass(frozen=True)
+class Requirements:
+    """What an objective needs from the model and the training loop.
 
     Attributes:
-        z: online projections ``n(g(f(x)))``, each ``[B, D]``, carrying gradient.
-        p: online predictions ``n(q(g(f(x))))``, each ``[B, D]``; ``None`` without a predictor.
-        t: target-network projections ``n(g'(f'(x)))``, each ``[B, D]``, no gradient;
-            ``None`` without a target network.
-        indices: ``[B]`` int64 dataset indices of the images (for same-image diagnostics
-            and the support set's bookkeeping), or ``None``.
-        labels: ``[B]`` int64 labels, ``-1`` when unknown; used only for diagnostics
-            (neighbour purity), never by a loss.
+        predictor: the model must produce predictions ``p`` (a predictor head).
+        target: the model must produce EMA-target projections ``t``.
+        support_set: the objective reads and fills a :class:`SupportSet` (second argument).
+        embedding_width_option: the constructor option that sizes the objective's own
+            parameters by the embedding width ``D`` (SNCLR's ``dim``); the training loop sets
+            it to ``model.proj_dim`` unless the config does. ``None``: any width works.
+        neighbours_per_query: support-set rows one look-up needs (the selector's ``k``); a
+            support set that can never hold that many would stay in cold start for ever.
     """
 
-    z: Sequence[Tensor]
-    p: Optional[Sequence[Tensor]] = None
-    t: Optional[Sequence[Tensor]] = None
-    indices: Optional[Tensor] = None
-    labels: Optional[Tensor] = None
-
-    @property
-    def batch_size(self) -> int:
-        return int(self.z[0].shape[0])
+    predictor: bool = False
+    target: bool = False
+    support_set: bool = False
+    embedding_width_option: Optional[str] = None
+    neighbours_per_query: int = 0
 
 
 class Objective(nn.Module):
     """Base of the objective modules: a thin wrapper holding the parameters of one pure
-    loss function. Class attributes tell the model builder what the objective needs."""
+    loss function. ``requirements`` (class-level, refined per instance where a config
+    option changes it) tells the model builder and the loop what the objective needs."""
 
-    uses_predictor: ClassVar[bool] = False
-    uses_target: ClassVar[bool] = False
-    uses_support_set: ClassVar[bool] = False
+    name: ClassVar[str] = "objective"
+    requirements: Requirements = Requirements()
 
     def forward(
         self, outputs: ViewOutputs, support: Optional["SupportSet"] = None

@@ -122,7 +122,7 @@ def require_support(objective: str, support: Optional["SupportSet"]) -> "Support
     """``support``, or a :class:`ConfigError` saying the objective needs one."""
     if support is None:
         raise ConfigError(
-            f"objective {objective!r} needs a support set (uses_support_set=True) but got None; "
+            f"objective {objective!r} needs a support set (requirements.support_set) but got None; "
             "pass a medssl.objectives.support_set.SupportSet(size, dim) as the second argument"
         )
     return support

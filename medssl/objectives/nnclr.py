@@ -3,23 +3,17 @@ the other view's prediction; only in-batch negatives."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Optional, Tuple
+from typing import ClassVar, Optional, Tuple
 
 import torch
 from torch import Tensor
 
-from medssl.objectives.base import Diagnostics, Objective, ViewOutputs, embedding_std
-from medssl.objectives.common import (
-    SelectorSpec,
-    SeededGenerators,
-    check_positive,
-    look_up,
-    neighbour_stats,
-    require_support,
-    require_views,
-    resolve_selector,
-    tile,
-)
+from medssl.models.outputs import ViewOutputs
+from medssl.objectives.base import Requirements, embedding_std
+from medssl.objectives.common import SelectorSpec, check_positive
+from medssl.objectives.neighbours import Neighbours
+from medssl.objectives.support_objective import SupportSetObjective, Terms, Views
+from medssl.objectives.support_set import SupportSet
 from medssl.objectives.functional import ce_rows, mean_over_neighbours
 from medssl.registry import OBJECTIVES
 
@@ -47,7 +41,7 @@ def nnclr_loss(p1: Tensor, p2: Tensor, nn1: Tensor, nn2: Tensor, tau: float = 0.
     return 0.5 * (t12 + t21)
 
 
-class NNCLR(Objective):
+class NNCLR(SupportSetObjective):
     """NNCLR with a predictor, no target network; the support set stores detached ``z1``.
 
     Args:
@@ -61,41 +55,32 @@ class NNCLR(Objective):
     """
 
     name: ClassVar[str] = "nnclr"
-    uses_predictor: ClassVar[bool] = True
-    uses_target: ClassVar[bool] = False
-    uses_support_set: ClassVar[bool] = True
+    requirements = Requirements(predictor=True, support_set=True)
 
     def __init__(self, tau: float = 0.1, neighbours: SelectorSpec = None, seed: Optional[int] = None) -> None:
-        super().__init__()
+        super().__init__(seed)
         self.tau = check_positive(self.name, "tau", tau)
-        self.selector = resolve_selector(self.name, neighbours, "nn", {"topk": {"k": 1}, "pnn": {"k": 1}})
-        self.generators = SeededGenerators(seed)
+        self.choose_selector(neighbours, "nn", {"topk": {"k": 1}, "pnn": {"k": 1}})
 
-    def forward(
-        self, outputs: ViewOutputs, support: Optional[Any] = None, *, generator: Optional[torch.Generator] = None
-    ) -> Tuple[Tensor, Diagnostics]:
-        support = require_support(self.name, support)
-        z1, z2 = require_views(self.name, "z", outputs.z)[:2]
-        p1, p2 = require_views(self.name, "p", outputs.p)[:2]
-        b = z1.shape[0]
-        query = torch.cat([z1, z2]).detach()
-        # Look-ups strictly before this step's enqueue: a step never finds its own rows.
-        found = look_up(self.selector, query, support, training=self.training,
-                        generator=self.generators.get(query.device, generator))
+    def views(self, outputs: ViewOutputs) -> Views:
+        z1, z2 = self.two(outputs, "z")
+        p1, p2 = self.two(outputs, "p")
+        return {"z1": z1, "z2": z2, "p1": p1, "p2": p2}
+
+    def query(self, v: Views) -> Tensor:
+        return torch.cat([v["z1"], v["z2"]]).detach()
+
+    def terms(self, v: Views, found: Optional[Neighbours], query: Tensor, support: SupportSet,
+              generator: Optional[torch.Generator]) -> Terms:
+        b = v["z1"].shape[0]
         nn_all = query if found is None else found.embeddings
-        t12, t21 = nnclr_terms(p1, p2, nn_all[:b], nn_all[b:], self.tau)
+        t12, t21 = nnclr_terms(v["p1"], v["p2"], nn_all[:b], nn_all[b:], self.tau)
         loss = 0.5 * (t12 + t21)
-        diag: Diagnostics = {
-            "loss": float(loss.detach()),
-            "loss_12": float(t12.detach()),
-            "loss_21": float(t21.detach()),
-            "emb_std": embedding_std(z1),
-            "cold_start": float(found is None),
-        }
-        if found is not None:
-            diag.update(neighbour_stats(found.rows, support, tile(outputs.labels, 2), tile(outputs.indices, 2)))
-        support.enqueue(z1.detach(), indices=outputs.indices, labels=outputs.labels)
-        return loss, diag
+        return Terms(loss, {"loss_12": float(t12.detach()), "loss_21": float(t21.detach()),
+                            "emb_std": embedding_std(v["z1"])})
+
+    def stored(self, v: Views) -> Tensor:
+        return v["z1"].detach()
 
 
 OBJECTIVES.register("nnclr")(NNCLR)

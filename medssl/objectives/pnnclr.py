@@ -7,26 +7,23 @@ from the shared ``pnn`` selector (:mod:`medssl.objectives.neighbours`), so
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Optional, Tuple
+from typing import ClassVar, Optional
 
 import torch
 from torch import Tensor
 
-from medssl.objectives.base import Diagnostics, Objective, ViewOutputs, embedding_std
+from medssl.models.outputs import ViewOutputs
+from medssl.objectives.base import Requirements, embedding_std
 from medssl.objectives.common import (
     SelectorSpec,
-    SeededGenerators,
-    check_between,
     check_bool,
     check_choice,
     check_positive,
-    look_up,
-    neighbour_stats,
-    require_support,
-    require_views,
-    resolve_selector,
-    tile,
+    check_between,
 )
+from medssl.objectives.neighbours import Neighbours
+from medssl.objectives.support_objective import SupportSetObjective, Terms, Views
+from medssl.objectives.support_set import SupportSet
 from medssl.objectives.functional import ce_rows
 from medssl.registry import OBJECTIVES
 
@@ -61,7 +58,7 @@ def pnnclr_loss(
     return 0.5 * (pnnclr_c(p1, t2, pnn_p1, pnn_t2, tau) + pnnclr_c(p2, t1, pnn_p2, pnn_t1, tau))
 
 
-class PNNCLR(Objective):
+class PNNCLR(SupportSetObjective):
     """pNNCLR objective module.
 
     Args:
@@ -73,19 +70,17 @@ class PNNCLR(Objective):
             True, the reference code); False detaches ``pNN(p)``.
         queue_source: ``"target"`` (enqueue ``t1``, default) or ``"online"`` (enqueue the
             detached online prediction ``p1``, as the reference code does).
-        ema_base: ``λ0`` of the target network's cosine EMA schedule, default 0.99 (read by
-            the model builder; the objective itself does not update weights).
         neighbours: selector override (default ``"pnn"`` built from the options above).
         seed: seeds the pseudo-neighbour noise.
+
+    The target network's EMA momentum is the model's (``model.ema_base``).
 
     Cold start: while the support set holds fewer rows than the selector's ``k``, every
     query ``u`` is its own (detached) neighbour, i.e. ``pNN(u) = sg(u)``.
     """
 
     name: ClassVar[str] = "pnnclr"
-    uses_predictor: ClassVar[bool] = True
-    uses_target: ClassVar[bool] = True
-    uses_support_set: ClassVar[bool] = True
+    requirements = Requirements(predictor=True, target=True, support_set=True)
 
     def __init__(
         self,
@@ -95,51 +90,42 @@ class PNNCLR(Objective):
         renormalize: bool = False,
         pnn_grad: bool = True,
         queue_source: str = "target",
-        ema_base: float = 0.99,
         neighbours: SelectorSpec = None,
         seed: Optional[int] = None,
     ) -> None:
-        super().__init__()
+        super().__init__(seed)
         self.tau = check_positive(self.name, "tau", tau)
         self.alpha = check_between(self.name, "alpha", alpha, 0.0, 1.0)
         self.beta = check_between(self.name, "beta", beta, 0.0, None)
         self.renormalize = check_bool(self.name, "renormalize", renormalize)
         self.pnn_grad = check_bool(self.name, "pnn_grad", pnn_grad)
         self.queue_source = check_choice(self.name, "queue_source", queue_source, QUEUE_SOURCES)
-        self.ema_base = check_between(self.name, "ema_base", ema_base, 0.0, 1.0)
         pnn = {"k": 1, "alpha": self.alpha, "beta": self.beta, "renormalize": self.renormalize,
                "pnn_grad": self.pnn_grad}
-        self.selector = resolve_selector(self.name, neighbours, "pnn", {"pnn": pnn, "topk": {"k": 1}})
-        self.generators = SeededGenerators(seed)
+        self.choose_selector(neighbours, "pnn", {"pnn": pnn, "topk": {"k": 1}})
 
-    def forward(
-        self, outputs: ViewOutputs, support: Optional[Any] = None, *, generator: Optional[torch.Generator] = None
-    ) -> Tuple[Tensor, Diagnostics]:
-        support = require_support(self.name, support)
-        p1, p2 = require_views(self.name, "p", outputs.p)[:2]
-        t1, t2 = (t.detach() for t in require_views(self.name, "t", outputs.t)[:2])
-        b = p1.shape[0]
-        # One look-up for all four queries (one matrix product), before the enqueue.
-        query = torch.cat([p1, p2, t1, t2])
-        found = look_up(self.selector, query, support, training=self.training,
-                        generator=self.generators.get(query.device, generator))
+    def views(self, outputs: ViewOutputs) -> Views:
+        p1, p2 = self.two(outputs, "p")
+        t1, t2 = (t.detach() for t in self.two(outputs, "t"))
+        return {"p1": p1, "p2": p2, "t1": t1, "t2": t2}
+
+    def query(self, v: Views) -> Tensor:
+        # One look-up for all four queries (one matrix product).
+        return torch.cat([v["p1"], v["p2"], v["t1"], v["t2"]])
+
+    def terms(self, v: Views, found: Optional[Neighbours], query: Tensor, support: SupportSet,
+              generator: Optional[torch.Generator]) -> Terms:
+        b = v["p1"].shape[0]
         pnn = query.detach() if found is None else found.embeddings
         pnn_p1, pnn_p2, pnn_t1, pnn_t2 = pnn[:b], pnn[b:2 * b], pnn[2 * b:3 * b], pnn[3 * b:]
-        c12 = pnnclr_c(p1, t2, pnn_p1, pnn_t2, self.tau)
-        c21 = pnnclr_c(p2, t1, pnn_p2, pnn_t1, self.tau)
+        c12 = pnnclr_c(v["p1"], v["t2"], pnn_p1, pnn_t2, self.tau)
+        c21 = pnnclr_c(v["p2"], v["t1"], pnn_p2, pnn_t1, self.tau)
         loss = 0.5 * (c12 + c21)
-        diag: Diagnostics = {
-            "loss": float(loss.detach()),
-            "loss_c12": float(c12.detach()),
-            "loss_c21": float(c21.detach()),
-            "emb_std": embedding_std(p1),
-            "cold_start": float(found is None),
-        }
-        if found is not None:
-            diag.update(neighbour_stats(found.rows, support, tile(outputs.labels, 4), tile(outputs.indices, 4)))
-        stored = t1 if self.queue_source == "target" else p1.detach()
-        support.enqueue(stored, indices=outputs.indices, labels=outputs.labels)
-        return loss, diag
+        return Terms(loss, {"loss_c12": float(c12.detach()), "loss_c21": float(c21.detach()),
+                            "emb_std": embedding_std(v["p1"])})
+
+    def stored(self, v: Views) -> Tensor:
+        return v["t1"] if self.queue_source == "target" else v["p1"].detach()
 
 
 OBJECTIVES.register("pnnclr")(PNNCLR)

@@ -8,27 +8,24 @@ Each mechanism is its own function so the published equations can replace it:
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Optional, Tuple
+from typing import ClassVar, Optional, Tuple
 
 import torch
 from torch import Tensor
 
-from medssl.objectives.base import Diagnostics, Objective, ViewOutputs, embedding_std
+from medssl.models.outputs import ViewOutputs
+from medssl.objectives.base import Diagnostics, Requirements, embedding_std
 from medssl.objectives.common import (
     SelectorSpec,
-    SeededGenerators,
-    check_between,
     check_bool,
     check_choice,
     check_int,
     check_positive,
-    look_up,
-    neighbour_stats,
-    require_support,
-    require_views,
-    resolve_selector,
-    tile,
+    check_between,
 )
+from medssl.objectives.neighbours import Neighbours
+from medssl.objectives.support_objective import SupportSetObjective, Terms, Views
+from medssl.objectives.support_set import SupportSet
 from medssl.registry import OBJECTIVES
 
 SAMPLERS = ("gaussian", "band")
@@ -122,7 +119,7 @@ def psm_view_loss(
     return w_hard * l_hard + w_soft * l_soft, l_hard, l_soft
 
 
-class PSM(Objective):
+class PSM(SupportSetObjective):
     """PSM objective module (queue of target projections; enqueues ``t2``).
 
     Args:
@@ -144,9 +141,7 @@ class PSM(Objective):
     """
 
     name: ClassVar[str] = "psm"
-    uses_predictor: ClassVar[bool] = True
-    uses_target: ClassVar[bool] = True
-    uses_support_set: ClassVar[bool] = True
+    requirements = Requirements(predictor=True, target=True, support_set=True)
 
     def __init__(
         self,
@@ -164,7 +159,7 @@ class PSM(Objective):
         neighbours: SelectorSpec = None,
         seed: Optional[int] = None,
     ) -> None:
-        super().__init__()
+        super().__init__(seed)
         self.tau = check_positive(self.name, "tau", tau)
         self.k = check_int(self.name, "k", k, 1)
         self.tau_w = check_positive(self.name, "tau_w", tau_w)
@@ -176,8 +171,7 @@ class PSM(Objective):
         self.n_neg = check_int(self.name, "n_neg", n_neg, 1)
         self.band_drop = check_int(self.name, "band_drop", band_drop, 0)
         self.batch_negatives = check_bool(self.name, "batch_negatives", batch_negatives)
-        self.selector = resolve_selector(self.name, neighbours, "topk", {"topk": {"k": self.k}, "pnn": {"k": self.k}})
-        self.generators = SeededGenerators(seed)
+        self.choose_selector(neighbours, "topk", {"topk": {"k": self.k}, "pnn": {"k": self.k}})
 
     def _negatives(self, p: Tensor, t: Tensor, queue: Tensor, mined_rows: Tensor,
                    generator: Optional[torch.Generator]) -> Tuple[Tensor, Tensor]:
@@ -190,17 +184,19 @@ class PSM(Objective):
         return sample_negatives_gaussian(s_neg, s_pos, eligible, a=self.a, delta=self.delta,
                                          n_neg=self.n_neg, generator=generator)
 
-    def forward(
-        self, outputs: ViewOutputs, support: Optional[Any] = None, *, generator: Optional[torch.Generator] = None
-    ) -> Tuple[Tensor, Diagnostics]:
-        support = require_support(self.name, support)
-        p1, p2 = require_views(self.name, "p", outputs.p)[:2]
-        t1, t2 = (t.detach() for t in require_views(self.name, "t", outputs.t)[:2])
+    def views(self, outputs: ViewOutputs) -> Views:
+        p1, p2 = self.two(outputs, "p")
+        t1, t2 = (t.detach() for t in self.two(outputs, "t"))
+        return {"p1": p1, "p2": p2, "t1": t1, "t2": t2}
+
+    def query(self, v: Views) -> Tensor:
+        return torch.cat([v["t2"], v["t1"]])
+
+    def terms(self, v: Views, found: Optional[Neighbours], query: Tensor, support: SupportSet,
+              generator: Optional[torch.Generator]) -> Terms:
+        p1, p2, t1, t2 = v["p1"], v["p2"], v["t1"], v["t2"]
         b = p1.shape[0]
-        gen = self.generators.get(p1.device, generator)
-        query = torch.cat([t2, t1])
-        found = look_up(self.selector, query, support, training=self.training, generator=gen)
-        diag: Diagnostics = {"cold_start": float(found is None)}
+        diag: Diagnostics = {}
         if found is None:
             empty_m = query.new_zeros(b, 0, query.shape[1])
             no_queue = query.new_zeros(0, query.shape[1])
@@ -210,14 +206,14 @@ class PSM(Objective):
                                  w_hard=self.w_hard, w_soft=self.w_soft, batch_negatives=True)
                    for p, t in ((p1, t2), (p2, t1))]
         else:
-            # A copy: autograd keeps the queue for backward, and this step's enqueue below
+            # A copy: autograd keeps the queue for backward, and this step's enqueue
             # writes into the buffer in place.
             queue = support.embeddings[: len(support)].to(p1.dtype, copy=True)
             mined = found.embeddings.detach()
             res, kept_sims, kept_counts = [], [], []
             for p, t, m, rows in ((p1, t2, mined[:b], found.rows[:b]), (p2, t1, mined[b:], found.rows[b:])):
                 omega = soft_positive_weights(t, m, self.tau_w)
-                idx, valid = self._negatives(p, t, queue, rows, gen)
+                idx, valid = self._negatives(p, t, queue, rows, generator)
                 res.append(psm_view_loss(p, t, m, omega, queue, idx, valid, tau=self.tau, w_hard=self.w_hard,
                                          w_soft=self.w_soft, batch_negatives=self.batch_negatives))
                 sims = (p.detach() @ queue.t()).gather(1, idx)
@@ -226,19 +222,23 @@ class PSM(Objective):
             all_kept = torch.cat(kept_sims)
             diag["neg_sim_mean"] = float(all_kept.mean()) if all_kept.numel() else float("nan")
             diag["neg_kept"] = float(torch.cat(kept_counts).mean())
-            stats = neighbour_stats(found.rows, support, tile(outputs.labels, 2), tile(outputs.indices, 2))
-            diag.update(stats)
-            if "nn_purity" in stats:
-                diag["mined_purity"] = stats["nn_purity"]
         loss = 0.5 * (res[0][0] + res[1][0])
         diag.update({
-            "loss": float(loss.detach()),
             "loss_hard": float(0.5 * (res[0][1] + res[1][1]).detach()),
             "loss_soft": float(0.5 * (res[0][2] + res[1][2]).detach()),
             "emb_std": embedding_std(p1),
         })
-        support.enqueue(t2, indices=outputs.indices, labels=outputs.labels)
-        return loss, diag
+        return Terms(loss, diag)
+
+    def neighbour_diagnostics(self, found: Neighbours, support: SupportSet, outputs: ViewOutputs,
+                              blocks: int, weights: Optional[Tensor]) -> Diagnostics:
+        stats = super().neighbour_diagnostics(found, support, outputs, blocks, weights)
+        if "nn_purity" in stats:
+            stats["mined_purity"] = stats["nn_purity"]
+        return stats
+
+    def stored(self, v: Views) -> Tensor:
+        return v["t2"]
 
 
 OBJECTIVES.register("psm")(PSM)

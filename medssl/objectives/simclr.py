@@ -7,7 +7,8 @@ from typing import Any, ClassVar, Optional, Tuple
 import torch
 from torch import Tensor
 
-from medssl.objectives.base import Diagnostics, Objective, ViewOutputs, embedding_std
+from medssl.models.outputs import ViewOutputs
+from medssl.objectives.base import Diagnostics, Objective, embedding_std
 from medssl.objectives.common import check_positive, require_views
 from medssl.objectives.functional import nt_xent
 from medssl.registry import OBJECTIVES

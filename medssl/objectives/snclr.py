@@ -8,28 +8,25 @@ receive ``objective.parameters()`` as well as the model's.
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Optional, Tuple, Union
+from typing import ClassVar, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from medssl.errors import ConfigError
-from medssl.objectives.base import Diagnostics, Objective, ViewOutputs, embedding_std
+from medssl.models.outputs import ViewOutputs
+from medssl.objectives.base import Diagnostics, Requirements, embedding_std
 from medssl.objectives.common import (
     SelectorSpec,
-    SeededGenerators,
     check_bool,
     check_choice,
     check_int,
     check_positive,
-    look_up,
-    neighbour_stats,
-    require_support,
-    require_views,
-    resolve_selector,
-    tile,
 )
+from medssl.objectives.neighbours import Neighbours
+from medssl.objectives.support_objective import SupportSetObjective, Terms, Views
+from medssl.objectives.support_set import SupportSet
 from medssl.objectives.functional import entropy, soft_ce
 from medssl.registry import OBJECTIVES
 
@@ -87,7 +84,7 @@ def snclr_view_loss(
     return (torch.logsumexp(logits, dim=1) - torch.logsumexp(logits + log_w, dim=1)).mean()
 
 
-class SNCLR(Objective):
+class SNCLR(SupportSetObjective):
     """SNCLR objective module (queue of target projections; enqueues ``t2``).
 
     Args:
@@ -109,9 +106,7 @@ class SNCLR(Objective):
     """
 
     name: ClassVar[str] = "snclr"
-    uses_predictor: ClassVar[bool] = True
-    uses_target: ClassVar[bool] = True
-    uses_support_set: ClassVar[bool] = True
+    requirements = Requirements(predictor=True, target=True, support_set=True, embedding_width_option="dim")
 
     def __init__(
         self,
@@ -126,7 +121,7 @@ class SNCLR(Objective):
         neighbours: SelectorSpec = None,
         seed: Optional[int] = None,
     ) -> None:
-        super().__init__()
+        super().__init__(seed)
         self.tau = check_positive(self.name, "tau", tau)
         self.k = check_int(self.name, "k", k, 1)
         self.dim = check_int(self.name, "dim", dim, 1)
@@ -143,8 +138,7 @@ class SNCLR(Objective):
             self.f2: Optional[nn.Linear] = nn.Linear(self.dim, self.attn_dim, bias=False)
         else:
             self.f1 = self.f2 = None
-        self.selector = resolve_selector(self.name, neighbours, "topk", {"topk": {"k": self.k}, "pnn": {"k": self.k}})
-        self.generators = SeededGenerators(seed)
+        self.choose_selector(neighbours, "topk", {"topk": {"k": self.k}, "pnn": {"k": self.k}})
 
     def attention_weights(self, y: Tensor, neighbours: Tensor) -> Tuple[Tensor, Tensor]:
         """``(probs, w)`` for anchors' online projections ``y [B, D]`` and ``N [B, K, D]``."""
@@ -160,43 +154,39 @@ class SNCLR(Objective):
         w = rescale_weights(probs, self.gamma)
         return probs, (w.detach() if self.detach_weights else w)
 
-    def forward(
-        self, outputs: ViewOutputs, support: Optional[Any] = None, *, generator: Optional[torch.Generator] = None
-    ) -> Tuple[Tensor, Diagnostics]:
-        support = require_support(self.name, support)
-        y1, y2 = require_views(self.name, "z", outputs.z)[:2]
-        p1, p2 = require_views(self.name, "p", outputs.p)[:2]
-        t1, t2 = (t.detach() for t in require_views(self.name, "t", outputs.t)[:2])
-        b = p1.shape[0]
-        query = torch.cat([t2, t1])
-        found = look_up(self.selector, query, support, training=self.training,
-                        generator=self.generators.get(query.device, generator))
+    def views(self, outputs: ViewOutputs) -> Views:
+        y1, y2 = self.two(outputs, "z")
+        p1, p2 = self.two(outputs, "p")
+        t1, t2 = (t.detach() for t in self.two(outputs, "t"))
+        return {"y1": y1, "y2": y2, "p1": p1, "p2": p2, "t1": t1, "t2": t2}
+
+    def query(self, v: Views) -> Tensor:
+        return torch.cat([v["t2"], v["t1"]])
+
+    def terms(self, v: Views, found: Optional[Neighbours], query: Tensor, support: SupportSet,
+              generator: Optional[torch.Generator]) -> Terms:
+        b = v["p1"].shape[0]
         if found is None:
             nbrs = query.new_zeros(2 * b, 0, query.shape[1])
         else:
             nbrs = found.embeddings.detach()
         n2, n1 = nbrs[:b], nbrs[b:]
-        probs2, w2 = self.attention_weights(y1, n2)  # anchor p1: neighbours of t2
-        probs1, w1 = self.attention_weights(y2, n1)  # anchor p2: neighbours of t1
-        l1 = snclr_view_loss(p1, t2, n2, w2, self.tau, self.loss_form)
-        l2 = snclr_view_loss(p2, t1, n1, w1, self.tau, self.loss_form)
-        loss = l1 + l2
-        diag: Diagnostics = {
-            "loss": float(loss.detach()),
-            "loss_12": float(l1.detach()),
-            "loss_21": float(l2.detach()),
-            "emb_std": embedding_std(y1),
-            "cold_start": float(found is None),
-        }
-        if found is not None:
-            probs = torch.cat([probs2, probs1]).detach()
-            w = torch.cat([w2, w1]).detach()
-            diag["weight_entropy"] = float(entropy(probs).mean())
-            diag["weight_mean"] = float(w.mean())
-            diag.update(neighbour_stats(found.rows, support, tile(outputs.labels, 2), tile(outputs.indices, 2),
-                                        weights=w))
-        support.enqueue(t2, indices=outputs.indices, labels=outputs.labels)
-        return loss, diag
+        probs2, w2 = self.attention_weights(v["y1"], n2)  # anchor p1: neighbours of t2
+        probs1, w1 = self.attention_weights(v["y2"], n1)  # anchor p2: neighbours of t1
+        l1 = snclr_view_loss(v["p1"], v["t2"], n2, w2, self.tau, self.loss_form)
+        l2 = snclr_view_loss(v["p2"], v["t1"], n1, w1, self.tau, self.loss_form)
+        diag: Diagnostics = {"loss_12": float(l1.detach()), "loss_21": float(l2.detach()),
+                             "emb_std": embedding_std(v["y1"])}
+        if found is None:
+            return Terms(l1 + l2, diag)
+        probs = torch.cat([probs2, probs1]).detach()
+        w = torch.cat([w2, w1]).detach()
+        diag["weight_entropy"] = float(entropy(probs).mean())
+        diag["weight_mean"] = float(w.mean())
+        return Terms(l1 + l2, diag, weights=w)
+
+    def stored(self, v: Views) -> Tensor:
+        return v["t2"]
 
 
 OBJECTIVES.register("snclr")(SNCLR)

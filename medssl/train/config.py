@@ -10,11 +10,13 @@ as one in the fixed sections.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple, Union
 
 from medssl.config import apply_overrides, check_range, from_mapping, load_yaml
+from medssl.errors import ConfigError
 
 
 @dataclass
@@ -43,10 +45,12 @@ class ModelConfig:
     proj_dim: int = 256
     pred_hidden: int = 4096
     sync_batchnorm: bool = False
+    ema_base: float = 0.99
 
     def __post_init__(self) -> None:
         for key in ("proj_hidden", "proj_dim", "pred_hidden"):
             check_range(f"model.{key}", getattr(self, key), lo=1)
+        check_range("model.ema_base", self.ema_base, lo=0.0, hi=1.0)
 
 
 @dataclass
@@ -54,7 +58,6 @@ class SupportSetConfig:
     """The memory queue shared by the nearest-neighbour objectives."""
 
     size: int = 65536
-    gather_distributed: bool = True
 
     def __post_init__(self) -> None:
         check_range("support_set.size", self.size, lo=1)
@@ -100,6 +103,7 @@ class TrainConfig:
     collapse_std: float = 1e-3
     collapse_patience: int = 50
     resume: Union[bool, Literal["auto"], str] = False
+    gather_distributed: bool = True
 
     def __post_init__(self) -> None:
         check_range("train.epochs", self.epochs, lo=1)
@@ -128,6 +132,38 @@ class PretrainConfig:
     out_dir: str = "runs/medssl"
 
 
+# Keys that moved: old dotted key -> new dotted key. A config using the old key still
+# loads (the value moves over) and says so once per process.
+MOVED_KEYS: Dict[str, str] = {
+    "objective.ema_base": "model.ema_base",  # the EMA momentum is the model's, not the loss's
+    "support_set.gather_distributed": "train.gather_distributed",  # it switches the loop's all-gather
+}
+_announced: set = set()
+
+
+def move_deprecated_keys(raw: Dict[str, Any], source: Optional[str] = None) -> Dict[str, Any]:
+    """``raw`` with every key of :data:`MOVED_KEYS` moved to its new place (a FutureWarning
+    the first time each is seen). Both keys set to different values is a ConfigError."""
+    for old, new in MOVED_KEYS.items():
+        (old_sec, old_key), (new_sec, new_key) = old.split("."), new.split(".")
+        section = raw.get(old_sec)
+        if not isinstance(section, dict) or old_key not in section:
+            continue
+        where = f" in {source}" if source else ""
+        target = raw.get(new_sec)
+        target = dict(target) if isinstance(target, dict) else {}
+        value = section[old_key]
+        if new_key in target and target[new_key] != value:
+            raise ConfigError(f"{old}{where} is the deprecated name of {new}, and the two disagree "
+                              f"({value!r} vs {target[new_key]!r}); keep only {new}")
+        raw = {**raw, old_sec: {k: v for k, v in section.items() if k != old_key}, new_sec: {**target, new_key: value}}
+        if old not in _announced:
+            _announced.add(old)
+            warnings.warn(f"medssl: {old}{where} is deprecated and will be removed; write it as {new}",
+                          FutureWarning, stacklevel=3)
+    return raw
+
+
 def load_pretrain_config(path: Optional[Union[str, Path]] = None, overrides: Sequence[str] = (),
                          data: Optional[Dict[str, Any]] = None) -> PretrainConfig:
     """Load and validate a pretraining config from a YAML file and/or a mapping, then apply
@@ -142,6 +178,7 @@ def load_pretrain_config(path: Optional[Union[str, Path]] = None, overrides: Seq
     if data:
         raw = {**raw, **data}
     raw = apply_overrides(raw, list(overrides))
+    raw = move_deprecated_keys(raw, source)
     cfg = from_mapping(PretrainConfig, raw, source=source)
     DATASETS.check(cfg.data, source, "data")
     if cfg.val_data is not None:
@@ -159,4 +196,5 @@ __all__: List[str] = [
     "TrainConfig",
     "PretrainConfig",
     "load_pretrain_config",
+    "move_deprecated_keys",
 ]

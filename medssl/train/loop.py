@@ -29,8 +29,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from medssl.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state
-from medssl.config import builder_keywords, to_dict
+from medssl.config import to_dict
 from medssl.errors import ConfigError, MedSSLError
+from medssl.objectives.base import Requirements
 from medssl.train import distributed as D
 from medssl.train.checkpoints import CheckpointManager, provenance
 from medssl.train.config import PretrainConfig
@@ -212,15 +213,18 @@ class Pretrainer:
 
         cfg, m = self.cfg, self.cfg.model
         obj_cfg = dict(cfg.objective)
-        # An objective with learnable parts on the embeddings (SNCLR's attention) takes their
-        # width from the model unless the config sets it.
-        if "dim" not in obj_cfg and "dim" in (builder_keywords(OBJECTIVES.get(obj_cfg["name"])) or ()):
-            obj_cfg["dim"] = m.proj_dim
+        # An objective with learnable parts on the embeddings (SNCLR's attention) declares the
+        # option that sizes them; it gets the model's width unless the config sets it.
+        declared: Requirements = getattr(OBJECTIVES.get(obj_cfg["name"]), "requirements", Requirements())
+        width_option = declared.embedding_width_option
+        if width_option is not None and width_option not in obj_cfg:
+            obj_cfg[width_option] = m.proj_dim
         self.objective = OBJECTIVES.build(obj_cfg)
+        needs: Requirements = self.objective.requirements
         backbone = build_backbone(m.backbone, in_chans=self.in_chans, image_size=cfg.augment.image_size,
                                   small_input_stem=m.small_input_stem, weights=m.weights)
         model = build_ssl_model(backbone, self.objective, proj_hidden=m.proj_hidden, proj_dim=m.proj_dim,
-                                pred_hidden=m.pred_hidden, ema_base=getattr(self.objective, "ema_base", 0.99))
+                                pred_hidden=m.pred_hidden, ema_base=m.ema_base)
         if m.sync_batchnorm and self.dist.enabled:
             from medssl.train.sync_batchnorm import convert_sync_batchnorm
 
@@ -235,14 +239,12 @@ class Pretrainer:
         D.broadcast_module_(self.objective)
         # The loop all-gathers each step's outputs, so the objective sees the global batch
         # and enqueues the same rows on every rank: the support set must not gather again.
-        self.gather = cfg.support_set.gather_distributed and self.dist.enabled
+        self.gather = cfg.train.gather_distributed and self.dist.enabled
         self.support: Optional[SupportSet] = None
-        if self.objective.uses_support_set:
+        if needs.support_set:
             self.support = SupportSet(cfg.support_set.size, m.proj_dim, gather_distributed=False,
                                       dataset_size=len(self.dataset)).to(self.device)
-            from medssl.objectives.common import selector_k
-
-            k = selector_k(getattr(self.objective, "selector", None))
+            k = needs.neighbours_per_query
             if k > self.support.capacity:  # it would stay in cold start (no neighbours) for ever
                 raise ConfigError(
                     f"objective.k={k} is larger than the support set, which holds at most "
@@ -335,7 +337,7 @@ class Pretrainer:
         return views, labels, index
 
     def _gather_outputs(self, out: Any) -> Any:
-        from medssl.objectives.base import ViewOutputs
+        from medssl.models.outputs import ViewOutputs
 
         if not self.gather:
             return out

@@ -10,7 +10,8 @@ from medssl.errors import ConfigError
 from medssl.models import build_backbone, build_ssl_model
 from medssl.models.heads import ProjectionHead
 from medssl.models.ssl_model import SSLModel
-from medssl.objectives.base import Objective, ViewOutputs
+from medssl.models.outputs import ViewOutputs
+from medssl.objectives.base import Objective, Requirements
 
 
 class _Plain(Objective):
@@ -18,8 +19,7 @@ class _Plain(Objective):
 
 
 class _PredTarget(Objective):
-    uses_predictor = True
-    uses_target = True
+    requirements = Requirements(predictor=True, target=True)
 
 
 def _model(objective: type = _PredTarget) -> SSLModel:

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from medssl.objectives.base import ViewOutputs
+from medssl.models.outputs import ViewOutputs
 from medssl.objectives.support_set import SupportSet
 
 

@@ -136,8 +136,8 @@ def test_ablations_reachable_from_config():
     assert isinstance(full.selector, PseudoNNSelector)
     assert (full.selector.alpha, full.selector.beta, full.selector.renormalize, full.selector.pnn_grad) == (
         0.25, 0.10, False, True)
-    assert full.tau == 0.1 and full.ema_base == 0.99 and full.queue_source == "target"
-    assert PNNCLR.uses_target and PNNCLR.uses_predictor and PNNCLR.uses_support_set
+    assert full.tau == 0.1 and full.queue_source == "target"
+    assert PNNCLR.requirements.target and PNNCLR.requirements.predictor and PNNCLR.requirements.support_set
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,8 @@ def test_build_passes_kwargs():
 
 
 def test_flags_tell_the_builder_what_to_create():
-    flags = {n: (c.uses_predictor, c.uses_target, c.uses_support_set) for n, c in CLASSES.items()}
+    flags = {n: (c.requirements.predictor, c.requirements.target, c.requirements.support_set)
+             for n, c in CLASSES.items()}
     assert flags == {
         "simclr": (False, False, False),
         "nnclr": (True, False, True),
@@ -64,10 +65,10 @@ def test_every_objective_returns_loss_and_float_diagnostics(name):
     out = outputs(b=4, d=8)
     for f in ("z", "p", "t"):
         setattr(out, f, [v.detach().float().requires_grad_(True) for v in getattr(out, f)])
-    support = filled_support(8, 8, size=32) if obj.uses_support_set else None
+    support = filled_support(8, 8, size=32) if obj.requirements.support_set else None
     loss, diag = obj(out, support, generator=torch.Generator().manual_seed(0))
     assert loss.dim() == 0 and torch.isfinite(loss)
     assert diag["loss"] == pytest.approx(loss.item()) and "emb_std" in diag
     assert all(isinstance(v, float) for v in diag.values())
-    if obj.uses_support_set:
+    if obj.requirements.support_set:
         assert "nn_purity" in diag and "nn_same_image" in diag

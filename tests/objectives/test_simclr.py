@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from medssl.errors import ConfigError
-from medssl.objectives.base import ViewOutputs
+from medssl.models.outputs import ViewOutputs
+from medssl.objectives.base import Requirements
 from medssl.objectives.simclr import SimCLR, simclr_loss
 from objective_helpers import ce_row_ref, outputs, unit
 
@@ -36,7 +37,7 @@ def test_emb_std_reports_collapse():
 
 
 def test_flags():
-    assert not (SimCLR.uses_predictor or SimCLR.uses_target or SimCLR.uses_support_set)
+    assert SimCLR.requirements == Requirements()
 
 
 @pytest.mark.parametrize("tau", [0, -0.1, "x"])

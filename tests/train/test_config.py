@@ -108,3 +108,37 @@ def test_configuration_doc_names_every_key() -> None:
     missing += [f.name for f in dataclasses.fields(c.PretrainConfig)
                 if f.name not in sections and f"| `{f.name}` |" not in doc]
     assert not missing, f"docs/configuration.md does not document: {missing}"
+
+
+@pytest.mark.parametrize("old, new, value", [
+    ("objective: {name: pnnclr, ema_base: 0.95}", ("model", "ema_base"), 0.95),
+    ("support_set: {size: 8, gather_distributed: false}", ("train", "gather_distributed"), False),
+])
+def test_moved_keys_still_load_and_warn_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             old: str, new: tuple, value: object) -> None:
+    from medssl.train import config as c
+
+    monkeypatch.setattr(c, "_announced", set())
+    p = _write(tmp_path, f"data: {{name: pcam, root: x}}\n{old}\n")
+    with pytest.warns(FutureWarning, match=rf"{old.split(':')[0]}\.\w+ in .*c.yaml is deprecated.*{new[0]}\.{new[1]}"):
+        cfg = load_pretrain_config(p)
+    assert getattr(getattr(cfg, new[0]), new[1]) == value
+    assert "ema_base" not in cfg.objective
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the second load of the same key stays quiet
+        assert getattr(getattr(load_pretrain_config(p), new[0]), new[1]) == value
+
+
+def test_moved_key_and_new_key_disagreeing_is_an_error(tmp_path: Path) -> None:
+    p = _write(tmp_path, "data: {name: pcam, root: x}\nobjective: {name: pnnclr, ema_base: 0.9}\n"
+                         "model: {ema_base: 0.99}\n")
+    with pytest.raises(ConfigError, match=r"objective.ema_base in .*c.yaml is the deprecated name of model.ema_base"):
+        load_pretrain_config(p)
+
+
+def test_model_ema_base_is_range_checked(tmp_path: Path) -> None:
+    p = _write(tmp_path, "data: {name: pcam, root: x}\nmodel: {ema_base: 1.5}\n")
+    with pytest.raises(ConfigError, match="model.ema_base"):
+        load_pretrain_config(p)

@@ -1,0 +1,126 @@
+"""The shared step of the support-set objectives (NNCLR, pNNCLR, SNCLR, PSM).
+
+Every one of them does the same five things per step, in this order:
+
+1. take (and check) the views it needs from the model's outputs;
+2. look up neighbours of its queries in the support set, *before* this step's rows
+   are enqueued (so a step never finds its own rows); ``None`` at cold start;
+3. compute its loss terms (its own maths: :meth:`SupportSetObjective.terms`);
+4. report diagnostics (its terms, cold start, neighbour purity / same-image rates);
+5. enqueue this step's rows.
+
+:class:`SupportSetObjective` holds that skeleton; a subclass only says which views it
+uses, what it queries, what it computes and what it stores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from medssl.models.outputs import ViewOutputs
+from medssl.objectives.base import Diagnostics, Objective
+from medssl.objectives.common import (
+    SelectorSpec,
+    SeededGenerators,
+    look_up,
+    neighbour_stats,
+    require_support,
+    require_views,
+    resolve_selector,
+    selector_k,
+    tile,
+)
+from medssl.objectives.neighbours import Neighbours
+from medssl.objectives.support_set import SupportSet
+
+Views = Dict[str, Tensor]
+
+
+@dataclass
+class Terms:
+    """What one objective's maths produced for a step.
+
+    Attributes:
+        loss: the scalar to minimise.
+        diagnostics: its own floats (loss terms, ``emb_std``, ...), reported after ``loss``.
+        weights: per-neighbour weights ``[Q, K]`` for the weighted purity diagnostic, or None.
+    """
+
+    loss: Tensor
+    diagnostics: Diagnostics = field(default_factory=dict)
+    weights: Optional[Tensor] = None
+
+
+class SupportSetObjective(Objective):
+    """Base of the objectives that read and fill a support set (see the module docstring).
+
+    Args:
+        seed: seeds the selector's noise and any sampling of the subclass.
+
+    A subclass checks its options, then calls :meth:`choose_selector` once.
+    """
+
+    def __init__(self, seed: Optional[int]) -> None:
+        super().__init__()
+        self.generators = SeededGenerators(seed)
+
+    def choose_selector(self, neighbours: SelectorSpec, default: str,
+                        defaults: Mapping[str, Mapping[str, Any]]) -> None:
+        """Build the selector from the config's ``neighbours`` override (or ``default``,
+        with the objective's per-selector ``defaults``) and declare its ``k``."""
+        self.selector = resolve_selector(self.name, neighbours, default, defaults)
+        self.requirements = replace(type(self).requirements, support_set=True,
+                                    neighbours_per_query=selector_k(self.selector))
+
+    # ------------------------------------------------------------------ what a subclass says
+    def views(self, outputs: ViewOutputs) -> Views:  # pragma: no cover - abstract
+        """The named tensors the objective uses (checked with :meth:`two`; targets detached)."""
+        raise NotImplementedError
+
+    def query(self, v: Views) -> Tensor:  # pragma: no cover - abstract
+        """Stacked query blocks ``[n·B, D]`` whose neighbours are looked up."""
+        raise NotImplementedError
+
+    def terms(self, v: Views, found: Optional[Neighbours], query: Tensor, support: SupportSet,
+              generator: Optional[torch.Generator]) -> Terms:  # pragma: no cover - abstract
+        """The loss from the views and the neighbours (``found`` is None at cold start)."""
+        raise NotImplementedError
+
+    def stored(self, v: Views) -> Tensor:  # pragma: no cover - abstract
+        """The detached rows ``[B, D]`` this step enqueues."""
+        raise NotImplementedError
+
+    def neighbour_diagnostics(self, found: Neighbours, support: SupportSet, outputs: ViewOutputs,
+                              blocks: int, weights: Optional[Tensor]) -> Diagnostics:
+        """Purity / same-image rates of the found neighbours (labels, indices tiled per block)."""
+        return neighbour_stats(found.rows, support, tile(outputs.labels, blocks), tile(outputs.indices, blocks),
+                               weights=weights)
+
+    def two(self, outputs: ViewOutputs, field_name: str) -> Tuple[Tensor, Tensor]:
+        """The first two views of ``outputs.<field_name>``, with a clear error when missing."""
+        a, b = require_views(self.name, field_name, getattr(outputs, field_name))[:2]
+        return a, b
+
+    # ------------------------------------------------------------------ the skeleton
+    def forward(
+        self, outputs: ViewOutputs, support: Optional[SupportSet] = None, *,
+        generator: Optional[torch.Generator] = None,
+    ) -> Tuple[Tensor, Diagnostics]:
+        support = require_support(self.name, support)
+        v = self.views(outputs)
+        query = self.query(v)
+        gen = self.generators.get(query.device, generator)
+        # Look-ups strictly before this step's enqueue: a step never finds its own rows.
+        found = look_up(self.selector, query, support, training=self.training, generator=gen)
+        terms = self.terms(v, found, query, support, gen)
+        diag: Diagnostics = {"loss": float(terms.loss.detach()), **terms.diagnostics,
+                             "cold_start": float(found is None)}
+        if found is not None:
+            blocks = query.shape[0] // next(iter(v.values())).shape[0]
+            diag.update(self.neighbour_diagnostics(found, support, outputs, blocks, terms.weights))
+        support.enqueue(self.stored(v), indices=outputs.indices, labels=outputs.labels)
+        return terms.loss, diag
