@@ -8,7 +8,11 @@ A config schema is a tree of dataclasses. :func:`from_mapping` turns a plain map
 * a value of the wrong type (``epochs: ten``) or out of range names the same;
 * ``int`` values are accepted where a ``float`` is expected, never the reverse.
 
-YAML is read with ``yaml.safe_load`` only (no object construction from a file).
+YAML is read by :func:`load_yaml` with the safe loader only (no object construction from
+a file), libyaml-accelerated where available, and refuses what would make a config mean
+something other than what it shows: duplicate keys, aliases, non-UTF-8 bytes, and files
+above :data:`MAX_YAML_BYTES`. Numbers must be finite: ``.nan`` / ``.inf`` are refused
+wherever a config takes a number.
 
 >>> @dataclass
 ... class Optim:
@@ -39,7 +43,9 @@ T = TypeVar("T")
 
 
 __all__ = [
+    "MAX_YAML_BYTES",
     "load_yaml",
+    "parse_yaml",
     "parse_override",
     "apply_overrides",
     "from_mapping",
@@ -64,18 +70,91 @@ def _where(source: Optional[str], dotted: str) -> str:
     return f"{loc} in {source}" if source else loc
 
 
+#: Largest config / dataset YAML medssl reads. A config holds settings, not data; the
+#: limit keeps a mistaken file (a 50 MB list) from taking minutes to parse.
+MAX_YAML_BYTES = 1 << 20
+
+# libyaml's parser (pure-Python constructors on top, so the safe tag set is unchanged) is
+# ~10x faster than the pure-Python one; PyYAML built without libyaml falls back.
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _check_nodes(root: yaml.Node, source: str) -> None:
+    """Refuse aliases and duplicate mapping keys in a composed YAML node graph.
+
+    The composer hands an alias back as the very node its anchor made, so a node met twice
+    is an alias; checking the graph (not the constructed data) stays linear in the file
+    size however far the aliases would expand.
+    """
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            raise ConfigError(
+                f"{source}: YAML aliases are not allowed in medssl configs (the anchor at line "
+                f"{node.start_mark.line + 1} is used again with *name); write the values out in full"
+            )
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first: Dict[Tuple[str, str], int] = {}
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag != _MERGE_TAG:
+                    line = key.start_mark.line + 1
+                    if (key.tag, key.value) in first:
+                        raise ConfigError(
+                            f"{source}: duplicate key {key.value!r} at lines {first[(key.tag, key.value)]} "
+                            f"and {line}; YAML would silently keep only the last one. Remove one of them"
+                        )
+                    first[(key.tag, key.value)] = line
+                stack.extend((key, value))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+
+
+def parse_yaml(text: str, source: str = "<string>") -> Any:
+    """Parse YAML ``text`` safely, refusing aliases and duplicate keys (errors name ``source``)."""
+    loader = _SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_nodes(node, source)
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{source}: not valid YAML{at}: {getattr(exc, 'problem', None) or exc}") from exc
+    finally:
+        loader.dispose()
+
+
 def load_yaml(path: PathLike) -> Dict[str, Any]:
-    """Read a YAML mapping with the safe loader; errors name the file (and line)."""
+    """Read a YAML mapping from a UTF-8 file of at most :data:`MAX_YAML_BYTES` with
+    :func:`parse_yaml`; every error names the file (and line)."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file {p} not found (looked in {p.resolve().parent})")
     try:
-        with p.open("r", encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ConfigError(f"{p}: not valid YAML{at}: {getattr(exc, 'problem', exc)}") from exc
+        size = p.stat().st_size
+        if size > MAX_YAML_BYTES:
+            raise ConfigError(
+                f"{p} is {size / 1e6:.1f} MB; medssl reads YAML files of at most {MAX_YAML_BYTES >> 20} MiB. "
+                "A config holds settings, not data: put long lists (file names, labels) in a CSV and "
+                "point the config at it"
+            )
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {p}: {exc.strerror or exc}") from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{p} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at line {line}); save it as UTF-8"
+        ) from exc
+    data = parse_yaml(text, str(p))
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -134,10 +213,24 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+def _check_finite(value: Any, dotted: str, source: Optional[str]) -> None:
+    """Refuse NaN / infinity anywhere in ``value``: every number a config takes (a learning
+    rate, a temperature, a probability) is meaningless or silently disabling as NaN/inf."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{_where(source, dotted)} must be a finite number, got {value!r}")
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            _check_finite(v, f"{dotted}.{k}" if dotted else str(k), source)
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_finite(v, f"{dotted}[{i}]", source)
+
+
 def _convert(tp: Any, value: Any, dotted: str, source: Optional[str]) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if tp is Any:
+        _check_finite(value, dotted, source)
         return value
     if origin is Union or (hasattr(types, "UnionType") and isinstance(tp, types.UnionType)):
         if value is None and type(None) in args:
@@ -175,6 +268,7 @@ def _convert(tp: Any, value: Any, dotted: str, source: Optional[str]) -> Any:
     if origin in (dict, Dict, Mapping) or tp in (dict,):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{_where(source, dotted)} must be a mapping, got {value!r}")
+        _check_finite(value, dotted, source)  # registry sections (objective, data, augment.params)
         return dict(value)
     if tp is bool:
         if isinstance(value, bool):
@@ -188,6 +282,7 @@ def _convert(tp: Any, value: Any, dotted: str, source: Optional[str]) -> Any:
         raise ConfigError(f"{_where(source, dotted)} must be an integer, got {value!r}")
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            _check_finite(float(value), dotted, source)
             return float(value)
         raise ConfigError(f"{_where(source, dotted)} must be a number, got {value!r}")
     if tp is str:

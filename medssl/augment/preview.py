@@ -31,12 +31,9 @@ def load_augment_spec(config_or_preset: str) -> Tuple[AugmentSpec, Optional[int]
         return config_or_preset, None
     if not path.is_file():
         raise ConfigError(f"augmentation config {path} not found")
-    import yaml
+    from medssl.config import load_yaml
 
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    doc = load_yaml(path)
     section = parse_augment_section(doc.get("augment") if isinstance(doc, dict) else None, source=str(path))
     return section.views, section.image_size
 

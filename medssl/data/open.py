@@ -44,12 +44,9 @@ LOOKED_FOR = (
 
 
 def _yaml_config(path: Path) -> Dict[str, Any]:
-    import yaml
+    from medssl.config import load_yaml  # the one YAML reader: size, encoding, duplicate keys, aliases
 
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read the YAML config: {exc}") from exc
+    doc = load_yaml(path)
     if isinstance(doc, Mapping) and isinstance(doc.get("data"), Mapping):
         return dict(doc["data"])
     if isinstance(doc, Mapping) and "name" in doc:

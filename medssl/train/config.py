@@ -79,6 +79,11 @@ class OptimConfig:
         check_range("optim.weight_decay", self.weight_decay, lo=0.0)
         check_range("optim.warmup_steps", self.warmup_steps, lo=0)
         check_range("optim.final_lr_ratio", self.final_lr_ratio, lo=0.0, hi=1.0)
+        # torch checks these only when the optimiser is built (a ValueError traceback after
+        # the data is loaded); a momentum of 1 or more never forgets and diverges.
+        check_range("optim.momentum", self.momentum, lo=0.0, hi=1.0, hi_open=True)
+        for i, beta in enumerate(self.betas):
+            check_range(f"optim.betas[{i}]", beta, lo=0.0, hi=1.0, hi_open=True)
         if self.grad_clip is not None:
             check_range("optim.grad_clip", self.grad_clip, lo=0.0, lo_open=True)
 
@@ -114,6 +119,7 @@ class TrainConfig:
         for key in ("log_every", "ckpt_every", "keep_last", "knn_k", "collapse_patience"):
             check_range(f"train.{key}", getattr(self, key), lo=1)
         check_range("train.knn_every", self.knn_every, lo=0)
+        check_range("train.collapse_std", self.collapse_std, lo=0.0)
 
 
 @dataclass

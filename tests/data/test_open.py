@@ -64,7 +64,7 @@ def test_bad_yaml(tmp_path):
     with pytest.raises(ConfigError, match=r"x\.yaml: expected a 'data:' mapping"):
         open_dataset(p)
     p.write_text("data: [unclosed\n")
-    with pytest.raises(ConfigError, match=r"x\.yaml: cannot read the YAML"):
+    with pytest.raises(ConfigError, match=r"x\.yaml: not valid YAML at line 2"):
         open_dataset(p)
 
 

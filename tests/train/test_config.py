@@ -142,3 +142,19 @@ def test_model_ema_base_is_range_checked(tmp_path: Path) -> None:
     p = _write(tmp_path, "data: {name: pcam, root: x}\nmodel: {ema_base: 1.5}\n")
     with pytest.raises(ConfigError, match="model.ema_base"):
         load_pretrain_config(p)
+
+
+@pytest.mark.parametrize("override,message", [
+    ("optim.betas=[2, 0.999]", r"optim\.betas\[0\] must be in \[0\.0, 1\.0\), got 2"),
+    ("optim.betas=[0.9, 1.0]", r"optim\.betas\[1\] must be in \[0\.0, 1\.0\), got 1\.0"),
+    ("optim.momentum=-1", r"optim\.momentum must be in \[0\.0, 1\.0\), got -1"),
+    ("optim.momentum=1.5", r"optim\.momentum must be in \[0\.0, 1\.0\), got 1\.5"),
+    ("train.collapse_std=-0.1", r"train\.collapse_std must be >= 0\.0, got -0\.1"),
+    ("train.collapse_std=.nan", r"train\.collapse_std.*must be a finite number, got nan"),
+    ("optim.lr=.nan", r"optim\.lr.*must be a finite number, got nan"),
+])
+def test_optimiser_and_monitor_values_are_checked_at_load(override: str, message: str) -> None:
+    """Values torch would only refuse when the optimiser is built (a ValueError traceback
+    after the data is loaded), or would silently accept (NaN), fail at load time."""
+    with pytest.raises(ConfigError, match=message):
+        load_pretrain_config(REPO / "configs" / "demo.yaml", [override])
