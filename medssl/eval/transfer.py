@@ -163,12 +163,22 @@ def aggregate(per_seed: List[Dict[str, Any]]) -> Tuple[Dict[str, Any], List[str]
 
 
 def run_transfer(cfg: TransferConfig) -> TransferResult:
-    """Run one transfer evaluation as configured and write its report; see the module docstring."""
+    """Run one transfer evaluation as configured and write its report; see the module docstring.
+
+    The output directory is locked for the run (:class:`~medssl.runlock.RunLock`): a second
+    evaluation into the same ``out`` is refused, naming the PID of the first.
+    """
+    from medssl.runlock import RunLock
+
+    with RunLock(cfg.out, "out"):
+        return _run_transfer(cfg)
+
+
+def _run_transfer(cfg: TransferConfig) -> TransferResult:
     from medssl.eval.report import build_report, write_report
     from medssl.models.export import load_encoder
 
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
     model, preprocess = load_encoder(cfg.encoder, device=device)
     enc_prov = encoder_provenance(cfg.encoder, preprocess.meta)

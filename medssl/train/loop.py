@@ -549,10 +549,19 @@ def threading_main() -> bool:
 
 
 def pretrain(cfg: PretrainConfig, run_dir: Optional[Path] = None, progress: bool = True) -> RunResult:
-    """Build a :class:`Pretrainer` from ``cfg`` and run it; the process group is left as found."""
+    """Build a :class:`Pretrainer` from ``cfg`` and run it; the process group is left as found.
+
+    The run directory is locked while the run writes to it (rank 0 holds
+    :class:`~medssl.runlock.RunLock`): a second run on the same ``out_dir`` is refused,
+    naming the PID of the first. Building comes first, so a config that cannot run
+    (unknown data, a backbone that cannot take the image size) writes nothing.
+    """
+    from medssl.runlock import RunLock
+
     trainer = Pretrainer(cfg, run_dir=run_dir, progress=progress)
     try:
-        return trainer.fit()
+        with RunLock(trainer.run_dir, "out_dir") if trainer.dist.is_main else contextlib.nullcontext():
+            return trainer.fit()
     finally:
         if os.environ.get("WORLD_SIZE", "1") != "1":
             D.cleanup()
