@@ -284,20 +284,20 @@ def build_backbone(
         raise ConfigError(f"in_chans must be >= 1; got {in_chans}")
     small = _resolve_small_stem(small_input_stem, image_size)
     _check_name(name)
+    # A backbone that cannot take the image size fails here, before any data is read or
+    # file written, rather than as a traceback at the first training step.
     try:
-        model = timm.create_model(name, pretrained=False, num_classes=0, in_chans=int(in_chans), **timm_kwargs)
-        fixed = bool((getattr(model, "pretrained_cfg", {}) or {}).get("fixed_input_size"))
-        if fixed and image_size is not None and "img_size" not in timm_kwargs:
-            # ViT-style models bake the input size into their position embeddings.
-            model = timm.create_model(
-                name, pretrained=False, num_classes=0, in_chans=int(in_chans), img_size=int(image_size), **timm_kwargs
-            )
-    except TypeError as exc:
-        raise ConfigError(f"bad option for timm backbone {name!r}: {exc}") from exc
-    applied = bool(small) and apply_small_input_stem(model)
-    # Recorded so an exported encoder says exactly which stem its weights belong to.
-    model.small_input_stem_applied = applied
-    if small and not applied:
+        model = _create(name, int(in_chans), image_size, small, timm_kwargs)
+        problem = _dry_forward(model, int(in_chans), image_size) if image_size is not None else None
+    except ConfigError:
+        raise
+    except (AssertionError, RuntimeError, ValueError) as exc:  # a size baked in at creation (ViT)
+        if image_size is None:
+            raise
+        problem = _one_line(exc)
+    if problem is not None:
+        raise ConfigError(_size_error(name, int(in_chans), int(image_size), small_input_stem, timm_kwargs, problem))
+    if small and not model.small_input_stem_applied:
         warnings.warn(
             f"small_input_stem: backbone {name!r} is not ResNet-like (no conv1/maxpool); its stem "
             f"is left unchanged, so small images (image_size={image_size}) are downsampled early.",
@@ -306,6 +306,86 @@ def build_backbone(
     if weights is not None:
         load_backbone_weights(model, weights, strict=strict_weights)
     return model
+
+
+def _create(name: str, in_chans: int, image_size: Optional[int], small: bool,
+            timm_kwargs: Dict[str, Any]) -> nn.Module:
+    """The timm model (built for ``image_size`` if its input size is fixed), small stem applied
+    when ``small`` and possible; ``model.small_input_stem_applied`` says whether it was."""
+    import timm
+
+    try:
+        model = timm.create_model(name, pretrained=False, num_classes=0, in_chans=in_chans, **timm_kwargs)
+        fixed = bool((getattr(model, "pretrained_cfg", {}) or {}).get("fixed_input_size"))
+        if fixed and image_size is not None and "img_size" not in timm_kwargs:
+            # ViT-style models bake the input size into their position embeddings.
+            model = timm.create_model(
+                name, pretrained=False, num_classes=0, in_chans=in_chans, img_size=int(image_size), **timm_kwargs
+            )
+    except TypeError as exc:
+        raise ConfigError(f"bad option for timm backbone {name!r}: {exc}") from exc
+    # Recorded so an exported encoder says exactly which stem its weights belong to.
+    model.small_input_stem_applied = bool(small) and apply_small_input_stem(model)
+    return model
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 200 else text[:200] + " ..."
+
+
+def _dry_forward(model: nn.Module, in_chans: int, image_size: int) -> Optional[str]:
+    """``None`` if ``model`` maps one zero image ``[1, in_chans, S, S]`` to features, else why
+    not (one line). Runs in eval mode without gradients: no weight, statistic or RNG changes."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, in_chans, image_size, image_size))
+    except (AssertionError, RuntimeError, ValueError, IndexError) as exc:
+        return _one_line(exc)
+    finally:
+        model.train(was_training)
+    return None
+
+
+#: Image sizes tried, smallest first, to tell the user which sizes a backbone does take.
+PROBE_SIZES = (16, 28, 32, 48, 64, 96, 128, 160, 224, 256, 299, 384)
+_PROBE_SECONDS = 20.0  # a large model is slow to build: name what was found in time
+
+
+def working_sizes(name: str, in_chans: int = 3, small_input_stem: Union[bool, str] = "auto",
+                  timm_kwargs: Optional[Dict[str, Any]] = None, limit: int = 3) -> List[int]:
+    """Up to ``limit`` sizes of :data:`PROBE_SIZES` at which ``name`` builds and runs a dry
+    forward (smallest first); stops early after ~20 s of trying."""
+    import time
+
+    found: List[int] = []
+    start = time.monotonic()
+    for size in PROBE_SIZES:
+        if len(found) >= limit or time.monotonic() - start > _PROBE_SECONDS:
+            break
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                model = _create(name, in_chans, size, _resolve_small_stem(small_input_stem, size),
+                                dict(timm_kwargs or {}))
+            except ConfigError:
+                raise
+            except (AssertionError, RuntimeError, ValueError):
+                continue
+        if _dry_forward(model, in_chans, size) is None:
+            found.append(size)
+    return found
+
+
+def _size_error(name: str, in_chans: int, image_size: int, small_input_stem: Union[bool, str],
+                timm_kwargs: Dict[str, Any], problem: str) -> str:
+    sizes = working_sizes(name, in_chans, small_input_stem, timm_kwargs)
+    tried = f"tried {PROBE_SIZES[0]}-{PROBE_SIZES[-1]} px"
+    works = (f"it does work at {', '.join(map(str, sizes))} px ({tried}); set augment.image_size to one of those"
+             if sizes else f"no size worked ({tried}); choose another backbone")
+    return f"backbone {name!r} cannot take {image_size} px images ({problem}); {works}"
 
 
 @BACKBONES.register("timm")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 
 import pytest
+import timm
 import torch
 from torch import nn
 
@@ -161,3 +162,30 @@ def test_bad_options() -> None:
         build_backbone("test_resnet", small_input_stem="yes")
     with pytest.raises(ConfigError, match="bad option for timm backbone 'test_resnet'"):
         build_backbone("test_resnet", not_an_option=3)
+
+
+def test_a_backbone_that_cannot_take_the_image_size_says_which_sizes_work() -> None:
+    """A ViT with 16 px patches at 8 px fails when timm builds it, not at the first step;
+    the error names sizes that passed a dry forward."""
+    with pytest.raises(ConfigError, match=r"backbone 'test_vit' cannot take 8 px images \(.*patch size.*\); "
+                                          r"it does work at 16, 32, 48 px"):
+        build_backbone("test_vit", image_size=8)
+    with pytest.raises(ConfigError, match=r"'test_vit' cannot take 28 px"):
+        build_backbone("test_vit", image_size=28)
+
+
+def test_the_dry_forward_changes_nothing() -> None:
+    """The size check runs one zero image in eval mode: the weights, batch-norm statistics,
+    training flag and global RNG are as if it had not run."""
+    torch.manual_seed(0)
+    m = build_backbone("test_resnet", image_size=28)
+    after_build = torch.get_rng_state()
+    torch.manual_seed(0)
+    ref = timm.create_model("test_resnet", num_classes=0)
+    from medssl.models.backbone import apply_small_input_stem
+
+    apply_small_input_stem(ref)
+    assert torch.equal(torch.get_rng_state(), after_build)
+    assert m.training
+    for (k, a), (_, b) in zip(m.state_dict().items(), ref.state_dict().items()):
+        assert torch.equal(a, b), k
