@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from medssl.errors import ConfigError
+from medssl.errors import ConfigError, MedSSLError
 from medssl.fileio import PathLike
 
 FORMAT = "medssl-encoder-v1"
@@ -35,7 +35,12 @@ def export_encoder(
     std: Sequence[float],
     extra: Optional[Dict[str, Any]] = None,
 ) -> Path:
-    """Write ``path`` (.safetensors) and its ``.json`` sidecar atomically; returns ``path``."""
+    """Write ``path`` (.safetensors) and its ``.json`` sidecar atomically; returns ``path``.
+
+    Raises:
+        MedSSLError: a weight or buffer holds NaN or infinity (a diverged run); nothing is
+            written, so no one evaluates an encoder whose every output is NaN.
+    """
     from safetensors.torch import save_file
 
     from medssl.fileio import atomic_write
@@ -54,6 +59,14 @@ def export_encoder(
         **(extra or {}),
     }
     state = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        shown = ", ".join(bad[:3]) + (f" (+{len(bad) - 3} more)" if len(bad) > 3 else "")
+        raise MedSSLError(
+            f"refused to export {target}: {len(bad)} of {len(state)} encoder tensors hold NaN or "
+            f"infinity ({shown}); training diverged. Lower optim.lr, set optim.grad_clip, or resume "
+            "from an earlier checkpoint"
+        )
     atomic_write(target, lambda tmp: save_file(state, str(tmp), metadata={"medssl": json.dumps(meta)}))
     atomic_write(target.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(meta, indent=2)))
     return target

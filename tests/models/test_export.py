@@ -119,3 +119,19 @@ def test_a_foreign_safetensors_needs_a_complete_sidecar(tmp_path: Path) -> None:
     model, _ = load_encoder(tmp_path / "timm.safetensors")
     x = torch.randn(1, 3, 32, 32)
     assert torch.equal(enc.eval()(x), model(x))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_weights_are_never_exported(tmp_path: Path, bad: float) -> None:
+    """A diverged run (e.g. a NaN learning rate) must not leave an encoder behind that
+    evaluates to NaN everywhere."""
+    from medssl.errors import MedSSLError
+
+    enc = build_backbone("test_resnet", image_size=28)
+    with torch.no_grad():
+        enc.conv1[0].weight[0, 0, 0, 0] = bad
+    with pytest.raises(MedSSLError, match=r"refused to export .*encoder\.safetensors: 1 of \d+ encoder tensors "
+                                          r"hold NaN or infinity \(conv1\.0\.weight\); training diverged"):
+        export_encoder(enc, tmp_path / "encoder.safetensors", backbone="test_resnet", in_chans=3, image_size=28,
+                       small_input_stem="auto", mean=[0.5] * 3, std=[0.25] * 3)
+    assert list(tmp_path.iterdir()) == []
