@@ -13,6 +13,7 @@ plain ``python -m medssl pretrain --resume``.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import random
@@ -240,23 +241,58 @@ def test_resume_with_a_different_model_is_refused(sample_dir: Path, tmp_path: Pa
     assert_clean_cli_error(rc, err, r"does not match this config's model.*config\.yaml")
 
 
-def test_a_failed_checkpoint_write_is_our_error_and_keeps_the_old_file(tmp_path: Path,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("failure,message", [
+    (OSError(errno.ENOSPC, "No space left on device"), r"disk full \(No space left on device; \d+ MB free"),
+    # torch.save's own writer reports a full disk as a RuntimeError without an errno
+    (RuntimeError("[enforce fail at inline_container.cc:603] . PytorchStreamWriter failed writing file "
+                  "data/0: file write failed"), r"the write failed, most likely a disk full .*file write failed"),
+])
+def test_a_failed_checkpoint_write_is_our_error_and_keeps_the_old_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: Exception, message: str) -> None:
     """A disk that fills up mid-write: CheckpointError naming the file and the cause; the
     previous checkpoint and no temporary remain."""
-    import errno
-
     from medssl.checkpoint import CheckpointError, save_checkpoint
 
     path = save_checkpoint({"v": torch.tensor(1)}, tmp_path / "c.pt")
 
     def disk_full(obj: object, f: object, *a: object, **kw: object) -> None:
         Path(str(f)).write_bytes(b"partial")
-        raise OSError(errno.ENOSPC, "No space left on device")
+        raise failure
 
     monkeypatch.setattr(torch, "save", disk_full)
-    with pytest.raises(CheckpointError, match=r"cannot write checkpoint .*c\.pt: No space left on device"):
+    with pytest.raises(CheckpointError, match=r"cannot write checkpoint .*c\.pt: " + message
+                       + r".*the previous checkpoint is intact"):
         save_checkpoint({"v": torch.tensor(2)}, path)
     monkeypatch.undo()
     assert int(load_checkpoint(path)["v"]) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt"]
+
+
+def test_disk_full_during_a_run_stops_it_with_one_line_and_keeps_the_last_checkpoint(
+        tmp_path: Path, sample_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The third checkpoint write fails as torch reports a full disk: `medssl pretrain`
+    exits 2 with one line saying so, the step-2 checkpoint loads, and --resume continues."""
+    real_save = torch.save
+    calls = {"n": 0}
+
+    def fills_up(obj: object, f: object, *a: object, **kw: object) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            Path(str(f)).write_bytes(b"partial")
+            raise RuntimeError("PytorchStreamWriter failed writing file data/7: file write failed")
+        real_save(obj, f, *a, **kw)
+
+    cfg = write_yaml(tmp_path / "cfg.yaml", tiny_cfg(sample_dir, tmp_path / "run", "simclr", max_steps=6,
+                                                     ckpt_every=2))
+    monkeypatch.setattr(torch, "save", fills_up)
+    rc, _, err = run_cli(["pretrain", str(cfg), "--no-progress"])
+    assert_clean_cli_error(rc, err, r"cannot write checkpoint .*step_00000004\.pt: the write failed, most likely "
+                                    r"a disk full.*--resume")
+    monkeypatch.undo()
+    ckpts = sorted((tmp_path / "run" / "checkpoints").iterdir())
+    assert [p.name for p in ckpts] == ["step_00000002.pt"]
+    assert load_checkpoint(ckpts[0])["step"] == 2
+    assert not (tmp_path / "run" / "encoder.safetensors").exists()
+    rc, _, err = run_cli(["pretrain", str(cfg), "--no-progress", "--resume"])
+    assert rc == 0, err
+    assert "resumed from" in err and (tmp_path / "run" / "encoder.safetensors").is_file()
