@@ -1,5 +1,11 @@
 """``python -m medssl`` (also how ``torchrun -m medssl`` starts the CLI)."""
 
-from medssl.cli import main
+import sys
+
+try:
+    from medssl.cli import main
+except KeyboardInterrupt:  # Ctrl-C in the first milliseconds: no traceback either
+    print("medssl: interrupted", file=sys.stderr)
+    raise SystemExit(130) from None
 
 raise SystemExit(main())

@@ -40,6 +40,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Run ``medssl ARGV``; returns the exit status (2 for our errors, 130 for Ctrl-C)."""
+    # Ctrl-C lands anywhere, most often in the seconds of importing torch while the
+    # parser is built: one line, never a traceback through importlib.
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:
+        print("medssl: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(argv: Optional[List[str]]) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # `key.sub=value` overrides may come after options (`pretrain cfg.yaml --resume a.b=1`)
@@ -59,9 +70,6 @@ def main(argv: Optional[List[str]] = None) -> int:
             traceback.print_exc()
         print(f"medssl: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("medssl: interrupted", file=sys.stderr)
-        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover
