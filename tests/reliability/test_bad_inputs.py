@@ -434,6 +434,97 @@ def knn_monitor_on_unlabelled_val_data(tmp: Path, sample: Path) -> List[str]:
                     f"val_data={{name: stl10, root: {sample / 'stl10'}, split: unlabeled}}")
 
 
+# ------------------------------------------------------------------ hostile config files and values
+def _cfg_text(tmp: Path, sample: Path) -> str:
+    import yaml
+
+    return yaml.safe_dump(tiny_cfg(sample, tmp / "run", "simclr", max_steps=1), sort_keys=False)
+
+
+@case(r"optim\.lr.*must be a finite number, got nan")
+def config_nan_learning_rate(tmp: Path, sample: Path) -> List[str]:
+    return pretrain(tmp, sample, "optim.lr=.nan")  # exited 0 and exported NaN weights
+
+
+@case(r"objective\.tau.*must be a finite number, got inf")
+def config_infinite_objective_parameter(tmp: Path, sample: Path) -> List[str]:
+    return pretrain(tmp, sample, "objective.tau=.inf")
+
+
+@case(r"train\.collapse_std.*must be a finite number, got nan")
+def config_nan_collapse_threshold(tmp: Path, sample: Path) -> List[str]:
+    return pretrain(tmp, sample, "train.collapse_std=.nan")  # silently disabled the collapse check
+
+
+@case(r"augment\.params\.hue.*must be a finite number, got nan")
+def config_nan_augmentation_parameter(tmp: Path, sample: Path) -> List[str]:
+    return pretrain(tmp, sample, "augment.params.hue=.nan")
+
+
+@case(r"optim\.betas\[0\] must be in \[0\.0, 1\.0\), got 2")
+def config_adam_beta_out_of_range(tmp: Path, sample: Path) -> List[str]:
+    return pretrain(tmp, sample, "optim.name=adam", "optim.betas=[2, 0.999]")
+
+
+@case(r"optim\.momentum must be in \[0\.0, 1\.0\), got -1")
+def config_negative_momentum(tmp: Path, sample: Path) -> List[str]:
+    return pretrain(tmp, sample, "optim.momentum=-1")
+
+
+@case(r"cfg\.yaml: duplicate key 'optim' at lines \d+ and \d+")
+def config_duplicate_key(tmp: Path, sample: Path) -> List[str]:
+    p = tmp / "cfg.yaml"
+    p.write_text(_cfg_text(tmp, sample) + "optim:\n  name: sgd\n  lr: 100\n")  # silently won
+    return ["pretrain", str(p)]
+
+
+@case(r"cfg\.yaml: YAML aliases are not allowed")
+def config_alias_bomb(tmp: Path, sample: Path) -> List[str]:
+    lines = [_cfg_text(tmp, sample).rstrip(), "x0: &x0 [a, a, a, a, a, a, a, a, a, a]"]
+    lines += [f"x{i}: &x{i} [" + ", ".join([f"*x{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    p = tmp / "cfg.yaml"
+    p.write_text("\n".join(lines) + "\n")  # wrote a 19.7 MB config.yaml
+    return ["pretrain", str(p)]
+
+
+@case(r"cfg\.yaml is 5\.\d MB; medssl reads YAML files of at most 1 MiB")
+def config_five_megabytes(tmp: Path, sample: Path) -> List[str]:
+    p = tmp / "cfg.yaml"
+    p.write_text(_cfg_text(tmp, sample) + "notes:\n" + "- 0123456789abcdef\n" * 290_000)  # took 13.7 s
+    return ["pretrain", str(p)]
+
+
+def _latin1(path: Path, text: str) -> Path:
+    path.write_bytes((text + "# r\u00e9glages\n").encode("latin-1"))
+    return path
+
+
+@case(r"cfg\.yaml is not UTF-8 text \(byte 0xe9 at line \d+\)")
+def config_not_utf8(tmp: Path, sample: Path) -> List[str]:
+    return ["pretrain", str(_latin1(tmp / "cfg.yaml", _cfg_text(tmp, sample)))]
+
+
+@case(r"data\.yaml is not UTF-8 text \(byte 0xe9 at line 2\)")
+def data_yaml_not_utf8(tmp: Path, sample: Path) -> List[str]:
+    path = _latin1(tmp / "data.yaml", f"data: {{name: medmnist, path: {sample / 'medmnist' / 'ihcstain.npz'}}}\n")
+    return ["data", "info", str(path), "--no-checksum"]
+
+
+@case(r"transfer\.yaml is not UTF-8 text")
+def transfer_config_not_utf8(tmp: Path, sample: Path) -> List[str]:
+    return ["transfer", str(_latin1(tmp / "transfer.yaml", "encoder: runs/x\n"))]
+
+
+@case(r"backbone 'test_vit' cannot take 28 px images .*patch size.*it does work at 16, 32, 48 px")
+def backbone_patch_larger_than_image(tmp: Path, sample: Path) -> List[str]:
+    return pretrain(tmp, sample, "model.backbone=test_vit")
+
+
+@case(r"backbone 'inception_v3' cannot take 28 px images .*Kernel size.*it does work at 96, 128, 160 px")
+def backbone_that_downsamples_28px_to_nothing(tmp: Path, sample: Path) -> List[str]:
+    return pretrain(tmp, sample, "model.backbone=inception_v3")
+
+
 # ------------------------------------------------------------------ transfer
 @pytest.fixture(scope="module")
 def encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -475,6 +566,8 @@ TRANSFER_CASES: Dict[str, Tuple[Callable[[Path, Path, Path], List[str]], str]] =
                                                        "--test-data", str(sample / "pcam")],
                              r"classes differently \(0: 'malignant' vs 'normal', 1: 'normal, benign' vs "
                              r"'tumor'.*--allow-class-name-mismatch"),
+    "label_fraction_nan": (lambda tmp, sample, enc: ["--encoder", str(enc), "--label-fraction", "nan"],
+                           r"label_fraction.*must be a finite number, got nan"),
     "unlabelled_data": (lambda tmp, sample, enc: ["--encoder", str(enc), "--data",
                                                   str(write_yaml(tmp / "d.yaml", {"data": {
                                                       "name": "stl10", "root": str(sample / "stl10")}})),
