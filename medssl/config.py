@@ -235,6 +235,8 @@ def _convert(tp: Any, value: Any, dotted: str, source: Optional[str]) -> Any:
     if origin is Union or (hasattr(types, "UnionType") and isinstance(tp, types.UnionType)):
         if value is None and type(None) in args:
             return None
+        if isinstance(value, float):  # say "not finite" rather than "not a valid float or None"
+            _check_finite(value, dotted, source)
         errors = []
         for arg in args:
             if arg is type(None):
