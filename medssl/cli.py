@@ -13,10 +13,11 @@ import importlib
 import os
 import sys
 import traceback
-from typing import List, Optional
+import warnings
+from typing import Any, List, Optional
 
 from medssl import __version__
-from medssl.errors import MedSSLError
+from medssl.errors import DataWarning, MedSSLError
 
 # (module, function) pairs; each function takes the subparsers object and registers
 # one command (group) whose parser sets ``func`` via ``set_defaults``.
@@ -39,6 +40,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message: Any, category: type, filename: str, lineno: int, file: Any = None,
+                  line: Optional[str] = None, _default: Any = warnings.showwarning) -> None:
+    """Our data warnings as one ``medssl: warning:`` line; any other warning as Python shows it."""
+    if issubclass(category, DataWarning):
+        print(f"medssl: warning: {message}", file=sys.stderr if file is None else file)
+    else:
+        _default(message, category, filename, lineno, file, line)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Run ``medssl ARGV``; returns the exit status (2 for our errors, 130 for Ctrl-C)."""
     # Ctrl-C lands anywhere, most often in the seconds of importing torch while the
@@ -51,6 +61,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def _run(argv: Optional[List[str]]) -> int:
+    warnings.showwarning = _show_warning
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # `key.sub=value` overrides may come after options (`pretrain cfg.yaml --resume a.b=1`)

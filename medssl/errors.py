@@ -25,6 +25,11 @@ class EvaluationError(MedSSLError, ValueError):
     """Labels, scores or embeddings given to evaluation are invalid (shape, NaN, range)."""
 
 
+class DataWarning(UserWarning):
+    """Data was read but something was skipped or looks doubtful; the message says what.
+    The CLI prints it as ``medssl: warning: ...``."""
+
+
 class RegistryError(ConfigError, KeyError):
     """A name is not in a registry (unknown dataset, objective, backbone, ...)."""
 

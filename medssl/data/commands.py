@@ -7,7 +7,7 @@ import argparse
 import json
 from typing import Any, Dict
 
-from medssl.data.info import channel_stats, default_split, describe_path
+from medssl.data.info import channel_stats, check_max_images, default_split, describe_path, images_used
 from medssl.data.open import open_dataset, resolve_config
 from medssl.data.sample import write_sample
 
@@ -51,11 +51,12 @@ def _run_info(args: argparse.Namespace) -> int:
 
 
 def _run_stats(args: argparse.Namespace) -> int:
+    check_max_images(args.max_images)  # before opening anything
     cfg = resolve_config(args.path)
     split = args.split or cfg.get("split") or default_split(str(cfg["name"]).lower())
     ds = open_dataset(cfg, split=split)
     mean, std = channel_stats(ds, max_images=args.max_images)
-    used = len(ds) if not args.max_images else min(args.max_images, len(ds))
+    used = images_used(len(ds), args.max_images)
     if args.json:
         print(json.dumps({"split": ds.split, "images": used, "mean": mean, "std": std}))
         return 0

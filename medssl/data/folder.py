@@ -30,7 +30,16 @@ Other keys: ``channels`` (3 = RGB, the default; 1 = grayscale), ``image_size`` (
 keeps native sizes; an int ``s`` or ``[h, w]`` resizes on load with PIL bilinear, which
 batching mixed-size images needs), ``task`` (default ``binary`` for 2 classes, else
 ``multiclass``; ``ordinal`` needs integer labels or ``class_names`` in order),
-``class_names``, ``extensions`` (default ``.png .jpg .jpeg .tif .tiff .bmp``, any case).
+``class_names``, ``extensions`` (default ``.png .jpg .jpeg .tif .tiff .bmp``, any case),
+``max_pixels`` (default :data:`MAX_PIXELS`, PIL's own decompression-bomb threshold,
+about 9459 x 9459; ``null`` = no limit of medssl's): an image with more pixels is refused
+when its item is read, from the size in its header, *before* any pixel is decoded, with
+an error naming the file (a 120 KB PNG can declare 10000 x 10000 pixels = 300 MB
+decoded). Larger images belong in ``medssl data tile``.
+
+Symbolic links: a link to an image is followed. A link that leads nowhere (dangling, or
+part of a loop) is skipped and reported: a :class:`~medssl.errors.DataWarning` gives the
+count and the first few paths, and ``describe()["skipped_links"]`` the count.
 
 Decoding (PIL): the EXIF orientation is applied; multi-frame files (TIFF stacks) give
 their first frame; alpha is dropped; palette / CMYK / 1-bit images are converted by PIL;
@@ -47,6 +56,7 @@ from __future__ import annotations
 import csv as csvlib
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Optional, Sequence, Tuple, Union
 
@@ -54,7 +64,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from medssl.data.base import MedicalImageDataset
-from medssl.errors import ConfigError, DataError
+from medssl.errors import ConfigError, DataError, DataWarning
 from medssl.fileio import PathLike
 from medssl.registry import DATASETS
 from medssl.tasks import TASKS
@@ -63,6 +73,8 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 _MULTI_SEP = re.compile(r"[|;]")
 _INT = re.compile(r"^-?\d+$")
 _PIL_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+MAX_PIXELS: int = 89_478_485  # PIL's Image.MAX_IMAGE_PIXELS: ~0.27 GB decoded as RGB
+SHOWN_LINKS = 5  # broken links named in the warning
 
 
 def _same_split(a: str, b: str) -> bool:
@@ -93,11 +105,28 @@ def _to_uint8(img: Image.Image) -> Image.Image:
     return Image.fromarray(scaled, mode="L")
 
 
-def decode_image(path: PathLike, channels: int = 3, size_hw: Optional[Tuple[int, int]] = None) -> np.ndarray:
+def _too_large(path: PathLike, width: int, height: int, max_pixels: int) -> DataError:
+    return DataError(
+        f"image {path} is {width} x {height} = {width * height:,} pixels, more than max_pixels="
+        f"{max_pixels:,}; refused before decoding. Resize it, "
+        "tile it (medssl data tile), or raise the dataset's max_pixels if you mean it"
+    )
+
+
+def decode_image(path: PathLike, channels: int = 3, size_hw: Optional[Tuple[int, int]] = None,
+                 max_pixels: Optional[int] = MAX_PIXELS) -> np.ndarray:
     """Read one image file as HWC uint8 with ``channels`` (1 or 3) channels, resized to
-    ``size_hw = (h, w)`` with bilinear interpolation when given. Raises DataError."""
+    ``size_hw = (h, w)`` with bilinear interpolation when given. An image of more than
+    ``max_pixels`` pixels (``None``: no limit of ours) is refused from its header, before
+    decoding. Raises DataError."""
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():
+            # the size is checked just below, against max_pixels: PIL's own warning would only repeat it
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im_ctx = Image.open(path)
+        with im_ctx as im:
+            if max_pixels is not None and im.size[0] * im.size[1] > max_pixels:
+                raise _too_large(path, im.size[0], im.size[1], max_pixels)
             im.seek(0)
             im = ImageOps.exif_transpose(im)
             if im.mode in ("I", "F") or im.mode.startswith("I;16"):
@@ -108,20 +137,34 @@ def decode_image(path: PathLike, channels: int = 3, size_hw: Optional[Tuple[int,
             arr = np.asarray(im, dtype=np.uint8)
     except FileNotFoundError as exc:
         raise DataError(f"image file {path} not found: {exc}") from exc
+    except Image.DecompressionBombError as exc:  # beyond PIL's hard limit (2 x MAX_PIXELS) even when ours allows it
+        raise DataError(f"image {path} is larger than PIL decodes (over {2 * MAX_PIXELS:,} pixels): {exc}; "
+                        "resize or tile it (medssl data tile)") from exc
     except _PIL_ERRORS as exc:
         raise DataError(f"cannot read image {path} (corrupt, truncated or not an image): {type(exc).__name__}: {exc}") from exc
     arr = arr[..., None] if arr.ndim == 2 else arr
     return np.ascontiguousarray(arr)
 
 
-def _list_images(folder: Path, extensions: Tuple[str, ...], recursive: bool) -> list[Path]:
+def _broken_link(p: Path) -> bool:
+    """A symbolic link that leads nowhere: dangling, or part of a loop (ELOOP)."""
+    return p.is_symlink() and not p.exists()
+
+
+def _list_images(folder: Path, extensions: Tuple[str, ...], recursive: bool,
+                 broken: Optional[list[Path]] = None) -> list[Path]:
+    """Image files under ``folder`` (hidden parts skipped), sorted; broken symbolic links
+    met on the way are appended to ``broken``."""
     it = folder.rglob("*") if recursive else folder.iterdir()
     found = []
     for p in it:
         rel = p.relative_to(folder).parts
         if any(part.startswith(".") for part in rel):
             continue
-        if p.suffix.lower() in extensions and p.is_file():
+        if _broken_link(p):
+            if broken is not None:
+                broken.append(p)
+        elif p.suffix.lower() in extensions and p.is_file():
             found.append(p)
     return sorted(found)
 
@@ -141,6 +184,7 @@ class ImageFolderDataset(MedicalImageDataset):
         class_names: Optional[Sequence[str]] = None,
         allow_outside_root: bool = False,
         extensions: Sequence[str] = IMAGE_EXTENSIONS,
+        max_pixels: Optional[int] = MAX_PIXELS,
     ) -> None:
         if channels not in (1, 3):
             raise ConfigError(f"folder: channels must be 1 (grayscale) or 3 (RGB), got {channels!r}")
@@ -148,6 +192,11 @@ class ImageFolderDataset(MedicalImageDataset):
             raise ConfigError(f"folder: task must be one of {', '.join(TASKS)} or null, got {task!r}")
         if root is None and csv is None:
             raise ConfigError("folder: give 'root' (an image folder) or 'csv' (a file with path,label columns)")
+        if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(max_pixels, int)
+                                       or max_pixels < 1):
+            raise ConfigError(f"folder: max_pixels must be a positive integer or null, got {max_pixels!r}")
+        self.max_pixels = max_pixels
+        self.skipped_links: list[Path] = []
         self.extensions = tuple(e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions)
         self.in_channels = channels
         self.size_hw = _size_hw(image_size)
@@ -160,6 +209,7 @@ class ImageFolderDataset(MedicalImageDataset):
             self.files, labels, names, task = self._from_csv(Path(csv).expanduser(), split, names, task)
         else:
             self.files, labels, names = self._from_folders(split, names)
+            self._report_broken_links()
         self.class_names = names or []
         self.num_classes = len(self.class_names)
         if labels is None:
@@ -188,7 +238,7 @@ class ImageFolderDataset(MedicalImageDataset):
                 )
             base = base / match[0]
         self._source = str(base)
-        loose = _list_images(base, self.extensions, recursive=False)
+        loose = _list_images(base, self.extensions, recursive=False, broken=self.skipped_links)
         class_dirs = sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
         if not class_dirs:
             if not loose:
@@ -206,12 +256,21 @@ class ImageFolderDataset(MedicalImageDataset):
         for d in class_dirs:
             if d.name not in index:
                 raise DataError(f"folder: class folder {d} is not in class_names {order}")
-            imgs = _list_images(d, self.extensions, recursive=True)
+            imgs = _list_images(d, self.extensions, recursive=True, broken=self.skipped_links)
             if not imgs:
                 raise DataError(f"folder: class folder {d} has no images (looked for {' '.join(self.extensions)}, any case)")
             files += imgs
             labels += [index[d.name]] * len(imgs)
         return files, np.asarray(labels, dtype=np.int64), order
+
+    def _report_broken_links(self) -> None:
+        links = sorted(set(self.skipped_links))
+        self.skipped_links = links
+        if links:
+            shown = ", ".join(str(p) for p in links[:SHOWN_LINKS])
+            more = f" and {len(links) - SHOWN_LINKS} more" if len(links) > SHOWN_LINKS else ""
+            warnings.warn(f"folder: skipped {len(links)} broken symbolic link(s) under {self._source} "
+                          f"(dangling, or part of a loop): {shown}{more}", DataWarning, stacklevel=4)
 
     def _from_csv(
         self, csv_path: Path, split: Optional[str], names: Optional[list[str]], task: Optional[str]
@@ -311,9 +370,10 @@ class ImageFolderDataset(MedicalImageDataset):
         return ([self.csv_path] if self.csv_path is not None else []) + list(self.files)
 
     def _get_image(self, index: int) -> np.ndarray:
-        return decode_image(self.files[index], self.in_channels, self.size_hw)
+        return decode_image(self.files[index], self.in_channels, self.size_hw, self.max_pixels)
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()
-        d.update(source=self._source, image_size=list(self.size_hw) if self.size_hw else None)
+        d.update(source=self._source, image_size=list(self.size_hw) if self.size_hw else None,
+                 max_pixels=self.max_pixels, skipped_links=len(self.skipped_links))
         return d

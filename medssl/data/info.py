@@ -15,7 +15,7 @@ from medssl.data.medmnist.files import file_md5, official_md5, parse_stem
 from medssl.data.open import Spec, open_dataset, resolve_config
 from medssl.data.pcam import KNOWN_MD5 as PCAM_MD5
 from medssl.data.stl10 import KNOWN_MD5 as STL10_MD5
-from medssl.errors import DataError
+from medssl.errors import ConfigError, DataError
 
 # Splits tried per format, in display order; ``None`` = the whole dataset.
 CANDIDATE_SPLITS: Dict[str, Tuple[Optional[str], ...]] = {
@@ -131,6 +131,19 @@ def _sample_indices(n: int, max_images: Optional[int]) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, max_images).round().astype(np.int64))
 
 
+def check_max_images(max_images: Optional[int]) -> None:
+    """ConfigError unless ``max_images`` is ``None`` or an integer >= 0 (0 and None = all)."""
+    if max_images is not None and (isinstance(max_images, bool) or not isinstance(max_images, (int, np.integer))
+                                   or max_images < 0):
+        raise ConfigError(f"max_images (--max-images) must be a whole number >= 0, got {max_images!r}; "
+                          "0 uses every image")
+
+
+def images_used(n: int, max_images: Optional[int]) -> int:
+    """How many of ``n`` items :func:`channel_stats` reads for ``max_images``."""
+    return len(_sample_indices(n, max_images)) if n else 0
+
+
 def channel_stats(dataset: MedicalImageDataset, max_images: Optional[int] = None) -> Tuple[List[float], List[float]]:
     """Per-channel mean and (population) std of the images on a 0..1 scale.
 
@@ -138,6 +151,7 @@ def channel_stats(dataset: MedicalImageDataset, max_images: Optional[int] = None
     per-image moments (Chan et al.), so memory stays one image and precision does not
     depend on the dataset size.
     """
+    check_max_images(max_images)
     n = len(dataset)
     if n == 0:
         raise DataError(f"{type(dataset).__name__} split {dataset.split!r} is empty; no statistics to compute")

@@ -36,6 +36,7 @@ HOW_TO_GET = (
     "camelyonpatch_level_2_split_*.h5 files directly in the dataset root."
 )
 CLASS_NAMES = ("normal", "tumor")
+MIN_TILE = 32  # the label is defined on the centre 32 x 32 px region
 # Split names on disk are train/valid/test; "val" and "validation" are accepted aliases.
 SPLIT_ALIASES = {"train": "train", "val": "valid", "valid": "valid", "validation": "valid", "test": "test"}
 OFFICIAL_SPLITS = ("train", "valid", "test")
@@ -115,6 +116,12 @@ def _check_images(path: Path) -> tuple:
             raise DataError(f"PCAM: {path} dataset 'x' has shape {x.shape}; expected (N, 96, 96, 3) (HWC RGB)")
         if x.dtype != np.uint8:
             raise DataError(f"PCAM: {path} dataset 'x' has dtype {x.dtype}; expected uint8")
+        if min(x.shape[1], x.shape[2]) < MIN_TILE:
+            raise DataError(
+                f"PCAM: {path} holds {x.shape[1]} x {x.shape[2]} px tiles; PCAM-layout tiles must be at least "
+                f"{MIN_TILE} x {MIN_TILE} px, because the label describes the centre {MIN_TILE} x {MIN_TILE} px of "
+                "the tile (official tiles are 96 x 96). Smaller tiles belong in a folder or MedMNIST-layout dataset"
+            )
         return tuple(int(s) for s in x.shape)
 
 

@@ -262,3 +262,77 @@ def test_bad_arguments(tmp_path, kwargs, pattern):
     args = {"root": tmp_path, **kwargs}
     with pytest.raises(ConfigError, match=pattern):
         ImageFolderDataset(**args)
+
+
+# -- limits and links ---------------------------------------------------------------------------
+def png_header_only(path: Path, width: int, height: int) -> Path:
+    """A ~100-byte PNG that *declares* ``width`` x ``height`` RGB pixels (its pixel data is a
+    stub): enough for PIL to read the size, never decodable. Stands in for a decompression
+    bomb without making the test allocate one."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def test_an_image_over_max_pixels_is_refused_from_its_header(tmp_path, tiles) -> None:
+    import tracemalloc
+
+    _png(tmp_path / "flat" / "ok.png", tiles[0])
+    bomb = png_header_only(tmp_path / "flat" / "zz_bomb.png", 10000, 10000)
+    ds = ImageFolderDataset(root=tmp_path / "flat")
+    assert ds[0][0].shape == (40, 48, 3)
+    tracemalloc.start()
+    with pytest.raises(DataError, match=rf"image {bomb} is 10000 x 10000 = 100,000,000 pixels, more than "
+                                        r"max_pixels=89,478,485; refused before decoding"):
+        ds[1]
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 50 << 20  # nothing near the 300 MB the pixels would take
+
+
+def test_max_pixels_is_configurable(tmp_path, tiles) -> None:
+    _png(tmp_path / "flat" / "a.png", tiles[0])
+    strict = DATASETS.build({"name": "folder", "root": str(tmp_path / "flat"), "max_pixels": 1000})
+    with pytest.raises(DataError, match=r"a\.png is 48 x 40 = 1,920 pixels, more than max_pixels=1,000"):
+        strict[0]
+    assert strict.describe()["max_pixels"] == 1000
+    assert ImageFolderDataset(root=tmp_path / "flat", max_pixels=None)[0][0].shape == (40, 48, 3)
+    for bad in (0, -5, 2.5, True, "many"):
+        with pytest.raises(ConfigError, match=r"folder: max_pixels must be a positive integer or null"):
+            ImageFolderDataset(root=tmp_path / "flat", max_pixels=bad)
+
+
+def test_broken_symbolic_links_are_skipped_and_reported(tmp_path, tiles) -> None:
+    root = tmp_path / "cls"
+    _png(root / "a" / "ok.png", tiles[0])
+    _png(root / "b" / "ok.png", tiles[1])
+    (root / "a" / "dangling.png").symlink_to(tmp_path / "gone.png")
+    (root / "a" / "self.png").symlink_to("self.png")  # a loop of one
+    (root / "b" / "x.png").symlink_to("y.png")
+    (root / "b" / "y.png").symlink_to("x.png")  # a loop of two
+    (root / "b" / "good_link.png").symlink_to(root / "a" / "ok.png")  # followed, as documented
+    with pytest.warns(UserWarning, match=r"folder: skipped 4 broken symbolic link\(s\) under .*cls "
+                                         r"\(dangling, or part of a loop\): .*a/dangling\.png, .*a/self\.png, "
+                                         r".*b/x\.png, .*b/y\.png$") as rec:
+        ds = ImageFolderDataset(root=root)
+    from medssl.errors import DataWarning
+
+    assert rec[0].category is DataWarning
+    assert len(ds) == 3 and ds.describe()["skipped_links"] == 4
+    assert [p.name for p in ds.skipped_links] == ["dangling.png", "self.png", "x.png", "y.png"]
+
+
+def test_the_warning_names_only_the_first_few_links(tmp_path, tiles) -> None:
+    _png(tmp_path / "flat" / "ok.png", tiles[0])
+    for i in range(8):
+        (tmp_path / "flat" / f"l{i}.png").symlink_to(tmp_path / f"none{i}.png")
+    with pytest.warns(UserWarning, match=r"skipped 8 .*l4\.png and 3 more$"):
+        ImageFolderDataset(root=tmp_path / "flat")

@@ -84,6 +84,19 @@ def test_channel_stats_subset_is_evenly_spaced(sample_dir):
     np.testing.assert_allclose(std, stack.std(axis=(0, 1, 2)), atol=1e-12)
 
 
+def test_channel_stats_max_images_must_be_a_count(sample_dir):
+    from medssl.data.info import images_used
+    from medssl.errors import ConfigError
+
+    ds = open_dataset(sample_dir / "stl10", split="test")
+    for bad in (-5, -1, 2.5, True):
+        with pytest.raises(ConfigError, match=r"max_images \(--max-images\) must be a whole number >= 0"):
+            channel_stats(ds, max_images=bad)
+    assert channel_stats(ds, max_images=0) == channel_stats(ds, max_images=None)  # 0 = every image
+    assert images_used(len(ds), 0) == images_used(len(ds), None) == images_used(len(ds), 10**6) == len(ds)
+    assert images_used(len(ds), 7) == 7
+
+
 @pytest.mark.shared_data
 def test_channel_stats_grayscale():
     ds = open_dataset(shared_file("medmnist/breastmnist.npz"), split="val")

@@ -186,3 +186,14 @@ def test_writer_is_deterministic(tmp_path, he_tiles):
     assert [p.name for p in a] == ["camelyonpatch_level_2_split_test_x.h5", "camelyonpatch_level_2_split_test_y.h5"]
     assert all(p.read_bytes() == q.read_bytes() for p, q in zip(a, b))
     shutil.rmtree(tmp_path / "b")
+
+
+@pytest.mark.parametrize("side, ok", [(2, False), (31, False), (32, True)])
+def test_tiles_smaller_than_the_labelled_centre_are_refused(tmp_path, he_tiles, side, ok) -> None:
+    write_pcam_split(tmp_path, "train", np.ascontiguousarray(he_tiles[0][:4, :side, :side]), he_tiles[1][:4])
+    if ok:
+        assert PCAM(tmp_path, "train")[0][0].shape == (side, side, 3)
+        return
+    with pytest.raises(DataError, match=rf"train_x\.h5 holds {side} x {side} px tiles; PCAM-layout tiles must be "
+                                        r"at least 32 x 32 px, because the label describes the centre 32 x 32"):
+        PCAM(tmp_path, "train")

@@ -231,6 +231,17 @@ def pcam_x_external_storage_source_gone(tmp: Path, sample: Path) -> List[str]:
     return _pcam_x_elsewhere(tmp, sample, "external storage")
 
 
+@case(r"split_train_x\.h5 holds 2 x 2 px tiles; PCAM-layout tiles must be at least 32 x 32 px, because the "
+      r"label describes the centre")
+def pcam_tiles_of_two_pixels(tmp: Path, sample: Path) -> List[str]:
+    root = _pcam(tmp, sample)
+    x = _pcam_file(root, "x")
+    with h5py.File(x, "r") as fh:
+        data = np.ascontiguousarray(fh["x"][:, 47:49, 47:49])
+    _rewrite_h5(x, "x", data)
+    return stats(root, "--split", "train")
+
+
 @case(r"holds \d+ images but .*_y\.h5 holds \d+ labels")
 def pcam_label_count_mismatch(tmp: Path, sample: Path) -> List[str]:
     root = _pcam(tmp, sample)
@@ -340,6 +351,22 @@ def folder_without_images(tmp: Path, sample: Path) -> List[str]:
     (tmp / "empty" / "class_a").mkdir(parents=True)
     (tmp / "empty" / "notes.txt").write_text("no images here")
     return stats(write_yaml(tmp / "data.yaml", {"data": {"name": "folder", "root": str(tmp / "empty")}}))
+
+
+@case(r"image .*zz_bomb\.png is 10000 x 10000 = 100,000,000 pixels, more than max_pixels=89,478,485; "
+      r"refused before decoding")
+def folder_image_over_the_pixel_limit(tmp: Path, sample: Path) -> List[str]:
+    from tests.data.test_folder import png_header_only
+
+    root = tmp / "tiles"
+    shutil.copytree(sample / "folder" / sorted(p.name for p in (sample / "folder").iterdir() if p.is_dir())[0], root)
+    png_header_only(root / "zz_bomb.png", 10000, 10000)  # 120 bytes declaring 300 MB of pixels
+    return ["data", "stats", str(root), "--max-images", "0"]
+
+
+@case(r"max_images \(--max-images\) must be a whole number >= 0, got -5; 0 uses every image")
+def stats_negative_max_images(tmp: Path, sample: Path) -> List[str]:
+    return ["data", "stats", str(sample / "medmnist" / "ihcstain.npz"), "--max-images", "-5"]
 
 
 @case(r"(does not exist|not found).*nowhere|nowhere.*(does not exist|not found)")
@@ -692,6 +719,22 @@ def test_same_class_names_in_another_case_agree_and_another_order_does_not(sampl
     rc, _, err = _transfer(encoder, _breast_like(tmp_path / "b", sample_dir, ("tumor", "normal")),
                            sample_dir / "pcam", tmp_path / "out2")
     assert_clean_cli_error(rc, err, r"the same names in another order.*0: 'tumor' vs 'normal'")
+
+
+def test_broken_links_in_a_folder_are_reported_on_one_line_and_the_rest_is_read(sample_dir: Path,
+                                                                              tmp_path: Path) -> None:
+    root = tmp_path / "folder"
+    shutil.copytree(sample_dir / "folder", root, ignore=shutil.ignore_patterns("*.csv"))  # class folders only
+    n_images = len(list(root.rglob("*.png")))
+    cls = sorted(p for p in root.iterdir() if p.is_dir())[0]
+    (cls / "moved_away.png").symlink_to(tmp_path / "gone.png")
+    (cls / "loop.png").symlink_to("loop.png")
+    rc, out, err = run_cli(["data", "stats", str(root), "--max-images", "0"])
+    assert rc == 0, err
+    warning = [ln for ln in err.splitlines() if ln.startswith("medssl: warning:")]
+    assert len(warning) == 1 and "skipped 2 broken symbolic link(s)" in warning[0], err
+    assert "loop.png" in warning[0] and "moved_away.png" in warning[0] and "Traceback" not in err
+    assert f"of {n_images} of {n_images} images" in out
 
 
 def test_label_fraction_on_a_split_missing_a_class_warns_and_reports_it(sample_dir: Path, tmp_path: Path,
