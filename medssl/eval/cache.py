@@ -5,9 +5,9 @@ Features of one split are written once to ``features_{split}.npz`` (keys ``featu
 matches: the sha256 of the encoder file, the dataset config, the split and the *content*
 of every file the dataset reads (``dataset.source_files()``): the full sha256 of each,
 never a timestamp and never a sample of the files. Hashing costs one sequential read of
-the data (~2 GB/s from the page cache), less than the embedding pass a hit saves, which
-reads the same bytes and runs the encoder on them; a cache that missed an edited image
-would silently report numbers of the old data.
+the data (about 400 MB/s on a loaded 2-core machine, docs/benchmarks.md), less than the
+embedding pass a hit saves, which reads the same bytes and runs the encoder on them; a
+cache that missed an edited image would silently report numbers of the old data.
 
 Training-run provenance (:func:`file_fingerprint`) is a record, not a cache key, and uses
 size plus the sha256 of the first and last MiB so that starting a run on a 7 GB file

@@ -148,3 +148,9 @@ def test_epoch_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     assert [r[0] for r in rows] == ["demo"]
     cpu, batch, ratio = number(rows[0][2]), number(rows[0][3]), number(rows[0][4])
     assert cpu > 0 and batch > 0 and ratio == pytest.approx(batch / cpu, rel=0.05, abs=0.02)
+
+
+def test_fingerprint_bench_smoke(capsys: pytest.CaptureFixture[str]) -> None:
+    load_script("bench_fingerprint").main(["--sizes", "3", "--reps", "1"])
+    rows = table_rows(capsys.readouterr().out, "file (MB)")
+    assert [r[0] for r in rows] == ["3"] and number(rows[0][1]) > 0 and number(rows[0][3]) > 0
