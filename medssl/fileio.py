@@ -88,3 +88,34 @@ def head_tail_sha256(path: PathLike, block: int = HASH_BLOCK) -> str:
             fh.seek(max(block, size - block))
             h.update(fh.read(block))
     return h.hexdigest()
+
+
+def _nearest_existing(path: Path) -> Path:
+    p = path.absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def check_output_path(path: PathLike, what: str, kind: str = "directory") -> Path:
+    """``path`` as a Path once it is clear it can be created and written, before any work
+    is done or anything is created; else a ConfigError naming ``what`` (``"--out"``).
+
+    ``kind`` is ``"directory"`` (created later, may exist already) or ``"file"`` (written
+    later, replacing an existing file).
+    """
+    from medssl.errors import ConfigError
+
+    p = Path(path)
+    if kind == "directory" and p.exists() and not p.is_dir():
+        raise ConfigError(f"{what} {p} is an existing file, not a directory; give a directory path "
+                          "(it is created when missing)")
+    if kind == "file" and p.is_dir():
+        raise ConfigError(f"{what} {p} is an existing directory; give a file name")
+    anchor = _nearest_existing(p if kind == "directory" else p.parent)
+    if not anchor.is_dir():
+        raise ConfigError(f"{what} {p} cannot be created: {anchor} is a file, not a directory; choose another path")
+    if not os.access(anchor, os.W_OK | os.X_OK):
+        raise ConfigError(f"{what} {p} cannot be written: no permission to write in {anchor}; "
+                          "choose a writable location")
+    return p

@@ -293,7 +293,6 @@ def evaluate(run: Run, encoder_dir: Path, split: str, n_boot: int) -> Dict[str, 
     train, query = medssl.open_dataset(data_spec(run, "train")), medssl.open_dataset(data_spec(run, split))
     x, y = medssl.embed(model, train, preprocess)
     xq, yq = medssl.embed(model, query, preprocess)
-    x, xq = x.numpy(), xq.numpy()
     y, yq = (np.asarray(v).reshape(len(v), -1)[:, 0].astype(np.int64) for v in (y, yq))
     k = dict(task=train.task, num_classes=int(train.num_classes), ci=True, n_boot=n_boot, seed=run.seed)
     out: Dict[str, Any] = {}

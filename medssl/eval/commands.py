@@ -58,7 +58,7 @@ def _transfer(args: argparse.Namespace) -> int:
     if args.print_config:
         sys.stdout.write(yaml.safe_dump(to_dict(cfg), sort_keys=False))
         return 0
-    _print_summary(run_transfer(cfg))
+    _print_summary(run_transfer(cfg, progress=not args.no_progress))
     return 0
 
 
@@ -103,7 +103,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     mapping.update({"encoder": str(run_dir), "data": spec})
     mapping.setdefault("out", str(run_dir / f"eval_{mapping.get('protocol', 'linear')}"))
     cfg = load_transfer_config(None, mapping, args.overrides)
-    _print_summary(run_transfer(cfg))
+    _print_summary(run_transfer(cfg, progress=not args.no_progress))
     return 0
 
 
@@ -113,19 +113,28 @@ def _embed(args: argparse.Namespace) -> int:
     from medssl.data.open import open_dataset
     from medssl.eval.features import embed
     from medssl.eval.transfer import encoder_file, resolve_device
-    from medssl.fileio import sha256_file
+    from medssl.fileio import atomic_write, check_output_path, sha256_file
     from medssl.models.export import load_encoder
 
-    device = resolve_device(args.device or "auto")
-    model, preprocess = load_encoder(args.encoder, device=device)
-    ds = open_dataset(args.data, split=args.split)
-    feats, labels = embed(model, ds, preprocess, batch_size=args.batch_size or 256, device=device)
     out = Path(args.out)
     if out.suffix != ".npz":
         raise ConfigError(f"--out {out}: embeddings are written as .npz; give a file name ending in .npz")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, features=feats.numpy(), labels=np.asarray(labels),
-             encoder_sha256=np.asarray(sha256_file(encoder_file(args.encoder))), split=np.asarray(ds.split))
+    check_output_path(out, "--out", kind="file")
+    device = resolve_device(args.device or "auto")
+    model, preprocess = load_encoder(args.encoder, device=device)
+    ds = open_dataset(args.data, split=args.split)
+    feats, labels = embed(model, ds, preprocess, batch_size=args.batch_size or 256, device=device,
+                          progress=not args.no_progress, stage=f"embed {ds.split}")
+    arrays = {"features": feats, "labels": labels, "split": np.asarray(ds.split),
+              "encoder_sha256": np.asarray(sha256_file(encoder_file(args.encoder)))}
+    def save(tmp: Path) -> None:
+        with tmp.open("wb") as fh:  # a file object, so np.savez does not append ".npz" to the temporary name
+            np.savez(fh, **arrays)
+
+    try:
+        atomic_write(out, save)
+    except OSError as exc:
+        raise ConfigError(f"cannot write --out {out}: {exc.strerror or exc}; choose a writable location") from exc
     print(f"medssl: wrote {tuple(feats.shape)} features and labels of {ds.describe()['dataset']} "
           f"split {ds.split!r} to {out}")
     return 0
@@ -156,6 +165,7 @@ def _add_eval_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))
     p.add_argument("--batch-size", type=int, help="batch size for feature extraction")
     p.add_argument("--no-plots", action="store_true", help="skip the figures")
+    p.add_argument("--no-progress", action="store_true", help="no progress display")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="dotted config overrides")
 
 
@@ -194,6 +204,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     m.add_argument("--out", required=True, help="output .npz (keys features, labels, encoder_sha256, split)")
     m.add_argument("--batch-size", type=int)
     m.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    m.add_argument("--no-progress", action="store_true", help="no progress display")
     m.set_defaults(func=_embed)
 
     r = subparsers.add_parser("report", help="compare evaluation reports side by side",

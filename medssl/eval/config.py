@@ -139,4 +139,12 @@ def load_transfer_config(
     raw: Dict[str, Any] = load_yaml(path) if path is not None else {}
     raw.update(dict(data or {}))
     raw = apply_overrides(raw, overrides)
+    # named here rather than by from_mapping's generic "missing key", because the user
+    # may give these as flags as well as YAML keys
+    missing = [k for k in ("encoder", "data") if raw.get(k) is None]
+    if missing:
+        where = f" (in {path})" if path is not None else ""
+        raise ConfigError("no " + " and no ".join(missing) + " given: pass "
+                          + " and ".join(f"--{k} PATH" for k in missing) + " or set "
+                          + " and ".join(f"`{k}:`" for k in missing) + f" in the transfer YAML{where}")
     return from_mapping(TransferConfig, raw, source=str(path) if path is not None else None)

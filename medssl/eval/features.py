@@ -9,6 +9,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from medssl.progress import Progress
+
 Preprocess = Callable[[np.ndarray], torch.Tensor]
 
 
@@ -38,12 +40,18 @@ def embed(
     num_workers: int = 0,
     device: Optional[torch.device] = None,
     indices: Optional[Sequence[int]] = None,
-) -> Tuple[torch.Tensor, np.ndarray]:
-    """Features ``[N, F]`` (float32, on CPU) and labels of ``data``.
+    progress: bool = False,
+    stage: str = "embed",
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Features and labels of ``data`` as numpy arrays: ``(features [N, F] float32,
+    labels [N] or [N, C])``.
 
     ``data`` is a medssl dataset (items ``(image HWC uint8, label)``) or an array of images
     ``[N, H, W(, C)]`` uint8 (labels then come back as ``-1``). ``indices`` selects a subset
     of a dataset. The encoder is run in eval mode and left in the mode it was in.
+    ``progress`` shows the images done under the name ``stage`` (:mod:`medssl.progress`).
+    Both outputs are numpy so they go straight to scikit-learn, ``np.savez`` or pandas;
+    ``torch.from_numpy`` turns the features back into a tensor without a copy.
     """
     if isinstance(data, np.ndarray):
         arr = data if data.ndim == 4 else data[..., None]
@@ -54,13 +62,16 @@ def embed(
     encoder.eval()
     feats, labels = [], []
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    bar = Progress(len(ds), stage, enabled=progress, unit="img")
     try:
         for x, y in loader:
-            feats.append(encoder(x.to(device)).float().cpu())
+            feats.append(encoder(x.to(device)).float().cpu().numpy())
             labels.append(np.asarray(y))
+            bar.update(len(x))
     finally:
+        bar.close()
         encoder.train(was_training)
-    return torch.cat(feats), np.concatenate(labels)
+    return np.concatenate(feats), np.concatenate(labels)
 
 
 class _ArrayDataset(Dataset):

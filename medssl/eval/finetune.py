@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from medssl.errors import ConfigError, EvaluationError
+from medssl.progress import Progress
 
 Preprocess = Callable[[Any], torch.Tensor]
 _NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
@@ -101,13 +102,15 @@ def finetune(
     eval_batch_size: int = 256,
     head_init: str = "probe",
     probe_weight_decay: float = 1e-3,
+    progress: bool = False,
 ) -> FinetuneResult:
     """Fine-tune a *copy* of ``encoder`` (``[B, C, S, S] -> [B, F]``) on
     ``train_data[train_indices]`` and score every item of ``test_data``.
 
     ``augment(image HWC uint8, numpy Generator) -> tensor [C, S, S]`` makes training inputs;
     ``preprocess(image) -> tensor [C, S, S]`` makes test inputs. ``num_classes`` is the
-    number of outputs (2 for binary). The given encoder is left untouched.
+    number of outputs (2 for binary). The given encoder is left untouched. ``progress``
+    shows the batches of each epoch as the stage ``fine-tune seed S`` (:mod:`medssl.progress`).
     """
     if head_init not in ("probe", "zero"):
         raise ConfigError(f"finetune head_init must be 'probe' or 'zero', got {head_init!r}")
@@ -131,7 +134,9 @@ def finetune(
     losses: List[float] = []
     model.train()
     _freeze_norm_stats(model)
-    for _ in range(epochs):
+    n_batches = -(-idx.size // batch_size)
+    bar = Progress(epochs * n_batches, f"fine-tune seed {seed}", enabled=progress, unit="batch")
+    for epoch in range(epochs):
         order = idx[rng.permutation(idx.size)]
         total, seen = 0.0, 0
         for start in range(0, order.size, batch_size):
@@ -144,7 +149,10 @@ def finetune(
             opt.step()
             total += float(loss.detach()) * len(items)
             seen += len(items)
+            bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{total / seen:.4f}")
+            bar.update(1)
         losses.append(total / seen)
+    bar.close()
     scores, emb = _predict(model, test_data, preprocess, task, eval_batch_size, device)
     protocol = {
         "method": "fine-tune (encoder + linear head, end to end)",
@@ -167,7 +175,7 @@ def _probe_init(model: _Head, data: Any, idx: np.ndarray, preprocess: Preprocess
 
     feats, labels = embed(model.encoder, data, preprocess, batch_size=batch_size, device=device, indices=idx)
     y = multilabel_targets(labels) if task == "multilabel" else single_labels(labels)
-    probe = fit_linear(feats.numpy(), y, task, num_classes, weight_decay)
+    probe = fit_linear(feats, y, task, num_classes, weight_decay)
     w = probe.weight / probe.std[:, None]
     b = probe.bias - (probe.mean / probe.std) @ probe.weight
     with torch.no_grad():

@@ -6,6 +6,10 @@
 * ``reliability.png`` -- accuracy vs confidence per bin, with the ECE in the title;
 * ``tsne.png`` -- 2-D t-SNE of test embeddings coloured by class (seeded, at most
   ``max_points`` points by a seeded stratified subsample), as in the pNNCLR paper's Fig. 4.
+
+Each function takes a ``note`` that becomes the title's second line: which seed the
+figure shows (or that it aggregates), so a figure's number is never mistaken for the
+report's mean across seeds.
 """
 
 from __future__ import annotations
@@ -35,13 +39,18 @@ def _flat_labels(y: np.ndarray) -> np.ndarray:
     return y
 
 
+def _title(text: str, note: str) -> str:
+    return f"{text}\n{note}" if note else text
+
+
 def _save(fig: Any, path: Path) -> Path:
     fig.savefig(path, dpi=DPI)
     _plt().close(fig)
     return path
 
 
-def plot_roc(y_true: Any, scores: np.ndarray, task: str, class_names: Sequence[str], path: Path) -> Path:
+def plot_roc(y_true: Any, scores: np.ndarray, task: str, class_names: Sequence[str], path: Path,
+             note: str = "") -> Path:
     """ROC curves: one per class (binary: the positive class), AUC (ours, MedMNIST rule) in the legend."""
     from sklearn.metrics import roc_curve
 
@@ -65,13 +74,13 @@ def plot_roc(y_true: Any, scores: np.ndarray, task: str, class_names: Sequence[s
         ax.plot(fpr, tpr, lw=1.5, label=f"{name} (AUC {a:.3f})")
     ax.plot([0, 1], [0, 1], "k--", lw=0.8)
     ax.set(xlabel="false positive rate (1 - specificity)", ylabel="true positive rate (sensitivity)",
-           title="ROC" + (" (one-vs-rest)" if task in ("multiclass", "ordinal") else ""), xlim=(0, 1), ylim=(0, 1.02))
+           title=_title("ROC" + (" (one-vs-rest)" if task in ("multiclass", "ordinal") else ""), note), xlim=(0, 1), ylim=(0, 1.02))
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     return _save(fig, path)
 
 
-def plot_confusion(matrix: Any, class_names: Sequence[str], path: Path) -> Path:
+def plot_confusion(matrix: Any, class_names: Sequence[str], path: Path, note: str = "") -> Path:
     """Two panels: counts and row-normalised fractions (rows = true class)."""
     plt = _plt()
     cm = np.asarray(matrix, dtype=np.float64)
@@ -91,6 +100,8 @@ def plot_confusion(matrix: Any, class_names: Sequence[str], path: Path) -> Path:
             for j in range(c):
                 ax.text(j, i, fmt.format(data[i, j]), ha="center", va="center", fontsize=8,
                         color="white" if hi and data[i, j] > hi / 2 else "black")
+    if note:
+        fig.suptitle(f"confusion matrix, {note}", fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -117,7 +128,7 @@ def reliability_bins(y_true: Any, scores: np.ndarray, task: str, n_bins: int = 1
 
 
 def plot_reliability(y_true: Any, scores: np.ndarray, task: str, path: Path, ece: Optional[float],
-                     n_bins: int = 15) -> Path:
+                     n_bins: int = 15, note: str = "") -> Path:
     """Bars of accuracy per confidence bin against the diagonal; ECE in the title."""
     plt = _plt()
     b = reliability_bins(y_true, scores, task, n_bins)
@@ -129,7 +140,7 @@ def plot_reliability(y_true: Any, scores: np.ndarray, task: str, path: Path, ece
     ax.plot(b["confidence"][ok], b["accuracy"][ok], "o", color="C1", ms=4, label="mean confidence")
     ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="perfect calibration")
     title = "reliability" + (f" (ECE {ece:.3f})" if ece is not None else " (ECE undefined)")
-    ax.set(ylabel="accuracy", title=title, xlim=(0, 1), ylim=(0, 1.02))
+    ax.set(ylabel="accuracy", title=_title(title, note), xlim=(0, 1), ylim=(0, 1.02))
     ax.legend(loc="upper left", fontsize=8)
     axh.bar(centres, b["count"], width=width, edgecolor="k", color="0.6")
     axh.set(xlabel="confidence", ylabel="count")
@@ -156,7 +167,7 @@ def tsne_embedding(emb: np.ndarray, labels: np.ndarray, seed: int = 0, max_point
 
 
 def plot_tsne(emb: np.ndarray, labels: Any, class_names: Sequence[str], path: Path, seed: int = 0,
-              max_points: int = 2000) -> Path:
+              max_points: int = 2000, note: str = "") -> Path:
     """t-SNE scatter of test embeddings coloured by class (multilabel: by first positive label)."""
     plt = _plt()
     y = np.asarray(labels)
@@ -167,7 +178,7 @@ def plot_tsne(emb: np.ndarray, labels: Any, class_names: Sequence[str], path: Pa
         m = yy == c
         name = class_names[c] if 0 <= c < len(class_names) else str(c)
         ax.scatter(xy[m, 0], xy[m, 1], s=8, alpha=0.8, label=f"{name} ({int(m.sum())})")
-    ax.set(title=f"t-SNE of test embeddings ({len(yy)} points)", xticks=[], yticks=[])
+    ax.set(title=_title(f"t-SNE of test embeddings ({len(yy)} points)", note), xticks=[], yticks=[])
     ax.legend(fontsize=8, markerscale=2)
     fig.tight_layout()
     return _save(fig, path)
@@ -175,15 +186,21 @@ def plot_tsne(emb: np.ndarray, labels: Any, class_names: Sequence[str], path: Pa
 
 def write_plots(out: Path, y_true: Any, scores: np.ndarray, task: str, class_names: Sequence[str],
                 metrics: Dict[str, Any], embeddings: Optional[np.ndarray] = None, seed: int = 0,
-                tsne_max_points: int = 2000) -> Dict[str, str]:
-    """Write every figure that applies into ``out``; returns ``{name: file name}``."""
+                tsne_max_points: int = 2000, shown: str = "", ece_across_seeds: str = "") -> Dict[str, str]:
+    """Write every figure that applies into ``out``; returns ``{name: file name}``.
+    ``shown`` says what the figures show (``"seed 0 (first of 3 seeds)"``) in every title;
+    ``ece_across_seeds`` (``"0.283 ± 0.022"``) is added to the reliability diagram's."""
     out = Path(out)
-    files = {"roc": plot_roc(y_true, scores, task, class_names, out / "roc.png")}
+    files = {"roc": plot_roc(y_true, scores, task, class_names, out / "roc.png", note=shown)}
     if task != "multilabel":
-        files["confusion"] = plot_confusion(metrics["confusion_matrix"], class_names, out / "confusion.png")
+        files["confusion"] = plot_confusion(metrics["confusion_matrix"], class_names, out / "confusion.png",
+                                            note=shown)
     if metrics.get("ece") is not None:
         files["reliability"] = plot_reliability(y_true, scores, task, out / "reliability.png", metrics["ece"],
-                                                int(metrics.get("ece_bins", 15)))
+                                                int(metrics.get("ece_bins", 15)),
+                                                note=shown + (f"\nECE across seeds {ece_across_seeds}"
+                                                              if ece_across_seeds else ""))
     if embeddings is not None and len(embeddings) >= 5:
-        files["tsne"] = plot_tsne(embeddings, y_true, class_names, out / "tsne.png", seed, tsne_max_points)
+        files["tsne"] = plot_tsne(embeddings, y_true, class_names, out / "tsne.png", seed, tsne_max_points,
+                                  note=shown)
     return {k: Path(v).name for k, v in files.items()}

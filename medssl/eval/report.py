@@ -190,7 +190,17 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         lines += [f"- {n}" for n in report["notes"]] + [f"- **warning:** {w}" for w in report["warnings"]]
         lines.append("")
     if report["plots"]:
-        lines += ["## Figures", ""] + [f"![{k}]({v})" for k, v in report["plots"].items()] + [""]
+        lines += ["## Figures", "", f"Figures show seed {seed0}; the tables above give the mean across seeds.", ""]
+        lines += [f"![{k}]({v})" for k, v in report["plots"].items()] + [""]
+    if report.get("predictions"):
+        from medssl.eval.predictions import auc_recipe
+
+        lines += ["## Per-image predictions", "",
+                  f"`{report['predictions']}` holds one row per seed and test image: its index in the test "
+                  "split, true and predicted class and every class score (docs/transfer.md lists the columns). "
+                  f"To recompute the AUC of seed {seed0} with scikit-learn, in this directory:", "",
+                  "```python", auc_recipe(report["task"], report["class_names"], seed0, report["predictions"]),
+                  "```", ""]
     enc = report["encoder"]
     lines += ["## Provenance", "",
               f"- encoder: `{enc['path']}` (sha256 `{enc['sha256'][:16]}…`)",
@@ -260,5 +270,7 @@ def compare_reports(paths: Sequence[Path]) -> Tuple[str, List[str]]:
                mark(f"{100 * p['label_fraction']:g} %", "label fraction"), str(len(p["seeds"]))]
         row += [_mean_sd(r["aggregate"][k]) for k in COMPARE_METRICS]
         lines.append("| " + " | ".join(row) + " |")
-    lines += ["", "Metrics: mean ± sample sd across seeds (n = seeds where the metric is defined)."]
+    lines += ["", "Metrics: mean ± sample sd across seeds (n = seeds where the metric is defined). "
+              "Each evaluation directory holds predictions.csv (per seed and test image); its report.md "
+              "shows how to recompute the AUC from it with scikit-learn."]
     return "\n".join(lines) + "\n", issues

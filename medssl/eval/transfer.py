@@ -23,7 +23,7 @@ from medssl.eval.cache import cached_features, data_provenance, fingerprint
 from medssl.eval import slide_level
 from medssl.eval.config import TransferConfig
 from medssl.errors import ConfigError, DataError
-from medssl.fileio import sha256_file
+from medssl.fileio import check_output_path, sha256_file
 
 log = logging.getLogger(__name__)
 HEADLINE = ("auc", "accuracy", "balanced_accuracy", "macro_f1", "ece", "brier")
@@ -79,12 +79,12 @@ def open_labelled(spec: Any, split: str, role: str) -> Tuple[Any, Dict[str, Any]
 
 
 def _embed_split(model: torch.nn.Module, preprocess: Any, ds: Any, cfg: TransferConfig,
-                 device: torch.device) -> Tuple[np.ndarray, np.ndarray]:
+                 device: torch.device, progress: bool, stage: str) -> Tuple[np.ndarray, np.ndarray]:
     from medssl.eval.features import embed
 
     feats, labels = embed(model, ds, preprocess, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
-                          device=device)
-    return feats.numpy(), np.asarray(labels)
+                          device=device, progress=progress, stage=stage)
+    return feats, labels
 
 
 def _subset(labels: np.ndarray, cfg: TransferConfig, seed: int, out: Path) -> Tuple[np.ndarray, Dict[str, Any]]:
@@ -115,7 +115,7 @@ def _probe(cfg: TransferConfig, seed: int, x: np.ndarray, y: np.ndarray, xq: np.
 
 def _finetune(cfg: TransferConfig, seed: int, model: torch.nn.Module, preprocess: Any, train_ds: Any,
               idx: np.ndarray, test_ds: Any, task: str, num_classes: int, names: List[str],
-              device: torch.device) -> Tuple[np.ndarray, np.ndarray, Dict[str, Any]]:
+              device: torch.device, progress: bool) -> Tuple[np.ndarray, np.ndarray, Dict[str, Any]]:
     from medssl.augment.presets import build_augmentation
     from medssl.eval.finetune import finetune, pick_preset
     from medssl.eval.metrics import evaluate_predictions
@@ -132,7 +132,7 @@ def _finetune(cfg: TransferConfig, seed: int, model: torch.nn.Module, preprocess
     res = finetune(model, train_ds, idx, test_ds, preprocess, task=task, num_classes=num_classes, augment=augment,
                    epochs=ft.epochs, lr=ft.lr, head_lr=ft.head_lr, weight_decay=ft.weight_decay,
                    batch_size=ft.batch_size, seed=seed, device=device, eval_batch_size=cfg.batch_size,
-                   head_init=ft.head_init, probe_weight_decay=ft.probe_weight_decay)
+                   head_init=ft.head_init, probe_weight_decay=ft.probe_weight_decay, progress=progress)
     metrics = evaluate_predictions(test_ds.labels(), res.scores, task, names, ci=True, n_boot=cfg.report.n_boot,
                                    seed=seed)
     metrics["protocol"] = {**res.protocol, "augment": preset, "augment_params": dict(cfg.finetune.augment_params)}
@@ -162,34 +162,61 @@ def aggregate(per_seed: List[Dict[str, Any]]) -> Tuple[Dict[str, Any], List[str]
     return out, notes
 
 
-def run_transfer(cfg: TransferConfig) -> TransferResult:
+def run_transfer(cfg: TransferConfig, progress: bool = True) -> TransferResult:
     """Run one transfer evaluation as configured and write its report; see the module docstring.
 
-    The output directory is locked for the run (:class:`~medssl.runlock.RunLock`): a second
+    ``progress`` shows each long stage (embedding a split, the probe per seed, each
+    fine-tuning epoch; :mod:`medssl.progress`). ``out`` is checked first, but created only
+    once the encoder and both datasets have been read, so a failed start leaves nothing
+    behind. It is then locked for the run (:class:`~medssl.runlock.RunLock`): a second
     evaluation into the same ``out`` is refused, naming the PID of the first.
     """
+    from medssl.models.export import load_encoder
     from medssl.runlock import RunLock
 
-    with RunLock(cfg.out, "out"):
-        return _run_transfer(cfg)
-
-
-def _run_transfer(cfg: TransferConfig) -> TransferResult:
-    from medssl.eval.report import build_report, write_report
-    from medssl.models.export import load_encoder
-
-    out = Path(cfg.out)
+    out = check_output_path(cfg.out, "output directory (out / --out)")
     device = resolve_device(cfg.device)
     model, preprocess = load_encoder(cfg.encoder, device=device)
-    enc_prov = encoder_provenance(cfg.encoder, preprocess.meta)
     train_ds, train_cfg = open_labelled(cfg.train_spec(), cfg.split_train, "train")
     test_ds, test_cfg = open_labelled(cfg.test_spec(), cfg.split_test, "test")
-    task, num_classes = train_ds.task, int(train_ds.num_classes)
     names, class_names_source, name_warnings = check_label_spaces(train_ds, test_ds,
                                                                   cfg.allow_class_name_mismatch)
-    data_prov = {"train": data_provenance(train_cfg, train_ds.describe(), train_ds.source_files()),
-                 "test": data_provenance(test_cfg, test_ds.describe(), test_ds.source_files())}
-    warnings: List[str] = name_warnings + _label_warnings(train_ds.labels(), test_ds.labels(), task, names)
+    inputs = _Inputs(
+        model, preprocess, device, encoder_provenance(cfg.encoder, preprocess.meta), train_ds, test_ds, names,
+        class_names_source,
+        data_prov={"train": data_provenance(train_cfg, train_ds.describe(), train_ds.source_files()),
+                   "test": data_provenance(test_cfg, test_ds.describe(), test_ds.source_files())},
+        warnings=name_warnings + _label_warnings(train_ds.labels(), test_ds.labels(), train_ds.task, names),
+    )
+    with RunLock(out, "out"):  # creates out
+        return _evaluate(cfg, inputs, out, progress)
+
+
+@dataclass
+class _Inputs:
+    """What run_transfer has read and checked before anything is written."""
+
+    model: torch.nn.Module
+    preprocess: Any
+    device: torch.device
+    enc_prov: Dict[str, Any]
+    train_ds: Any
+    test_ds: Any
+    names: List[str]
+    class_names_source: Dict[str, Any]
+    data_prov: Dict[str, Any]
+    warnings: List[str]
+
+
+def _evaluate(cfg: TransferConfig, inputs: _Inputs, out: Path, progress: bool) -> TransferResult:
+    """Features, the protocol per seed, predictions, plots and the report, into ``out``."""
+    from medssl.eval.predictions import FILE as PREDICTIONS, write_predictions
+    from medssl.eval.report import build_report, write_report
+    from medssl.progress import Progress
+
+    model, preprocess, device, names = inputs.model, inputs.preprocess, inputs.device, inputs.names
+    train_ds, test_ds, enc_prov, data_prov = inputs.train_ds, inputs.test_ds, inputs.enc_prov, inputs.data_prov
+    task, num_classes = train_ds.task, int(train_ds.num_classes)
 
     cache_hits: Dict[str, bool] = {}
     feats: Dict[str, Tuple[np.ndarray, np.ndarray]] = {}
@@ -198,31 +225,41 @@ def _run_transfer(cfg: TransferConfig) -> TransferResult:
             split = cfg.split_train if role == "train" else cfg.split_test
             key = fingerprint(enc_prov["sha256"], data_prov[role], split)
             f, y, hit = cached_features(out / f"features_{role}_{split}.npz", key,
-                                        lambda ds=ds: _embed_split(model, preprocess, ds, cfg, device))
+                                        lambda ds=ds, role=role, split=split: _embed_split(
+                                            model, preprocess, ds, cfg, device, progress, f"embed {role} ({split})"))
             feats[role], cache_hits[f"{role}:{split}"] = (f, y), hit
         train_labels = feats["train"][1]
     else:
         train_labels = train_ds.labels()
 
     per_seed: List[Dict[str, Any]] = []
+    predictions: List[Tuple[int, np.ndarray, np.ndarray]] = []
     first: Dict[str, Any] = {}
-    for seed in cfg.seed_list():
-        idx, subset = _subset(train_labels, cfg, seed, out)
-        if cfg.protocol == "finetune":
-            scores, emb, metrics = _finetune(cfg, seed, model, preprocess, train_ds, idx, test_ds, task,
-                                             num_classes, names, device)
-            y_test = test_ds.labels()
-        else:
-            (x, y), (xq, y_test) = feats["train"], feats["test"]
-            scores, metrics = _probe(cfg, seed, x[idx], y[idx], xq, y_test, task, num_classes, names)
-            emb = xq
-        slide_metrics = slide_level.for_dataset(test_ds, y_test, scores, task)  # None unless tiles of slides
-        if slide_metrics is not None:
-            metrics["slide_level"] = slide_metrics
-        per_seed.append({"seed": seed, "subset": subset, "metrics": metrics})
-        if not first:
-            first = {"scores": scores, "embeddings": emb, "labels": y_test}
+    stage = {"linear": "linear probe", "knn": "kNN"}.get(cfg.protocol, "fine-tune")
+    seeds = Progress(cfg.seeds, f"{stage}, {cfg.seeds} seed(s)", enabled=progress, unit="seed")
+    with seeds:
+        for seed in cfg.seed_list():
+            idx, subset = _subset(train_labels, cfg, seed, out)
+            if cfg.protocol == "finetune":
+                scores, emb, metrics = _finetune(cfg, seed, model, preprocess, train_ds, idx, test_ds, task,
+                                                 num_classes, names, device, progress)
+                y_test = test_ds.labels()
+            else:
+                (x, y), (xq, y_test) = feats["train"], feats["test"]
+                scores, metrics = _probe(cfg, seed, x[idx], y[idx], xq, y_test, task, num_classes, names)
+                emb = xq
+            slide_metrics = slide_level.for_dataset(test_ds, y_test, scores, task)  # None unless tiles of slides
+            if slide_metrics is not None:
+                metrics["slide_level"] = slide_metrics
+            per_seed.append({"seed": seed, "subset": subset, "metrics": metrics})
+            predictions.append((seed, y_test, scores))
+            if not first:
+                first = {"scores": scores, "embeddings": emb, "labels": y_test}
+            if metrics.get("auc") is not None:
+                seeds.set_postfix(seed=seed, auc=f"{metrics['auc']:.4f}")
+            seeds.update(1)
     agg, notes = aggregate(per_seed)
+    write_predictions(out / PREDICTIONS, predictions, cfg.split_test, task, names)
 
     plots: Dict[str, str] = {}
     if cfg.report.plots:
@@ -230,9 +267,11 @@ def _run_transfer(cfg: TransferConfig) -> TransferResult:
 
         plots = write_plots(out, first["labels"], first["scores"], task, names, per_seed[0]["metrics"],
                             embeddings=first["embeddings"] if cfg.report.tsne else None,
-                            seed=cfg.seed, tsne_max_points=cfg.report.tsne_max_points)
-    report = build_report(cfg, per_seed, agg, warnings + notes, enc_prov, data_prov, plots, cache_hits,
-                          class_names_source)
+                            seed=cfg.seed, tsne_max_points=cfg.report.tsne_max_points,
+                            shown=_figure_note(per_seed), ece_across_seeds=_ece_across_seeds(agg, len(per_seed)))
+    report = build_report(cfg, per_seed, agg, inputs.warnings + notes, enc_prov, data_prov, plots, cache_hits,
+                          inputs.class_names_source)
+    report["predictions"] = PREDICTIONS
     write_report(report, out)
     return TransferResult(out, report, cache_hits)
 
@@ -284,6 +323,21 @@ def describe_source(ds: Any) -> str:
     files = ds.source_files()
     where = d.get("path") or d.get("source") or (str(files[0].parent) if files else "")
     return f"{d.get('dataset')} split {d.get('split') or 'all'}" + (f" ({where})" if where else "")
+
+
+def _figure_note(per_seed: List[Dict[str, Any]]) -> str:
+    """Which seed the figures show, for their titles."""
+    seed, n = per_seed[0]["seed"], len(per_seed)
+    return f"seed {seed} (the only seed)" if n == 1 else f"seed {seed} (first of {n} seeds)"
+
+
+def _ece_across_seeds(agg: Dict[str, Any], n_seeds: int) -> str:
+    """``mean ± sd`` of the ECE across seeds for the reliability diagram (the figure's own
+    ECE is one seed's and would otherwise be mistaken for the report's)."""
+    e = agg.get("ece", {})
+    if n_seeds < 2 or e.get("mean") is None:
+        return ""
+    return f"{e['mean']:.3f} ± {e['sd']:.3f}"
 
 
 def _label_warnings(train: np.ndarray, test: np.ndarray, task: str, names: List[str]) -> List[str]:

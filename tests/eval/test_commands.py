@@ -91,3 +91,84 @@ def test_report_command_writes_the_comparison(encoder: Path, sample_dir: Path, t
     assert main(["report", *dirs, "--out", str(out)]) == 0
     text = out.read_text()
     assert "protocol differs" in text and "⚠ knn" in text and "⚠ linear" in text
+
+
+def _transfer(encoder: Path, data: Path, out: Path, *extra: str) -> int:
+    return main(["transfer", "--encoder", str(encoder), "--data", str(data), "--out", str(out), *FAST, *extra])
+
+
+def _one_error_line(err: str) -> str:
+    lines = [ln for ln in err.splitlines() if ln.startswith("medssl: error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_transfer_without_data_names_the_flag_and_the_yaml_key(encoder: Path, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["transfer", "--encoder", str(encoder), "--out", str(tmp_path / "o")]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "--data PATH" in line and "`data:`" in line
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("broken", ["encoder", "data"])
+def test_failed_transfer_leaves_no_output_directory(encoder: Path, sample_dir: Path, tmp_path: Path, broken: str,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    enc = tmp_path / "no_such_run" if broken == "encoder" else encoder
+    data = tmp_path / "no_such.npz" if broken == "data" else ihc(sample_dir)
+    out = tmp_path / "deep" / "out"
+    assert _transfer(enc, data, out) == 2
+    _one_error_line(capsys.readouterr().err)
+    assert not (tmp_path / "deep").exists()
+
+
+def test_transfer_out_that_is_a_file_is_refused(encoder: Path, sample_dir: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "report.txt"
+    out.write_text("keep me")
+    assert _transfer(encoder, ihc(sample_dir), out) == 2
+    assert "is an existing file, not a directory" in _one_error_line(capsys.readouterr().err)
+    assert out.read_text() == "keep me"
+
+
+def test_transfer_out_in_an_unwritable_directory_is_refused(encoder: Path, sample_dir: Path, unwritable_dir: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    assert _transfer(encoder, ihc(sample_dir), unwritable_dir / "out") == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert str(unwritable_dir / "out") in line and ("permission" in line.lower() or "not permitted" in line)
+
+
+@pytest.mark.parametrize("where", ["under_a_file", "a_directory", "unwritable"])
+def test_embed_out_that_cannot_be_written_is_refused(encoder: Path, sample_dir: Path, tmp_path: Path, where: str,
+                                                     request: pytest.FixtureRequest,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    if where == "under_a_file":
+        (tmp_path / "f.txt").write_text("x")
+        out, expect = tmp_path / "f.txt" / "e.npz", "is a file, not a directory"
+    elif where == "a_directory":
+        out, expect = tmp_path / "e.npz", "is an existing directory"
+        out.mkdir()
+    else:
+        out, expect = request.getfixturevalue("unwritable_dir") / "e.npz", "unwritable"
+    rc = main(["embed", "--encoder", str(encoder), "--data", str(sample_dir / "pcam"), "--out", str(out),
+               "--device", "cpu"])
+    assert rc == 2
+    line = _one_error_line(capsys.readouterr().err)
+    if expect == "unwritable":
+        assert "permission" in line.lower() or "not permitted" in line
+    else:
+        assert expect in line
+
+
+def test_transfer_progress_names_each_stage_and_no_progress_silences_it(
+        encoder: Path, sample_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _transfer(encoder, ihc(sample_dir), tmp_path / "a") == 0
+    err = capsys.readouterr().err
+    for stage in ("medssl: embed train (train): 540/540 img", "medssl: embed test (test): 195/195 img",
+                  "medssl: linear probe, 1 seed(s): 1/1 seed"):
+        assert stage in err, err
+    assert _transfer(encoder, ihc(sample_dir), tmp_path / "b", "--no-progress") == 0
+    assert "medssl: embed" not in capsys.readouterr().err
+    assert main(["embed", "--encoder", str(encoder), "--data", str(sample_dir / "pcam"), "--split", "test",
+                 "--out", str(tmp_path / "f.npz"), "--device", "cpu"]) == 0
+    assert "medssl: embed test: 34/34 img (100 %), done in" in capsys.readouterr().err

@@ -73,3 +73,13 @@ def test_bad_arguments(setup) -> None:
     model, preprocess, train, test, aug = setup
     with pytest.raises(EvaluationError, match="empty"):
         finetune(model, train, [], test, preprocess, task="multiclass", num_classes=3, augment=aug)
+
+
+def test_progress_shows_the_seed_the_epoch_and_the_loss(setup, capsys: pytest.CaptureFixture[str]) -> None:
+    res = _run(setup, seed=4, progress=True)
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    # 24 images in batches of 8 for 2 epochs: 6 batches
+    assert line.startswith("medssl: fine-tune seed 4: 6/6 batch (100 %), done in ")
+    assert line.endswith(f"epoch=2/2, loss={res.losses[-1]:.4f}")
+    _run(setup)
+    assert capsys.readouterr().err == ""

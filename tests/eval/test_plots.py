@@ -53,3 +53,26 @@ def test_tsne_subsamples_and_is_seeded() -> None:
     xy2, _, idx2 = tsne_embedding(emb, y, seed=3, max_points=50)
     assert xy.shape == (50, 2) and np.array_equal(idx, idx2) and np.allclose(xy, xy2)
     assert np.array_equal(yy, y[idx])
+
+
+def test_every_title_names_the_seed_and_reliability_the_ece_across_seeds(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import matplotlib.figure
+
+    titles = {}
+    real = matplotlib.figure.Figure.savefig
+
+    def keep(fig, path, *a, **kw):
+        texts = [ax.get_title() for ax in fig.axes] + ([fig._suptitle.get_text()] if fig._suptitle else [])
+        titles[Path(path).stem] = " | ".join(t for t in texts if t)
+        real(fig, path, *a, **kw)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", keep)
+    y, p, emb = _data()
+    names = ["a", "b", "c"]
+    m = evaluate_predictions(y, p, "multiclass", names, ci=False)
+    write_plots(tmp_path, y, p, "multiclass", names, m, embeddings=emb, tsne_max_points=60,
+                shown="seed 0 (first of 3 seeds)", ece_across_seeds="0.283 ± 0.022")
+    assert set(titles) == {"roc", "confusion", "reliability", "tsne"}
+    assert all("seed 0 (first of 3 seeds)" in t for t in titles.values()), titles
+    assert f"ECE {m['ece']:.3f}" in titles["reliability"] and "ECE across seeds 0.283 ± 0.022" in titles["reliability"]

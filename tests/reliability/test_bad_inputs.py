@@ -617,6 +617,30 @@ def _encoder_with_json(tmp: Path, enc: Path, change: Any) -> Path:
     return out
 
 
+def _a_file(tmp: Path) -> Path:
+    (tmp / "notes.txt").write_text("a regular file, not a folder")
+    return tmp / "notes.txt"
+
+
+# --out that cannot be written, for every command with an --out: (tmp, sample, encoder,
+# read-only directory) -> argv. Nothing may be created and no work done before the refusal.
+OUT_CASES: Dict[str, Tuple[Callable[..., List[str]], str]] = {
+    "transfer_out_is_a_file": (lambda tmp, sample, enc, ro: ["transfer", "--encoder", str(enc), "--data",
+                                                             str(sample / "pcam"), "--out", str(_a_file(tmp))],
+                               r"notes\.txt is an existing file, not a directory"),
+    "transfer_out_in_unwritable_dir": (lambda tmp, sample, enc, ro: ["transfer", "--encoder", str(enc), "--data",
+                                                                     str(sample / "pcam"), "--out", str(ro / "o")],
+                                       r"read_only/o.*(permission|not permitted)"),
+    "embed_out_under_a_file": (lambda tmp, sample, enc, ro: ["embed", "--encoder", str(enc), "--data",
+                                                             str(sample / "pcam"), "--out",
+                                                             str(_a_file(tmp) / "f.npz")],
+                               r"notes\.txt is a file, not a directory"),
+    "embed_out_in_unwritable_dir": (lambda tmp, sample, enc, ro: ["embed", "--encoder", str(enc), "--data",
+                                                                  str(sample / "pcam"), "--out", str(ro / "f.npz")],
+                                    r"read_only/f\.npz.*(permission|not permitted)"),
+}
+
+
 def _corrupt_encoder(tmp: Path, enc: Path) -> Path:
     bad = tmp / "broken.safetensors"
     bad.write_bytes(enc.read_bytes()[:200])
@@ -651,7 +675,7 @@ def _missing_class_npz(tmp: Path, sample: Path) -> Path:
 
 # ------------------------------------------------------------------ the tests
 def test_the_corpus_is_large_enough() -> None:
-    assert len(CASES) + len(TRANSFER_CASES) >= 30
+    assert len(CASES) + len(TRANSFER_CASES) + len(OUT_CASES) >= 30
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -670,6 +694,18 @@ def test_bad_transfer_input_gives_one_clear_error_line(name: str, sample_dir: Pa
         argv += ["--data", str(sample_dir / "medmnist" / "ihcstain.npz")]
     rc, _, err = run_cli(["transfer", *argv, "--out", str(tmp_path / "out"), "--seeds", "1", "--no-plots"])
     assert_clean_cli_error(rc, err, pattern)
+
+
+@pytest.mark.parametrize("name", sorted(OUT_CASES))
+def test_unwritable_out_gives_one_clear_error_line(name: str, sample_dir: Path, tmp_path: Path, encoder: Path,
+                                                  request: pytest.FixtureRequest) -> None:
+    build, pattern = OUT_CASES[name]
+    read_only = request.getfixturevalue("unwritable_dir") if "unwritable" in name else tmp_path / "unused"
+    argv = build(tmp_path, sample_dir, encoder, read_only)
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    rc, _, err = run_cli(argv)
+    assert_clean_cli_error(rc, err, pattern)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing created on the way out
 
 
 def test_constant_images_are_valid_data(sample_dir: Path, tmp_path: Path) -> None:
