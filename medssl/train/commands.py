@@ -25,7 +25,8 @@ def _pretrain(args: argparse.Namespace) -> int:
 
     result = pretrain(cfg, progress=not args.no_progress)
     if result.encoder is not None:
-        print(f"medssl: finished {result.steps} steps (last loss {result.last_loss:.4f}).")
+        steps = f"{result.steps} step" + ("" if result.steps == 1 else "s")
+        print(f"medssl: finished {steps} (last loss {result.last_loss:.4f}).")
         print(f"  run directory : {result.run_dir}")
         print(f"  encoder       : {result.encoder}")
         print(f"  checkpoint    : {result.checkpoint}")

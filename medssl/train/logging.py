@@ -89,8 +89,27 @@ def write_csv(rows: Sequence[Row], path: Path) -> None:
             writer.writerow(r)
 
 
-def plot_metrics(rows: Sequence[Row], path: Path, keys: Sequence[str], title: str = "") -> Optional[Path]:
-    """One panel per key in ``keys`` present in ``rows``, against step; ``None`` if none is."""
+# One line per monitored quantity, printed under its panel in monitor.png so the figure
+# reads without the docs (docs/methods.md defines each).
+CAPTIONS = {
+    "loss": "the objective's loss (lower is better; compare runs of the same objective only)",
+    "lr": "learning rate after warm-up and cosine decay",
+    "emb_std": "mean per-dimension std of the unit embeddings: ~1/sqrt(dim) when spread, 0 when collapsed",
+    "nn_purity": "share of support-set neighbours with the query's label (needs labels; higher = more useful positives)",
+    "nn_same_image": "share of neighbours that are an older view of the same image (high = the queue remembers itself)",
+    "weight_entropy": "SNCLR: mean entropy of the neighbour weights (at most log k; low = one neighbour dominates)",
+    "knn_top1": "weighted kNN top-1 accuracy on val_data with the current encoder",
+    "knn_auc": "weighted kNN AUC on val_data with the current encoder",
+}
+YLABELS = {"emb_std": "std", "nn_purity": "fraction", "nn_same_image": "fraction", "weight_entropy": "nats",
+           "knn_top1": "accuracy", "knn_auc": "AUC", "lr": "lr", "loss": "loss"}
+
+
+def plot_metrics(rows: Sequence[Row], path: Path, keys: Sequence[str], title: str = "",
+                 captions: Optional[Dict[str, str]] = None) -> Optional[Path]:
+    """One panel per key in ``keys`` present in ``rows``, against step, each titled with
+    its key, its y axis labelled and ``captions[key]`` (default :data:`CAPTIONS`) under it
+    as one line; ``None`` if no key is present."""
     present = [k for k in keys if any(isinstance(r.get(k), (int, float)) for r in rows)]
     if not present:
         return None
@@ -99,15 +118,20 @@ def plot_metrics(rows: Sequence[Row], path: Path, keys: Sequence[str], title: st
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(present), 1, figsize=(6, 2.2 * len(present)), sharex=True, squeeze=False)
+    captions = CAPTIONS if captions is None else captions
+    fig, axes = plt.subplots(len(present), 1, figsize=(7, 2.6 * len(present) + 0.6), sharex=True, squeeze=False)
     for ax, key in zip(axes[:, 0], present):
         pts = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float)) and "step" in r]
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="." if len(pts) < 50 else None)
-        ax.set_ylabel(key)
+        ax.set_title(key, fontsize=10, loc="left")
+        ax.set_ylabel(YLABELS.get(key, key))
+        ax.set_xlabel("step")
+        ax.xaxis.set_tick_params(labelbottom=True)
+        if captions.get(key):
+            ax.text(0.0, -0.32, captions[key], transform=ax.transAxes, fontsize=7.5, va="top", color="0.25")
         ax.grid(alpha=0.3)
-    axes[-1, 0].set_xlabel("step")
     if title:
-        axes[0, 0].set_title(title)
+        fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

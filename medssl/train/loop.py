@@ -32,6 +32,7 @@ from medssl.checkpoint import capture_rng_state, load_checkpoint, restore_rng_st
 from medssl.config import to_dict
 from medssl.errors import ConfigError, MedSSLError
 from medssl.objectives.base import Requirements
+from medssl.progress import Progress
 from medssl.train import distributed as D
 from medssl.train.checkpoints import CheckpointManager, provenance
 from medssl.train.config import PretrainConfig
@@ -453,12 +454,7 @@ class Pretrainer:
             logger.path.write_text("".join(json.dumps(r) + "\n" for r in rows))
             logger = MetricsLogger(self.run_dir, enabled=True)
         previous = self._install_signal_handlers()
-        bar = None
-        if main and self.progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=self.total_steps, initial=self.step, desc="pretrain", dynamic_ncols=True,
-                       file=sys.stderr)
+        bar = Progress(self.total_steps, "pretrain", enabled=main and self.progress, unit="step", initial=self.step)
         last_loss = math.nan
         t0, seen = time.perf_counter(), 0
         try:
@@ -481,16 +477,13 @@ class Pretrainer:
                                "lr": self.scheduler.get_last_lr()[0], "images_per_s": seen / elapsed}
                         row.update({k: v for k, v in diag.items() if k != "loss"})
                         logger.log(row)
-                        if bar is not None:
-                            bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{row['lr']:.2e}",
+                        bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{row['lr']:.2e}",
                                             img_s=f"{row['images_per_s']:.0f}")
                     if self.knn is not None and (self.step % t.knn_every == 0 or self.step == self.total_steps):
                         knn = self.knn(self.model.encoder)
                         logger.log({"step": self.step, **knn})
-                        if bar is not None:
-                            bar.write(f"step {self.step}: " + ", ".join(f"{k}={v:.4f}" for k, v in knn.items()))
-                    if bar is not None:
-                        bar.update(1)
+                        bar.write(f"step {self.step}: " + ", ".join(f"{k}={v:.4f}" for k, v in knn.items()))
+                    bar.update(1)
                     if self.step % t.ckpt_every == 0 and self.step < self.total_steps:
                         self._save()
                     if self.step >= self.total_steps or self._stop_signal is not None:
@@ -505,8 +498,7 @@ class Pretrainer:
                 f"{self.last_checkpoint or 'the start (no checkpoint was written)'}."
             ) from exc
         finally:
-            if bar is not None:
-                bar.close()
+            bar.close()
             logger.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -524,9 +516,11 @@ class Pretrainer:
         rows = read_jsonl(self.run_dir / "metrics.jsonl")
         if rows:
             write_csv(rows, self.run_dir / "metrics.csv")
-            plot_metrics(rows, self.run_dir / "loss.png", ["loss", "lr"], title=f"{self.cfg.objective['name']}")
+            name = self.cfg.objective["name"]
+            plot_metrics(rows, self.run_dir / "loss.png", ["loss", "lr"], title=f"{name}: loss and learning rate")
             plot_metrics(rows, self.run_dir / "monitor.png",
-                         ["emb_std", "nn_purity", "nn_same_image", "weight_entropy", "knn_top1", "knn_auc"])
+                         ["emb_std", "nn_purity", "nn_same_image", "weight_entropy", "knn_top1", "knn_auc"],
+                         title=f"{name}: representation health during pretraining")
         a = self.cfg.augment
         mean, std = self._normalisation()
         return export_encoder(
