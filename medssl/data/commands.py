@@ -32,13 +32,22 @@ def _print_info(info: Dict[str, Any]) -> None:
         counts = ", ".join(f"{k} {v}" for k, v in d["label_counts"].items())
         print(f"split {split}: {d['length']} images of shape {d['image_shape']}, task {d['task']}")
         print(f"  labels: {counts or 'none'}")
+    sample = info.get("embedded_sample")
     for f in info["files"]:
         line = f"file {f['path']}: {f['bytes']} bytes"
         if "md5" in f:
             line += f", md5 {f['md5']}"
         if "matches_official" in f:
-            line += " (matches the official file)" if f["matches_official"] else f" (differs from the official {f['official_md5']})"
+            if f["matches_official"]:
+                line += " (matches the official file)"
+            else:
+                line += f" (differs from the official {f['official_md5']}" + (
+                    ": expected, see the note below)" if sample else ")")
         print(line)
+    if sample and any(f.get("matches_official") is False for f in info["files"]):
+        print(f"note: this is medssl's embedded sample ({sample}/README.md), small files in the official "
+              "layout written by `medssl data sample`, so its checksums differ from the real dataset's by "
+              "design. The real files: docs/data.md.")
 
 
 def _run_info(args: argparse.Namespace) -> int:

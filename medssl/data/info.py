@@ -12,6 +12,7 @@ import numpy as np
 
 from medssl.data.base import MedicalImageDataset
 from medssl.data.medmnist.files import file_md5, official_md5, parse_stem
+from medssl.data.sample import embedded_sample_root
 from medssl.data.open import Spec, open_dataset, resolve_config
 from medssl.data.pcam import KNOWN_MD5 as PCAM_MD5
 from medssl.data.stl10 import KNOWN_MD5 as STL10_MD5
@@ -96,7 +97,8 @@ def describe_path(spec: Spec, checksum: bool = True) -> Dict[str, Any]:
     """Describe every split found for a path, YAML config or config mapping.
 
     Returns ``{"format", "config", "splits": {split: {...} or {"error": msg}}, "files":
-    [{"path", "bytes", "md5", "official_md5"?, "matches_official"?}]}``. Raises
+    [{"path", "bytes", "md5", "official_md5"?, "matches_official"?}], "embedded_sample": the
+    folder of ``medssl data sample`` holding the data, or None}``. Raises
     :class:`DataError` when no split at all can be opened (with the first error).
     """
     cfg = resolve_config(spec)
@@ -120,8 +122,11 @@ def describe_path(spec: Spec, checksum: bool = True) -> Dict[str, Any]:
         splits = {"all": describe_dataset(ds)}
     if not opened:
         raise errors[0]
-    files = [file_record(name, p, checksum) for p in _source_files(name, base, opened)]
-    return {"format": name, "config": base, "splits": splits, "files": files}
+    sources = _source_files(name, base, opened)
+    files = [file_record(name, p, checksum) for p in sources]
+    sample = embedded_sample_root(sources[0]) if sources else None
+    return {"format": name, "config": base, "splits": splits, "files": files,
+            "embedded_sample": str(sample) if sample is not None else None}
 
 
 def _sample_indices(n: int, max_images: Optional[int]) -> np.ndarray:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -269,13 +269,30 @@ def write_sample(out_dir: PathLike, seed: int = 0) -> Dict[str, Any]:
     return summary
 
 
+SAMPLE_README_TITLE = "# medssl embedded sample"
+
+
+def embedded_sample_root(path: PathLike) -> Optional[Path]:
+    """The folder written by :func:`write_sample` that holds ``path`` (a file or a dataset
+    folder inside it), found by its README.md; ``None`` for any other data."""
+    p = Path(path).expanduser().absolute()
+    for folder in [p, *p.parents][:4]:  # OUT/, OUT/pcam/, OUT/stl10/stl10_binary/<file>
+        readme = folder / "README.md"
+        try:
+            if readme.is_file() and readme.read_text(encoding="utf-8", errors="replace").startswith(SAMPLE_README_TITLE):
+                return folder
+        except OSError:
+            continue
+    return None
+
+
 def _table(counts: Dict[str, Dict[str, int]]) -> str:
     return "; ".join(f"{split}: " + ", ".join(f"{k} {v}" for k, v in c.items()) for split, c in counts.items())
 
 
 def _readme(summary: Dict[str, Any], seed: int) -> str:
     stl_names = ", ".join(Path(f).stem for f in STL_CLASSES)
-    return f"""# medssl embedded sample (seed {seed})
+    return f"""{SAMPLE_README_TITLE} (seed {seed})
 
 Written by `medssl data sample` from real images shipped inside the scikit-image wheel
 (`skimage/data/`); nothing was downloaded. Each folder uses the real on-disk format of

@@ -39,6 +39,21 @@ def test_info_text(sample_dir, capsys):
     assert "format: pcam" in out and "split valid: 64 images of shape [96, 96, 3], task binary" in out
     assert "labels: normal 32, tumor 32" in out
     assert "differs from the official" in out and "md5 " in out
+    # the embedded sample is not the real dataset: say the mismatch is expected, once
+    assert "expected, see the note below" in out
+    assert out.count("note: this is medssl's embedded sample") == 1 and str(sample_dir / "README.md") in out
+
+
+def test_info_on_other_data_does_not_call_it_the_sample(sample_dir, tmp_path, capsys):
+    import shutil
+
+    shutil.copytree(sample_dir / "pcam", tmp_path / "pcam")  # the same files, outside the sample folder
+    assert main(["data", "info", str(tmp_path / "pcam"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["embedded_sample"] is None
+    assert main(["data", "info", str(tmp_path / "pcam")]) == 0
+    out = capsys.readouterr().out
+    assert "differs from the official" in out and "expected" not in out and "note:" not in out
 
 
 def test_stats_yaml_ready(sample_dir, capsys):

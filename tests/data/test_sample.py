@@ -119,3 +119,11 @@ def test_d4_is_the_dihedral_group():
     variants = [S.d4(img, k) for k in range(8)]
     assert len({v.tobytes() + bytes(v.shape) for v in variants}) == 8
     np.testing.assert_array_equal(variants[0], img)
+
+
+def test_embedded_sample_root_is_found_from_any_file_in_it(sample_dir: Path, tmp_path: Path):
+    from medssl.data.sample import embedded_sample_root
+
+    for inside in ("", "pcam", "medmnist/ihcstain.npz", "stl10/stl10_binary/test_X.bin"):
+        assert embedded_sample_root(sample_dir / inside) == sample_dir.absolute()
+    assert embedded_sample_root(tmp_path) is None
