@@ -168,28 +168,35 @@ def run_transfer(cfg: TransferConfig, progress: bool = True) -> TransferResult:
     ``progress`` shows each long stage (embedding a split, the probe per seed, each
     fine-tuning epoch; :mod:`medssl.progress`). ``out`` is checked first, but created only
     once the encoder and both datasets have been read, so a failed start leaves nothing
-    behind. It is then locked for the run (:class:`~medssl.runlock.RunLock`): a second
-    evaluation into the same ``out`` is refused, naming the PID of the first.
+    behind. It is locked for the run (:class:`~medssl.runlock.RunLock`): a second
+    evaluation into the same ``out`` is refused, naming the PID of the first; an ``out``
+    that already exists is locked first thing, so a busy one is refused before any reading.
     """
     from medssl.models.export import load_encoder
     from medssl.runlock import RunLock
 
     out = check_output_path(cfg.out, "output directory (out / --out)")
-    device = resolve_device(cfg.device)
-    model, preprocess = load_encoder(cfg.encoder, device=device)
-    train_ds, train_cfg = open_labelled(cfg.train_spec(), cfg.split_train, "train")
-    test_ds, test_cfg = open_labelled(cfg.test_spec(), cfg.split_test, "test")
-    names, class_names_source, name_warnings = check_label_spaces(train_ds, test_ds,
-                                                                  cfg.allow_class_name_mismatch)
-    inputs = _Inputs(
-        model, preprocess, device, encoder_provenance(cfg.encoder, preprocess.meta), train_ds, test_ds, names,
-        class_names_source,
-        data_prov={"train": data_provenance(train_cfg, train_ds.describe(), train_ds.source_files()),
-                   "test": data_provenance(test_cfg, test_ds.describe(), test_ds.source_files())},
-        warnings=name_warnings + _label_warnings(train_ds.labels(), test_ds.labels(), train_ds.task, names),
-    )
-    with RunLock(out, "out"):  # creates out
+    lock = RunLock(out, "out")
+    if out.is_dir():  # it may be busy: say so before reading anything (nothing new is created)
+        lock.acquire()
+    try:
+        device = resolve_device(cfg.device)
+        model, preprocess = load_encoder(cfg.encoder, device=device)
+        train_ds, train_cfg = open_labelled(cfg.train_spec(), cfg.split_train, "train")
+        test_ds, test_cfg = open_labelled(cfg.test_spec(), cfg.split_test, "test")
+        names, class_names_source, name_warnings = check_label_spaces(train_ds, test_ds,
+                                                                      cfg.allow_class_name_mismatch)
+        inputs = _Inputs(
+            model, preprocess, device, encoder_provenance(cfg.encoder, preprocess.meta), train_ds, test_ds,
+            names, class_names_source,
+            data_prov={"train": data_provenance(train_cfg, train_ds.describe(), train_ds.source_files()),
+                       "test": data_provenance(test_cfg, test_ds.describe(), test_ds.source_files())},
+            warnings=name_warnings + _label_warnings(train_ds.labels(), test_ds.labels(), train_ds.task, names),
+        )
+        lock.acquire()  # creates out when it is new
         return _evaluate(cfg, inputs, out, progress)
+    finally:
+        lock.release()
 
 
 @dataclass
