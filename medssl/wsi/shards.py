@@ -36,12 +36,17 @@ def meta_dtype(id_bytes: int) -> np.dtype:
                      ("mpp", "<f4"), ("tissue", "<f4")])
 
 
-def shard_name(slide_id: str, index: int) -> str:
-    """File name of shard ``index`` of a slide: a readable id plus a hash that keeps ids
+def slide_stem(slide_id: str) -> str:
+    """A file-name-safe stem for a slide's files: a readable id plus a hash that keeps ids
     differing only in unsafe characters apart."""
     digest = hashlib.sha1(slide_id.encode("utf-8")).hexdigest()[:8]
     safe = _UNSAFE.sub("_", slide_id)[:80] or "slide"
-    return f"{safe}-{digest}-{index:05d}.h5"
+    return f"{safe}-{digest}"
+
+
+def shard_name(slide_id: str, index: int) -> str:
+    """File name of shard ``index`` of a slide."""
+    return f"{slide_stem(slide_id)}-{index:05d}.h5"
 
 
 def write_shard(path: Path, slide_id: str, tile: int, meta: np.ndarray,

@@ -14,6 +14,7 @@ import sys
 import time
 import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -25,7 +26,7 @@ from medssl.fileio import sha256_file
 from medssl.wsi.grid import TilePlan, plan_tiles
 from medssl.wsi.manifest import NAME as MANIFEST_NAME
 from medssl.wsi.manifest import TilingParams, load_manifest, new_manifest, save_manifest
-from medssl.wsi.shards import SHARD_DIR, batched, meta_dtype, shard_matches, shard_name, write_shard
+from medssl.wsi.shards import SHARD_DIR, batched, meta_dtype, shard_matches, shard_name, slide_stem, write_shard
 from medssl.wsi.slide import Slide, open_slide
 from medssl.wsi.thumbnail import draw_tiles, write_png
 from medssl.wsi.tissue import otsu_tissue_mask, tile_fractions
@@ -131,7 +132,7 @@ def tile_slide(path: Any, slide_id: str, out: Any, params: TilingParams) -> Dict
             if not shard_matches(target, part):
                 write_shard(target, slide_id, plan.tile, part, lambda i, s=rows.start: read(s + i))
             shards.append({"file": f"{SHARD_DIR}/{name}", "tiles": len(part), "sha256": sha256_file(target)})
-        thumb_rel = f"{THUMB_DIR}/{shard_name(slide_id, 0)[:-len('-00000.h5')]}.png"
+        thumb_rel = f"{THUMB_DIR}/{slide_stem(slide_id)}.png"
         write_png(out / thumb_rel, draw_tiles(thumb, mask, kept, plan.footprint0, scale))
     return {
         "path": str(path), "status": "done", "error": None, "backend": info.backend, "level": plan.level,
@@ -233,7 +234,14 @@ def tile_slides(paths: Sequence[Any], out: Any, params: TilingParams, workers: i
         with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=get_context("spawn")) as pool:
             futures = {pool.submit(_tile_one, str(ids[sid]), sid, str(out), params): sid for sid in todo}
             for i, fut in enumerate(as_completed(futures), 1):
-                record(i, futures[fut], fut.result())
+                try:
+                    rec = fut.result()
+                except BrokenProcessPool as exc:  # a worker was killed (out of memory, signal)
+                    raise DataError(
+                        f"a tiling worker died while tiling {ids[futures[fut]]} ({exc}); finished slides are in "
+                        f"{out / MANIFEST_NAME}: re-run with --resume (fewer --workers if memory ran out)"
+                    ) from exc
+                record(i, futures[fut], rec)
     return manifest
 
 
