@@ -24,6 +24,7 @@ CANDIDATE_SPLITS: Dict[str, Tuple[Optional[str], ...]] = {
     "stl10": ("train", "test", "unlabeled"),
     "medmnist": ("train", "val", "test"),
     "folder": ("train", "val", "test"),
+    "wsi_tiles": ("all", "train", "val", "test"),  # train/val/test once `medssl data split` ran
 }
 
 
@@ -65,6 +66,8 @@ def _source_files(name: str, cfg: Dict[str, Any], datasets: Sequence[MedicalImag
         elif name == "medmnist":
             path = Path(ds.path)
             files += [path] + ([path.with_suffix(".json")] if path.with_suffix(".json").is_file() else [])
+        elif name == "wsi_tiles":
+            files += ds.source_files()
     if name == "folder" and cfg.get("csv"):
         files.append(Path(cfg["csv"]))
     return list(dict.fromkeys(files))  # unique, in order

@@ -158,3 +158,13 @@ def test_pretraining_uses_the_shard_sampler(cohort, tmp_path):
 def test_source_files_cover_manifest_splits_labels_and_shards(cohort, tmp_path):
     ds = WSITiles(cohort)
     assert ds.source_files() == [cohort / "manifest.json", *ds.shard_files] and len(ds.shard_files) == 15
+
+
+def test_data_info_lists_splits_and_shards(cohort, capsys):
+    from medssl.cli import main
+
+    assert main(["data", "info", str(cohort), "--no-checksum"]) == 0
+    out = capsys.readouterr().out
+    assert "format: wsi_tiles" in out and "split all: 320 images of shape [64, 64, 3], task None" in out
+    assert "split train: not available (" in out and "medssl data split" in out
+    assert out.count(".h5:") == 15 and "manifest.json:" in out
