@@ -168,3 +168,30 @@ def test_data_info_lists_splits_and_shards(cohort, capsys):
     assert "format: wsi_tiles" in out and "split all: 320 images of shape [64, 64, 3], task None" in out
     assert "split train: not available (" in out and "medssl data split" in out
     assert out.count(".h5:") == 15 and "manifest.json:" in out
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(200)
+def test_two_ranks_pretrain_in_lockstep_on_shards(cohort, tmp_path):
+    """Under torchrun (2 gloo ranks, 2 DataLoader workers each, slide balancing) both ranks
+    get the same number of batches from disjoint shard runs: the job finishes every step
+    (a rank with fewer batches would leave the other waiting in a collective)."""
+    import json
+
+    import yaml
+
+    from pretrain_helpers import tiny_cfg
+    from tests.train.test_distributed import torchrun
+
+    cfg = tiny_cfg(tmp_path, tmp_path / "run", max_steps=8, batch_size=8, num_workers=2, ckpt_every=8)
+    cfg["data"] = {"name": "wsi_tiles", "root": str(cohort), "tiles_per_slide": 20}
+    cfg["train"]["device"] = "cpu"
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    rc, out, _ = torchrun(["-m", "medssl", "pretrain", str(path), "--no-progress"], cwd=tmp_path, timeout=180)
+    assert rc == 0, out[-4000:]
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    # 5 slides x 20 tiles = 100 per epoch in 4 runs of 25 (2 ranks x 2 workers): 3 batches of
+    # 8 per worker, 6 per rank and epoch; 8 steps reach the second epoch
+    assert [r["step"] for r in rows] == list(range(1, 9))
+    assert [r["epoch"] for r in rows] == [0] * 6 + [1] * 2
