@@ -11,7 +11,7 @@ lookup by name works whichever module the caller imported first.
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable, Dict, Iterator, Mapping, Optional, TypeVar
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Tuple, TypeVar
 
 from medssl.config import check_kwargs, closest
 from medssl.errors import RegistryError
@@ -63,6 +63,18 @@ class Registry:
                 f"unknown {self.kind} {name!r}.{hint} Valid names: {', '.join(sorted(self._entries))}"
             )
         return self._entries[key]
+
+    def split(self, spec: Any, where: str = "") -> Tuple[str, Dict[str, Any]]:
+        """``(name, kwargs)`` of a spec given as a name (``"pnn"``) or a mapping
+        ``{"name": ..., **kwargs}``; anything else is a :class:`RegistryError` naming ``where``."""
+        label = where or f"a {self.kind} config"
+        if isinstance(spec, str):
+            return spec, {}
+        if isinstance(spec, Mapping):
+            if "name" not in spec:
+                raise RegistryError(f"{label} needs a 'name' key ({', '.join(self.names())}); got keys {sorted(spec)}")
+            return str(spec["name"]), {k: v for k, v in spec.items() if k != "name"}
+        raise RegistryError(f"{label} must be a {self.kind} name or a mapping with 'name', got {spec!r}")
 
     def check(self, cfg: Mapping[str, Any], source: Optional[str] = None, section: str = "",
               provided: tuple = ()) -> Callable[..., Any]:

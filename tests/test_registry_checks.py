@@ -50,3 +50,12 @@ def test_check_names_the_file_and_section() -> None:
 def test_every_registry_refuses_an_unknown_key_before_building(registry: Registry, cfg: dict, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=f"unknown key '{[k for k in cfg if k != 'name'][-1]}' in {registry.kind}"):
         registry.build(cfg)
+
+
+def test_split_reads_a_name_or_a_mapping_with_name() -> None:
+    assert NEIGHBOURS.split("pnn") == ("pnn", {})
+    assert NEIGHBOURS.split({"name": "topk", "k": 3}) == ("topk", {"k": 3})
+    with pytest.raises(RegistryError, match=r"^neighbours needs a 'name' key \(nn, pnn, topk\); got keys \['k'\]$"):
+        NEIGHBOURS.split({"k": 3}, "neighbours")
+    with pytest.raises(RegistryError, match="must be a neighbour name or a mapping with 'name', got 3"):
+        NEIGHBOURS.split(3)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping, Optional, Tuple, Union
+from typing import Any, ClassVar, Mapping, Optional, Sequence, Tuple, Union
 
 from medssl.augment.pipeline import Augment
 from medssl.augment.plan import IMAGENET_MEAN, IMAGENET_STD, AugmentPlan, Pair
@@ -272,18 +272,7 @@ def resolve_params(name_or_cfg: Union[str, Mapping[str, Any], PresetParams], **o
     validated params."""
     if isinstance(name_or_cfg, PresetParams):
         return dataclasses.replace(name_or_cfg, **overrides) if overrides else name_or_cfg
-    if isinstance(name_or_cfg, str):
-        name, params = name_or_cfg, {}
-    elif isinstance(name_or_cfg, Mapping):
-        if "name" not in name_or_cfg:
-            raise ConfigError(
-                f"an augmentation config needs a 'name' key (one of {', '.join(AUGMENTATIONS.names())}); "
-                f"got keys {sorted(name_or_cfg)}"
-            )
-        params = {k: v for k, v in name_or_cfg.items() if k != "name"}
-        name = name_or_cfg["name"]
-    else:
-        raise ConfigError(f"augmentation must be a preset name or a mapping, got {type(name_or_cfg).__name__}")
+    name, params = AUGMENTATIONS.split(name_or_cfg, "augmentation")
     params.update(overrides)
     return AUGMENTATIONS.build({"name": name, **params})
 
@@ -300,7 +289,15 @@ def build_augmentation(
     return Augment(params.plan(), image_size, name=params.preset)
 
 
+def eval_preprocess(mean: Sequence[float], std: Sequence[float], channels: int, image_size: int) -> Augment:
+    """The deterministic evaluation preprocessing of an encoder trained on ``channels``-channel
+    images of ``image_size`` px normalised with ``mean`` / ``std``: centred square resize,
+    then the same normalisation. The training monitor and :func:`medssl.load_encoder` both
+    use it, so what an exported encoder is fed is what it was monitored on."""
+    return build_augmentation(EvalParams(mean=tuple(mean), std=tuple(std), out_channels=channels), image_size)
+
+
 __all__ = [
     "AugmentPlan", "PresetParams", "HistoParams", "NaturalParams", "GrayParams", "EvalParams",
-    "IMAGENET_MEAN", "IMAGENET_STD", "PCAM_CENTER", "build_augmentation", "resolve_params",
+    "IMAGENET_MEAN", "IMAGENET_STD", "PCAM_CENTER", "build_augmentation", "resolve_params", "eval_preprocess",
 ]  # fmt: skip

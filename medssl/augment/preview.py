@@ -104,9 +104,9 @@ def preview(
     ``n_views`` views each and write the grid PNG to ``out``."""
     if n < 1 or n_views < 1:
         raise ConfigError(f"--n and --views must be positive, got {n} and {n_views}")
-    spec, cfg_size = load_augment_spec(config_or_preset)
-    for view_spec in spec if isinstance(spec, list) else [spec]:
-        resolve_params(view_spec)  # a config mistake should fail before any data is read
+    raw, cfg_size = load_augment_spec(config_or_preset)
+    # resolved once, before any data is read, so a config mistake fails first
+    spec = [resolve_params(v) for v in raw] if isinstance(raw, list) else resolve_params(raw)
     try:
         from medssl.data import open_dataset
     except ImportError as exc:  # pragma: no cover - depends on the data package's progress

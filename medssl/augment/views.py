@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 
 from medssl.augment.pipeline import Augment, RngLike, as_numpy_rng
 from medssl.augment.presets import PresetParams, build_augmentation
+from medssl.config import check_keys
 from medssl.errors import ConfigError
 
 ViewSpec = Union[str, Mapping[str, Any], PresetParams]
@@ -80,6 +81,8 @@ def parse_augment_section(section: Any, source: str = "config") -> AugmentSectio
     Preset parameters are validated later, by :func:`build_views`."""
     if not isinstance(section, Mapping):
         raise ConfigError(f"{source}: expected a mapping under the key 'augment', got {type(section).__name__}")
+    if "preset" in section:
+        section = _from_pretrain_schema(section, source)
     rest = dict(section)
     image_size = rest.pop("image_size", None)
     device = rest.pop("device", "auto")
@@ -101,6 +104,22 @@ def parse_augment_section(section: Any, source: str = "config") -> AugmentSectio
             )
         return AugmentSection(list(views), len(views), image_size, device)
     return AugmentSection(rest, n_views, image_size, device)
+
+
+def _from_pretrain_schema(section: Mapping[str, Any], source: str) -> Dict[str, Any]:
+    """A pretraining config's ``augment:`` (``preset``, ``params``, ``image_size``,
+    ``num_views``, ``device``: :class:`medssl.train.config.AugmentConfig`) in the form above,
+    so ``medssl augment preview`` reads a pretraining config as it is written."""
+    check_keys(section, ["preset", "image_size", "num_views", "device", "params"], source, "augment")
+    params = section.get("params") or {}
+    if not isinstance(params, Mapping):
+        raise ConfigError(f"{source}: augment.params must be a mapping, got {params!r}")
+    device = section.get("device", "auto")
+    out: Dict[str, Any] = {**params, "name": section["preset"], "n_views": section.get("num_views", 2),
+                           "device": "auto" if device == "batch" else device}  # the preview ignores device
+    if section.get("image_size") is not None:
+        out["image_size"] = section["image_size"]
+    return out
 
 
 def item_rng(seed: int, epoch: int, index: int) -> np.random.Generator:

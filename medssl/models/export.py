@@ -189,15 +189,14 @@ def load_encoder(path: PathLike, device: Union[str, torch.device] = "cpu"
     training size and normalised as in training; grayscale inputs are repeated to 3
     channels when the encoder expects 3.
     """
-    from medssl.augment.presets import build_augmentation
+    from medssl.augment.presets import eval_preprocess
     from medssl.models.backbone import build_backbone
 
     p, meta = _resolve(path)
     model = build_backbone(meta["backbone"], in_chans=meta["in_chans"], image_size=meta["image_size"],
                            small_input_stem=meta["small_input_stem"], weights=str(p), strict_weights=True)
     model = model.to(device).eval()
-    aug = build_augmentation({"name": "eval", "mean": tuple(meta["mean"]), "std": tuple(meta["std"]),
-                              "out_channels": meta["in_chans"]}, meta["image_size"])
+    aug = eval_preprocess(meta["mean"], meta["std"], meta["in_chans"], meta["image_size"])
 
     def preprocess(images: Any) -> torch.Tensor:
         if isinstance(images, np.ndarray) and images.ndim in (2, 3) and images.dtype == np.uint8 \

@@ -15,6 +15,7 @@ from torch import Tensor
 from medssl.config import check_choice as config_check_choice
 from medssl.config import check_range
 from medssl.errors import ConfigError
+from medssl.registry import NEIGHBOURS
 
 if TYPE_CHECKING:  # pragma: no cover
     from medssl.objectives.neighbours import Neighbours
@@ -74,20 +75,7 @@ def resolve_selector(
     """
     from medssl.objectives.neighbours import build_selector
 
-    if spec is None:
-        name, given = default, {}
-    elif isinstance(spec, str):
-        name, given = spec, {}
-    elif isinstance(spec, Mapping):
-        if "name" not in spec:
-            raise ConfigError(
-                f"objective {objective!r}: neighbours mapping needs a 'name' key (nn, pnn, topk); got keys {sorted(spec)}"
-            )
-        name, given = str(spec["name"]), {k: v for k, v in spec.items() if k != "name"}
-    else:
-        raise ConfigError(
-            f"objective {objective!r}: neighbours must be a selector name or a mapping with 'name', got {spec!r}"
-        )
+    name, given = (default, {}) if spec is None else NEIGHBOURS.split(spec, f"objective {objective!r}: neighbours")
     kwargs = {**dict(defaults.get(str(name).lower(), {})), **given}
     try:
         return build_selector(name, **kwargs)

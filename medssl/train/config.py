@@ -13,10 +13,13 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Literal, Optional, Sequence, Tuple, Union
 
 from medssl.config import apply_overrides, check_range, from_mapping, load_yaml
 from medssl.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from medssl.augment.presets import PresetParams
 
 
 @dataclass
@@ -32,6 +35,20 @@ class AugmentConfig:
     def __post_init__(self) -> None:
         check_range("augment.image_size", self.image_size, lo=8)
         check_range("augment.num_views", self.num_views, lo=2)
+
+    def resolve(self, source: Optional[str] = None) -> "PresetParams":
+        """The validated parameters of ``preset`` with ``params`` applied: the one object the
+        training views, the evaluation normalisation and the exported encoder all read.
+        Errors name the key (``augment.params.X``) and ``source``."""
+        from medssl.augment.presets import resolve_params
+        from medssl.registry import AUGMENTATIONS
+
+        spec = {**self.params, "name": self.preset}
+        AUGMENTATIONS.check(spec, source, "augment.params")
+        try:
+            return resolve_params(spec)
+        except ConfigError as exc:
+            raise ConfigError(f"{source + ': ' if source else ''}augment: {exc}") from exc
 
 
 @dataclass
@@ -174,7 +191,7 @@ def load_pretrain_config(path: Optional[Union[str, Path]] = None, overrides: Seq
                          data: Optional[Dict[str, Any]] = None) -> PretrainConfig:
     """Load and validate a pretraining config from a YAML file and/or a mapping, then apply
     dotted ``overrides`` (``train.epochs=5``). Every error names the key and the file."""
-    from medssl.registry import AUGMENTATIONS, DATASETS, OBJECTIVES
+    from medssl.registry import DATASETS, OBJECTIVES
 
     raw: Dict[str, Any] = {}
     source = None
@@ -190,7 +207,7 @@ def load_pretrain_config(path: Optional[Union[str, Path]] = None, overrides: Seq
     if cfg.val_data is not None:
         DATASETS.check(cfg.val_data, source, "val_data")
     OBJECTIVES.check(cfg.objective, source, "objective")
-    AUGMENTATIONS.check({**cfg.augment.params, "name": cfg.augment.preset}, source, "augment.params")
+    cfg.augment.resolve(source)
     return cfg
 
 

@@ -133,14 +133,14 @@ class Pretrainer:
     def _build_data(self) -> None:
         from medssl.augment.gpu import build_batch_augmentation
         from medssl.augment.views import MultiViewDataset, build_views
-        from medssl.registry import DATASETS
+        from medssl.data.open import open_dataset
 
         cfg, t = self.cfg, self.cfg.train
-        self.dataset = DATASETS.build(cfg.data)
+        self.dataset = open_dataset(cfg.data)
         if len(self.dataset) == 0:
             raise ConfigError(f"the training dataset {cfg.data} is empty")
         a = cfg.augment
-        spec = {"name": a.preset, **a.params}
+        spec = self.augment_params = a.resolve()  # resolved once: views, normalisation, export
         aug_device = a.device
         if aug_device == "auto":
             aug_device = "cuda" if self.device.type == "cuda" else "cpu"
@@ -190,21 +190,17 @@ class Pretrainer:
         self.total_steps = t.max_steps or t.epochs * self.steps_per_epoch
         self.knn: Optional[KNNMonitor] = None
         if cfg.val_data is not None and t.knn_every > 0 and self.dist.is_main:
-            self.knn = KNNMonitor(self.dataset, DATASETS.build(cfg.val_data), self._eval_preprocess(), k=t.knn_k)
+            self.knn = KNNMonitor(self.dataset, open_dataset(cfg.val_data), self._eval_preprocess(), k=t.knn_k)
 
     def _normalisation(self) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
-        from medssl.augment.presets import resolve_params
-
-        a = self.cfg.augment
-        return resolve_params({"name": a.preset, **a.params}).plan().normalisation(self.in_chans)
+        return self.augment_params.plan().normalisation(self.in_chans)
 
     def _eval_preprocess(self) -> Any:
         """Deterministic preprocessing with the training normalisation (for monitoring/export)."""
-        from medssl.augment.presets import build_augmentation
+        from medssl.augment.presets import eval_preprocess
 
         mean, std = self._normalisation()
-        return build_augmentation({"name": "eval", "mean": tuple(mean), "std": tuple(std),
-                                   "out_channels": self.in_chans}, self.cfg.augment.image_size)
+        return eval_preprocess(mean, std, self.in_chans, self.cfg.augment.image_size)
 
     def _build_model(self) -> None:
         from medssl.models.backbone import build_backbone

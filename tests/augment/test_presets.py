@@ -203,3 +203,14 @@ def test_user_statistics_are_used() -> None:
     aug = build_augmentation("eval", 16, mean=[0.5], std=[0.25])
     out = aug(np.full((16, 16, 3), 255, np.uint8))
     np.testing.assert_allclose(out.numpy(), 2.0, atol=1e-6)
+
+
+def test_eval_preprocess_resizes_and_normalises_with_the_given_statistics() -> None:
+    from medssl.augment.presets import eval_preprocess
+
+    image = np.full((40, 40, 3), 255, dtype=np.uint8)
+    out = eval_preprocess((0.5, 0.5, 0.5), (0.25, 0.25, 0.25), 3, 32)(image, np.random.default_rng(0))
+    assert tuple(out.shape) == (3, 32, 32)
+    np.testing.assert_allclose(out.numpy(), 2.0, atol=1e-5)  # (1 - 0.5) / 0.25
+    gray = eval_preprocess((0.5,), (0.5,), 1, 16)(image[..., :1], np.random.default_rng(0))
+    assert tuple(gray.shape) == (1, 16, 16)

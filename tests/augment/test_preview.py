@@ -66,3 +66,14 @@ def test_bad_yaml_and_values_are_config_errors(tmp_path: Path, capsys: pytest.Ca
     assert rc == 2 and "unknown key 'hed_thta' in augmentation 'histo'. Did you mean 'hed_theta'" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="must be positive"):
         preview("histo", str(tmp_path), tmp_path / "y.png", n=0)
+
+
+def test_reads_a_pretraining_configs_augment_section(tmp_path: Path) -> None:
+    cfg = tmp_path / "pretrain.yaml"
+    cfg.write_text("augment:\n  preset: histo\n  image_size: 64\n  num_views: 3\n  device: batch\n"
+                   "  params: {pcam_safe: true, hed_theta: strong}\n")
+    spec, size = load_augment_spec(str(cfg))
+    assert size == 64 and spec["name"] == "histo" and spec["pcam_safe"] is True and spec["hed_theta"] == "strong"
+    cfg.write_text("augment:\n  preset: histo\n  parms: {pcam_safe: true}\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'augment.parms' in .*pretrain.yaml\. Did you mean 'params'"):
+        load_augment_spec(str(cfg))

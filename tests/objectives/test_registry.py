@@ -54,7 +54,7 @@ def test_unknown_objective_name():
 def test_neighbours_mapping_needs_name():
     with pytest.raises(ConfigError, match="needs a 'name' key"):
         OBJECTIVES.build({"name": "snclr", "neighbours": {"k": 3}})
-    with pytest.raises(ConfigError, match="selector name or a mapping"):
+    with pytest.raises(ConfigError, match="neighbour name or a mapping with 'name'"):
         OBJECTIVES.build({"name": "snclr", "neighbours": 3})
 
 

@@ -54,6 +54,17 @@ def test_misspelt_objective_and_dataset_keys_are_caught_at_load(tmp_path: Path) 
     p = _write(tmp_path, "data: {name: pcam, root: x}\naugment: {preset: histo, params: {hed_thta: 0.1}}\n")
     with pytest.raises(ConfigError, match=r"unknown key 'augment.params.hed_thta' in .*c.yaml \(augmentation 'histo'\)"):
         load_pretrain_config(p)
+    p = _write(tmp_path, "data: {name: pcam, root: x}\naugment: {preset: histo, params: {hed_p: 2}}\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: augment: augmentation 'histo': parameter 'hed_p' must be in \[0.0, 1.0\], got 2"):
+        load_pretrain_config(p)
+
+
+def test_augment_resolves_to_one_params_object() -> None:
+    from medssl.augment.presets import HistoParams
+    from medssl.train.config import AugmentConfig
+
+    params = AugmentConfig(preset="histo", params={"pcam_safe": True, "hed_theta": "strong"}).resolve()
+    assert isinstance(params, HistoParams) and params.pcam_safe and params.hed_theta == 0.2
 
 
 def test_unknown_registry_names(tmp_path: Path) -> None:

@@ -11,7 +11,8 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from medssl.data.base import MedicalImageDataset, as_hwc, check_image_array
-from medssl.data.medmnist import fetch
+from medssl.data.medmnist.fetch import download as download_file
+from medssl.data.medmnist.fetch import how_to_get
 from medssl.data.medmnist.files import SIZES, SPLITS, npz_filename, official_info, parse_stem, read_meta, verify_md5
 from medssl.data.medmnist.npy_cache import MMAP_MIN_SIZE, ensure_npy_copy, npz_member_shape
 from medssl.data.rowreader import RowReader
@@ -62,10 +63,10 @@ class MedMNISTDataset(MedicalImageDataset):
 
         if not file.is_file():
             if download:
-                fetch.download(flag, size, file.parent)
+                download_file(flag, size, file.parent)
             if not file.is_file():
                 where = f"directory {file.parent} does not exist" if not file.parent.is_dir() else f"not in {file.parent}"
-                raise DataError(f"MedMNIST file {file.name} not found ({where}). {fetch.how_to_get(flag, size, file.parent)}")
+                raise DataError(f"MedMNIST file {file.name} not found ({where}). {how_to_get(flag, size, file.parent)}")
         if verify:
             verify_md5(file, flag, size)
 
