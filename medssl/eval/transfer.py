@@ -313,7 +313,7 @@ def check_label_spaces(train_ds: Any, test_ds: Any, allow_name_mismatch: bool = 
     if not allow_name_mismatch:
         raise DataError(
             f"train and test data name their classes differently{order} ({pairs}; train "
-            f"{describe_source(train_ds)}, test {describe_source(test_ds)}), so class i of one may not be class i "
+            f"{_describe_source(train_ds)}, test {_describe_source(test_ds)}), so class i of one may not be class i "
             "of the other. Use a test set with the same classes in the same order (a dataset config's "
             "class_names sets them), or pass --allow-class-name-mismatch (allow_class_name_mismatch: true) "
             "if they are the same classes under other names; the report then uses the train names"
@@ -324,7 +324,7 @@ def check_label_spaces(train_ds: Any, test_ds: Any, allow_name_mismatch: bool = 
     ]
 
 
-def describe_source(ds: Any) -> str:
+def _describe_source(ds: Any) -> str:
     """A short name of a dataset for messages: its type and split, and its file or folder."""
     d = ds.describe()
     files = ds.source_files()
