@@ -64,7 +64,7 @@ def _run_stats(args: argparse.Namespace) -> int:
     cfg = resolve_config(args.path)
     split = args.split or cfg.get("split") or default_split(str(cfg["name"]).lower())
     ds = open_dataset(cfg, split=split)
-    mean, std = channel_stats(ds, max_images=args.max_images)
+    mean, std = channel_stats(ds, max_images=args.max_images, progress=not args.no_progress)
     used = images_used(len(ds), args.max_images)
     if args.json:
         print(json.dumps({"split": ds.split, "images": used, "mean": mean, "std": std}))
@@ -97,6 +97,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--split", default=None, help="split to measure (default: train where the format has splits)")
     p.add_argument("--max-images", type=int, default=10000, help="evenly spaced images to use; 0 = all (default 10000)")
     p.add_argument("--json", action="store_true", help="print JSON instead of YAML-ready lines")
+    p.add_argument("--no-progress", action="store_true", help="no progress display")
     p.set_defaults(func=_run_stats)
 
     from medssl.wsi.commands import add_parsers as add_wsi_parsers

@@ -17,6 +17,7 @@ from medssl.data.open import Spec, open_dataset, resolve_config
 from medssl.data.pcam import KNOWN_MD5 as PCAM_MD5
 from medssl.data.stl10 import KNOWN_MD5 as STL10_MD5
 from medssl.errors import ConfigError, DataError
+from medssl.progress import Progress
 
 # Splits tried per format, in display order; ``None`` = the whole dataset.
 CANDIDATE_SPLITS: Dict[str, Tuple[Optional[str], ...]] = {
@@ -152,12 +153,13 @@ def images_used(n: int, max_images: Optional[int]) -> int:
     return len(_sample_indices(n, max_images)) if n else 0
 
 
-def channel_stats(dataset: MedicalImageDataset, max_images: Optional[int] = None) -> Tuple[List[float], List[float]]:
+def channel_stats(dataset: MedicalImageDataset, max_images: Optional[int] = None,
+                  progress: bool = False) -> Tuple[List[float], List[float]]:
     """Per-channel mean and (population) std of the images on a 0..1 scale.
 
     Streams over ``max_images`` evenly spaced items (all when ``None`` or 0), merging
     per-image moments (Chan et al.), so memory stays one image and precision does not
-    depend on the dataset size.
+    depend on the dataset size. ``progress`` shows the images read (:mod:`medssl.progress`).
     """
     check_max_images(max_images)
     n = len(dataset)
@@ -166,7 +168,10 @@ def channel_stats(dataset: MedicalImageDataset, max_images: Optional[int] = None
     count = 0
     mean: Optional[np.ndarray] = None
     m2: Optional[np.ndarray] = None
-    for i in _sample_indices(n, max_images):
+    indices = _sample_indices(n, max_images)
+    bar = Progress(len(indices), f"stats {dataset.split or 'all'}", enabled=progress, unit="img")
+    for i in indices:
+        bar.update(1)
         img = np.asarray(dataset[int(i)][0], dtype=np.float64) / 255.0
         px = img.reshape(-1, img.shape[-1])
         k = px.shape[0]
@@ -180,5 +185,6 @@ def channel_stats(dataset: MedicalImageDataset, max_images: Optional[int] = None
         mean = mean + delta * (k / total)
         m2 = m2 + m2_i + delta**2 * (count * k / total)
         count = total
+    bar.close()
     assert mean is not None and m2 is not None
     return [float(v) for v in mean], [float(v) for v in np.sqrt(m2 / count)]

@@ -72,7 +72,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--workers", type=_positive_int, default=1, help="slides tiled in parallel (processes, default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed for --max-tiles-per-slide (default 0)")
     p.add_argument("--resume", action="store_true", help="continue the tiling already in --out")
-    p.add_argument("--quiet", action="store_true", help="no per-slide progress lines")
+    p.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true",
+                   help="no per-slide progress lines (--no-progress, as on every long command)")
     p.set_defaults(func=_run_tile)
 
     p = sub.add_parser("split", help="slide-level train/val/test splits of a tiling (writes DIR/splits.json)")

@@ -66,6 +66,13 @@ def test_stats_yaml_ready(sample_dir, capsys):
     assert "20 of 20 images" in out
 
 
+def test_stats_shows_progress_unless_told_not_to(sample_dir, capsys):
+    assert main(["data", "stats", str(sample_dir / "pcam"), "--max-images", "10"]) == 0
+    assert "medssl: stats train: 10/10 img (100 %), done in" in capsys.readouterr().err
+    assert main(["data", "stats", str(sample_dir / "pcam"), "--max-images", "10", "--no-progress"]) == 0
+    assert capsys.readouterr().err == ""
+
+
 def test_stats_default_split_and_json(sample_dir, capsys):
     assert main(["data", "stats", str(sample_dir / "pcam"), "--max-images", "10", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)

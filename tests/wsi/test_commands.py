@@ -93,3 +93,11 @@ def test_tile_help_lists_the_options(capsys):
     for opt in ("--mpp", "--level", "--overlap", "--tissue", "--min-tissue", "--max-tiles-per-slide", "--workers",
                 "--resume", "--slide-mpp", "--shard-size"):
         assert opt in out
+
+
+def test_no_progress_silences_the_per_slide_lines(pyramid, tmp_path, capsys):
+    """--no-progress, as on every long medssl command, is --quiet here."""
+    assert main(["data", "tile", str(pyramid), "--out", str(tmp_path / "o"), "--max-tiles-per-slide", "2",
+                 "--no-progress"]) == 0
+    cap = capsys.readouterr()
+    assert "1 of 1 slide(s) tiled" in cap.out and cap.err == ""
