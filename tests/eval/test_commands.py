@@ -91,6 +91,7 @@ def test_report_command_writes_the_comparison(encoder: Path, sample_dir: Path, t
     assert main(["report", *dirs, "--out", str(out)]) == 0
     text = out.read_text()
     assert "protocol differs" in text and "⚠ knn" in text and "⚠ linear" in text
+    assert "predictions.csv" in text and "scikit-learn" in text  # where to audit and recompute
 
 
 def _transfer(encoder: Path, data: Path, out: Path, *extra: str) -> int:
