@@ -23,7 +23,6 @@ T = TypeVar("T", bound=Callable[..., Any])
 _PROVIDERS: Dict[str, tuple[str, ...]] = {
     "dataset": ("medssl.data",),
     "augmentation": ("medssl.augment",),
-    "backbone": ("medssl.models",),
     "objective": ("medssl.objectives",),
     "neighbour": ("medssl.objectives",),
 }
@@ -121,6 +120,5 @@ class Registry:
 
 DATASETS = Registry("dataset")
 AUGMENTATIONS = Registry("augmentation")
-BACKBONES = Registry("backbone")
 OBJECTIVES = Registry("objective")
 NEIGHBOURS = Registry("neighbour")

@@ -27,24 +27,6 @@ from medssl.augment.plan import AugmentPlan
 from medssl.augment.presets import PresetParams, resolve_params
 from medssl.errors import ConfigError
 
-DEVICES = ("auto", "cpu", "cuda")
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """``augment.device`` -> where augmentation runs: "auto" is CUDA when available, else CPU
-    (the per-image worker path). Asking for "cuda" without a GPU is a ConfigError."""
-    name = str(device).lower()
-    if name not in DEVICES and not name.startswith("cuda:"):
-        raise ConfigError(f"augment.device must be one of {', '.join(DEVICES)}, got {device!r}")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(
-            f"augment.device is {device!r} but no CUDA device is available; use 'auto' or 'cpu'"
-        )
-    return torch.device(name)
-
-
 def _rand(n: int, gen: Optional[torch.Generator], lo: float = 0.0, hi: float = 1.0) -> torch.Tensor:
     return lo + (hi - lo) * torch.rand(n, generator=gen, dtype=torch.float64)
 

@@ -9,9 +9,7 @@ the data (about 400 MB/s on a loaded 2-core machine, docs/benchmarks.md), less t
 embedding pass a hit saves, which reads the same bytes and runs the encoder on them; a
 cache that missed an edited image would silently report numbers of the old data.
 
-Training-run provenance (:func:`file_fingerprint`) is a record, not a cache key, and uses
-size plus the sha256 of the first and last MiB so that starting a run on a 7 GB file
-stays instant.
+The fingerprints themselves (file, content, dataset) live in :mod:`medssl.provenance`.
 """
 
 from __future__ import annotations
@@ -20,64 +18,13 @@ import hashlib
 import json
 import logging
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Mapping, Optional, Tuple
 
 import numpy as np
 
 from medssl.errors import DataError
-from medssl.fileio import head_tail_sha256, sha256_file
 
 log = logging.getLogger(__name__)
-MAX_FILES = 64  # files listed one by one in records; the content digest covers all of them
-
-
-def file_fingerprint(path: Path) -> Dict[str, Any]:
-    """``{path, size, head_tail_sha256}``: size plus sha256 of the first and last MiB."""
-    p = Path(path)
-    return {"path": str(p), "size": int(p.stat().st_size), "head_tail_sha256": head_tail_sha256(p)}
-
-
-def content_fingerprint(path: Path) -> Dict[str, Any]:
-    """``{path, size, sha256}`` with the sha256 of the whole file."""
-    p = Path(path)
-    return {"path": str(p), "size": int(p.stat().st_size), "sha256": sha256_file(p)}
-
-
-def data_files(config: Mapping[str, Any], limit: Optional[int] = MAX_FILES) -> List[Path]:
-    """The files a registry dataset config names (``path`` / ``csv`` / every file under
-    ``root``), sorted, at most ``limit`` (``None``: all)."""
-    out: List[Path] = []
-    for key in ("path", "csv", "root"):
-        value = config.get(key)
-        if not value:
-            continue
-        p = Path(str(value)).expanduser()
-        if p.is_file():
-            out.append(p)
-        elif p.is_dir():
-            out.extend(q for q in sorted(p.rglob("*")) if q.is_file())
-    found = sorted(set(out))
-    return found if limit is None else found[:limit]
-
-
-def data_provenance(config: Mapping[str, Any], describe: Mapping[str, Any],
-                    files: Optional[Sequence[Path]] = None) -> Dict[str, Any]:
-    """What a report records about a dataset: its config, ``describe()``, the number of
-    files it reads, ``content_sha256`` over all of them (path, size, sha256 of each) and
-    the first :data:`MAX_FILES` fingerprints. ``files``: the dataset's
-    ``source_files()``; when it lists none, the files the config names."""
-    paths = list(files) if files else data_files(config, limit=None)
-    prints = [content_fingerprint(p) for p in paths]
-    digest = hashlib.sha256()
-    for f in prints:
-        digest.update(f"{f['path']}\0{f['size']}\0{f['sha256']}\n".encode())
-    return {
-        "config": {k: str(v) if isinstance(v, Path) else v for k, v in config.items()},
-        "describe": dict(describe),
-        "n_files": len(prints),
-        "content_sha256": digest.hexdigest(),
-        "files": prints[:MAX_FILES],
-    }
 
 
 def fingerprint(encoder_sha256: str, data: Mapping[str, Any], split: str) -> str:

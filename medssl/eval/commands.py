@@ -112,7 +112,8 @@ def _embed(args: argparse.Namespace) -> int:
 
     from medssl.data.open import open_dataset
     from medssl.eval.features import embed
-    from medssl.eval.transfer import encoder_file, resolve_device
+    from medssl.device import resolve_device
+    from medssl.eval.transfer import encoder_file
     from medssl.fileio import atomic_write, check_output_path, sha256_file
     from medssl.models.export import load_encoder
 

@@ -19,11 +19,13 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import numpy as np
 import torch
 
-from medssl.eval.cache import cached_features, data_provenance, fingerprint
+from medssl.device import resolve_device
 from medssl.eval import slide_level
+from medssl.eval.cache import cached_features, fingerprint
 from medssl.eval.config import TransferConfig
-from medssl.errors import ConfigError, DataError
+from medssl.errors import DataError
 from medssl.fileio import check_output_path, sha256_file
+from medssl.provenance import data_provenance
 
 log = logging.getLogger(__name__)
 HEADLINE = ("auc", "accuracy", "balanced_accuracy", "macro_f1", "ece", "brier")
@@ -36,15 +38,6 @@ class TransferResult:
     out_dir: Path
     report: Dict[str, Any]
     cache_hits: Dict[str, bool] = field(default_factory=dict)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a ConfigError."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device: cuda was asked for but no CUDA device is available; use device=cpu or auto")
-    return torch.device(name)
 
 
 def encoder_file(path: str) -> Path:

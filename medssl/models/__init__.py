@@ -1,6 +1,6 @@
 """Models: the timm backbone factory, projection/prediction heads, the EMA target and
-the SSL model that ties them together. Importing this package registers the ``timm``
-backbone builder in :data:`medssl.registry.BACKBONES`."""
+the SSL model that ties them together. ``model.backbone`` in a config is any timm model
+name, built by :func:`build_backbone`."""
 
 from medssl.models.backbone import apply_small_input_stem, build_backbone, load_backbone_weights
 from medssl.models.ema import EMATarget, cosine_momentum, ema_update

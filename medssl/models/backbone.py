@@ -24,7 +24,6 @@ import torch
 from torch import Tensor, nn
 
 from medssl.errors import ConfigError, RegistryError
-from medssl.registry import BACKBONES
 
 #: Inputs at or below this side length (px) get the small-input stem under ``"auto"``.
 SMALL_INPUT_MAX_PX = 64
@@ -386,16 +385,3 @@ def _size_error(name: str, in_chans: int, image_size: int, small_input_stem: Uni
     works = (f"it does work at {', '.join(map(str, sizes))} px ({tried}); set augment.image_size to one of those"
              if sizes else f"no size worked ({tried}); choose another backbone")
     return f"backbone {name!r} cannot take {image_size} px images ({problem}); {works}"
-
-
-@BACKBONES.register("timm")
-def build_timm_backbone(model: Optional[str] = None, **kwargs: Any) -> nn.Module:
-    """Registry entry ``timm``: the config's ``name`` key selects this builder, so the timm
-    architecture goes under ``model``: ``{"name": "timm", "model": "resnet50", ...}``.
-    Other keys are :func:`build_backbone`'s arguments."""
-    if not model:
-        raise ConfigError(
-            "a backbone config with name 'timm' needs the timm model name under 'model', "
-            "e.g. {name: timm, model: resnet50}"
-        )
-    return build_backbone(model, **kwargs)

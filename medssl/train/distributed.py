@@ -122,29 +122,6 @@ class _GatherWithGrad(torch.autograd.Function):
         return grad[start:start + ctx.rows]
 
 
-class _AllReduceWithGrad(torch.autograd.Function):
-    """Sum over ranks; backward sums the gradient over ranks (its own adjoint)."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        out = x.contiguous().clone()
-        dist.all_reduce(out, op=dist.ReduceOp.SUM)
-        return out
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        grad = grad.contiguous().clone()
-        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
-        return grad
-
-
-def all_reduce_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """Sum of ``x`` over ranks, differentiable (``x`` itself outside a process group)."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return x
-    return _AllReduceWithGrad.apply(x)
-
-
 def gather_no_grad(x: torch.Tensor) -> torch.Tensor:
     """All-gather ``x [B, ...]`` in rank order without gradient (equal B on every rank)."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:

@@ -28,15 +28,17 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from medssl.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state
+from medssl.checkpoint_io import capture_rng_state, load_checkpoint, restore_rng_state
 from medssl.config import to_dict
+from medssl.device import resolve_device
 from medssl.errors import ConfigError, MedSSLError
 from medssl.objectives.base import Requirements
 from medssl.progress import Progress
+from medssl.provenance import run_provenance
 from medssl.train import distributed as D
-from medssl.train.checkpoints import CheckpointManager, provenance
+from medssl.train.checkpoint_rotation import CheckpointManager
 from medssl.train.config import PretrainConfig
-from medssl.train.logging import MetricsLogger, keep_until, plot_metrics, read_jsonl, write_csv
+from medssl.train.metrics_log import MetricsLogger, keep_until, plot_metrics, read_jsonl, write_csv
 from medssl.train.monitor import HealthMonitor, KNNMonitor
 from medssl.train.optim import build_optimizer, build_scheduler
 from medssl.train.sampler import ResumableSampler
@@ -57,14 +59,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
-    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    return torch.device("cuda", local_rank)
 
 
 def resolve_amp(name: str, device: torch.device) -> Optional[torch.dtype]:
@@ -113,7 +107,7 @@ class Pretrainer:
         t = cfg.train
         probe = torch.device("cuda") if (t.device != "cpu" and torch.cuda.is_available()) else torch.device("cpu")
         self.dist = D.init_distributed(probe.type)
-        self.device = resolve_device(t.device, self.dist.local_rank)
+        self.device = resolve_device(t.device, "train.device", self.dist.local_rank)
         self.run_dir = Path(run_dir or cfg.out_dir)
         self.amp_dtype = resolve_amp(t.amp, self.device)
         if t.deterministic:
@@ -223,7 +217,7 @@ class Pretrainer:
         model = build_ssl_model(backbone, self.objective, proj_hidden=m.proj_hidden, proj_dim=m.proj_dim,
                                 pred_hidden=m.pred_hidden, ema_base=m.ema_base)
         if m.sync_batchnorm and self.dist.enabled:
-            from medssl.train.sync_batchnorm import convert_sync_batchnorm
+            from medssl.models.sync_batchnorm import convert_sync_batchnorm
 
             model = convert_sync_batchnorm(model, self.device.type)
         self.channels_last = cfg.train.channels_last and self.device.type == "cuda"
@@ -407,7 +401,7 @@ class Pretrainer:
         cfg, t = self.cfg, self.cfg.train
         main = self.dist.is_main
         cfg_dict = to_dict(cfg)
-        self._provenance = provenance(cfg_dict, [cfg.data, cfg.val_data]) if main else {}
+        self._provenance = run_provenance(cfg_dict, [cfg.data, cfg.val_data]) if main else {}
         resume = self._resume_path()
         if self.dist.enabled:
             # Rank 0 decides, so no rank resumes while another starts afresh (e.g. a node

@@ -21,18 +21,6 @@ def _denorm(y: torch.Tensor, aug: gpu.BatchAugment) -> torch.Tensor:
     return y * torch.tensor(std).view(1, -1, 1, 1) + torch.tensor(mean).view(1, -1, 1, 1)
 
 
-def test_resolve_device(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert gpu.resolve_device("cpu") == torch.device("cpu")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert gpu.resolve_device("auto") == torch.device("cpu")
-    with pytest.raises(ConfigError, match="no CUDA device"):
-        gpu.resolve_device("cuda")
-    with pytest.raises(ConfigError, match="augment.device must be one of auto, cpu, cuda, got 'tpu'"):
-        gpu.resolve_device("tpu")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert gpu.resolve_device("auto") == torch.device("cuda")
-
-
 @pytest.mark.parametrize("name", ["histo", "natural", "gray", "eval"])
 @pytest.mark.parametrize("size", [28, 64, 96])
 def test_shapes_dtype_range(name: str, size: int, batch: torch.Tensor) -> None:

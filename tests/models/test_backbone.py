@@ -11,7 +11,6 @@ from torch import nn
 
 from medssl.errors import ConfigError, RegistryError
 from medssl.models.backbone import build_backbone, load_backbone_weights
-from medssl.registry import BACKBONES
 
 
 @pytest.mark.parametrize("size,chans", [(32, 1), (32, 3), (96, 1), (96, 3)])
@@ -44,13 +43,6 @@ def test_non_resnet_small_input_warns_and_still_works() -> None:
     with pytest.warns(UserWarning, match="not ResNet-like"):
         m = build_backbone("test_vit", image_size=32)
     assert m(torch.randn(2, 3, 32, 32)).shape == (2, m.num_features)
-
-
-def test_registry_builds_timm_backbone() -> None:
-    m = BACKBONES.build({"name": "timm", "model": "test_resnet", "in_chans": 1, "image_size": 32})
-    assert m.conv1[0].in_channels == 1 and m.conv1[0].stride == (1, 1)
-    with pytest.raises(ConfigError, match="needs the timm model name under 'model'"):
-        BACKBONES.build({"name": "timm", "in_chans": 1})
 
 
 def _trained_tiny(in_chans: int = 3) -> nn.Module:

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 from medssl.data.open import open_dataset
-from medssl.eval.cache import data_provenance, fingerprint
+from medssl.eval.cache import fingerprint
+from medssl.provenance import data_provenance
 from medssl.eval.config import load_transfer_config
 from medssl.eval.transfer import run_transfer
 

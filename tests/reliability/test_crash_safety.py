@@ -28,7 +28,7 @@ from typing import Callable, Dict, List, Optional
 import pytest
 import torch
 
-from medssl.checkpoint import load_checkpoint
+from medssl.checkpoint_io import load_checkpoint
 from medssl.train.config import load_pretrain_config
 from medssl.train.loop import pretrain
 
@@ -251,7 +251,7 @@ def test_a_failed_checkpoint_write_is_our_error_and_keeps_the_old_file(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: Exception, message: str) -> None:
     """A disk that fills up mid-write: CheckpointError naming the file and the cause; the
     previous checkpoint and no temporary remain."""
-    from medssl.checkpoint import CheckpointError, save_checkpoint
+    from medssl.checkpoint_io import CheckpointError, save_checkpoint
 
     path = save_checkpoint({"v": torch.tensor(1)}, tmp_path / "c.pt")
 

@@ -11,7 +11,7 @@ from typing import Any, List
 import pytest
 import torch
 
-from medssl.checkpoint import load_checkpoint
+from medssl.checkpoint_io import load_checkpoint
 
 from tests.reliability.harness import assert_clean_cli_error, run_cli, tiny_cfg, write_yaml
 

@@ -23,12 +23,13 @@ import pytest
 import torch
 import yaml
 
-from medssl.checkpoint import load_checkpoint
+from medssl.checkpoint_io import load_checkpoint
 from medssl.errors import ConfigError
 from medssl.registry import DATASETS
 from medssl.train import distributed as D
 from medssl.train.config import load_pretrain_config
 from pretrain_helpers import tiny_cfg
+from medssl.models.sync_batchnorm import all_reduce_with_grad
 from medssl.train.loop import Pretrainer
 from medssl.train.sampler import ResumableSampler
 
@@ -232,6 +233,6 @@ def test_collective_timeout_reads_the_environment(monkeypatch: pytest.MonkeyPatc
 def test_helpers_are_identity_without_a_process_group(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     x = torch.randn(4, 3, requires_grad=True)
-    assert D.gather_with_grad(x) is x and D.all_reduce_with_grad(x) is x
+    assert D.gather_with_grad(x) is x and all_reduce_with_grad(x) is x
     assert D.agree_on_stop(None) is None and D.agree_on_stop(15) == 15
     assert D.init_distributed("cpu") == D.DistInfo()

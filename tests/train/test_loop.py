@@ -10,7 +10,7 @@ from typing import Any, Dict
 import pytest
 import torch
 
-from medssl.checkpoint import load_checkpoint
+from medssl.checkpoint_io import load_checkpoint
 from medssl.errors import ConfigError, MedSSLError
 from medssl.models.export import load_encoder
 from medssl.train.config import load_pretrain_config

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from medssl.checkpoint import load_checkpoint
+from medssl.checkpoint_io import load_checkpoint
 from pretrain_helpers import tiny_cfg
 
 

@@ -10,7 +10,7 @@ import torch
 from timm.layers import BatchNormAct2d
 from torch import nn
 
-from medssl.train.sync_batchnorm import GlobalBatchNorm, convert_global_batchnorm, convert_sync_batchnorm
+from medssl.models.sync_batchnorm import GlobalBatchNorm, convert_global_batchnorm, convert_sync_batchnorm
 
 
 @pytest.mark.parametrize("shape", [(6, 4), (5, 4, 3, 3)])

@@ -3,7 +3,7 @@
 torch's :class:`~torch.nn.SyncBatchNorm` refuses CPU tensors (torch 2.14: "SyncBatchNorm
 expected input tensor to be on GPU"), so a gloo run on CPUs needs its own layer.
 :class:`GlobalBatchNorm` all-reduces per-channel sums with the autograd-aware
-:func:`~medssl.train.distributed.all_reduce_with_grad`: in training it normalises every rank's
+:func:`all_reduce_with_grad`: in training it normalises every rank's
 rows with the mean and (biased) variance of the global batch, exactly what one process
 holding the whole batch computes, and its backward pass sums the gradient through the
 statistics over ranks. :func:`convert_sync_batchnorm` picks torch's fused layer on CUDA
@@ -13,14 +13,36 @@ elsewhere.
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from medssl.train.distributed import all_reduce_with_grad
+
+
+class _AllReduceWithGrad(torch.autograd.Function):
+    """Sum over ranks; backward sums the gradient over ranks (its own adjoint)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        out = x.contiguous().clone()
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad
+
+
+def all_reduce_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """Sum of ``x`` over ranks, differentiable (``x`` itself outside a process group)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    return _AllReduceWithGrad.apply(x)
 
 
 def _world() -> int:

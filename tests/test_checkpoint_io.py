@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from medssl.checkpoint import (
+from medssl.checkpoint_io import (
     CheckpointError,
     atomic_write,
     capture_rng_state,
