@@ -19,7 +19,7 @@ from medssl.objectives.snclr import SNCLR, snclr_view_loss
 from medssl.objectives.psm import PSM, psm_view_loss
 
 __all__ = [
-    "Objective", "Requirements", "SupportSetObjective", "Terms", "embedding_std", "SupportSet", "Neighbours", "build_selector",
-    "pseudo_neighbour", "ce_rows", "nt_xent", "SimCLR", "simclr_loss", "NNCLR", "nnclr_loss",
+    "Objective", "Requirements", "SupportSetObjective", "Terms", "embedding_std", "SupportSet",
+    "Neighbours", "build_selector", "pseudo_neighbour", "ce_rows", "nt_xent", "SimCLR", "simclr_loss", "NNCLR", "nnclr_loss",
     "PNNCLR", "pnnclr_loss", "SNCLR", "snclr_view_loss", "PSM", "psm_view_loss",
 ]

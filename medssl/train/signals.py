@@ -1,0 +1,26 @@
+"""SIGTERM / SIGINT during pretraining: finish the step, save a checkpoint, exit cleanly."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from typing import Any, Callable, Dict, Iterator
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@contextlib.contextmanager
+def stop_signals(handler: Callable[[int, Any], None]) -> Iterator[None]:
+    """Route SIGTERM and SIGINT to ``handler`` inside the block, then restore the previous
+    handlers. Outside the main thread (where Python cannot install handlers) a no-op."""
+    previous: Dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in STOP_SIGNALS:
+            previous[sig] = signal.getsignal(sig)
+            signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
