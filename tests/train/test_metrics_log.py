@@ -8,7 +8,7 @@ from typing import Any, List
 import matplotlib.figure
 import pytest
 
-from medssl.train.logging import CAPTIONS, MetricsLogger, plot_metrics, read_jsonl
+from medssl.train.metrics_log import CAPTIONS, MetricsLogger, plot_metrics, read_jsonl
 
 
 def _rows(n: int = 12) -> List[dict]:
