@@ -1,16 +1,9 @@
-"""Atomic file writes and content hashes shared by checkpoints, exported encoders and caches.
-
-Every cache in medssl is keyed by the *content* of its sources, never by a timestamp
-(``cp -p``, ``tar`` and ``rsync -t`` carry an old mtime onto a new file): either the full
-sha256 (:func:`sha256_file`) or, where hashing gigabytes on every open would cost more
-than it saves, size plus the sha256 of the first and last block (:func:`head_tail_sha256`)
-combined with a checksum the format itself keeps of the whole content (see
-``docs/reliability.md``, "Caches are keyed by content").
+"""Atomic file writes shared by checkpoints, exported encoders and caches, and the checks
+on output paths. Content hashes of files live in :mod:`medssl.provenance`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -63,31 +56,6 @@ def atomic_write(path: PathLike, write: Callable[[Path], object]) -> Path:
         tmp_path.unlink(missing_ok=True)
         raise
     return target
-
-
-HASH_BLOCK = 1 << 20  # 1 MiB: read size of the hashes, and the head / tail block
-
-
-def sha256_file(path: PathLike) -> str:
-    """Hex sha256 of a whole file, streamed in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(HASH_BLOCK), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def head_tail_sha256(path: PathLike, block: int = HASH_BLOCK) -> str:
-    """Hex sha256 of the file size, its first ``block`` bytes and its last ``block`` bytes
-    (the whole file when it is at most two blocks long): constant cost for any size."""
-    with open(path, "rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
-        h = hashlib.sha256(str(size).encode())
-        h.update(fh.read(block))
-        if size > block:
-            fh.seek(max(block, size - block))
-            h.update(fh.read(block))
-    return h.hexdigest()
 
 
 def _nearest_existing(path: Path) -> Path:

@@ -6,20 +6,52 @@ Below both :mod:`medssl.train` (checkpoints record :func:`run_provenance`) and
 A training-run record uses :func:`file_fingerprint` (size plus the sha256 of the first and
 last MiB, so starting a run on a 7 GB file stays instant); a report uses
 :func:`content_fingerprint` (the whole file), because a cache key must see every byte.
+
+Every cache in medssl is keyed by the *content* of its sources, never by a timestamp
+(``cp -p``, ``tar`` and ``rsync -t`` carry an old mtime onto new bytes): either the full
+sha256 (:func:`sha256_file`) or, where hashing gigabytes on every open would cost more than
+it saves, size plus the sha256 of the first and last block (:func:`head_tail_sha256`)
+combined with a checksum the format itself keeps of the whole content (the MedMNIST
+memory-map copies; see ``docs/reliability.md``, "Caches are keyed by content").
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import platform
 import subprocess
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
-from medssl.fileio import head_tail_sha256, sha256_file
+from medssl.fileio import PathLike
 
 MAX_FILES = 64  # files listed one by one in records; the content digest covers all of them
+HASH_BLOCK = 1 << 20  # 1 MiB: read size of the hashes, and the head / tail block
+
+
+def sha256_file(path: PathLike) -> str:
+    """Hex sha256 of a whole file, streamed in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(HASH_BLOCK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def head_tail_sha256(path: PathLike, block: int = HASH_BLOCK) -> str:
+    """Hex sha256 of the file size, its first ``block`` bytes and its last ``block`` bytes
+    (the whole file when it is at most two blocks long): constant cost for any size."""
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        h = hashlib.sha256(str(size).encode())
+        h.update(fh.read(block))
+        if size > block:
+            fh.seek(max(block, size - block))
+            h.update(fh.read(block))
+    return h.hexdigest()
+
 
 
 def file_fingerprint(path: Path) -> Dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import List
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import header, interleaved, median, table  # noqa: E402
 
-from medssl.fileio import head_tail_sha256, sha256_file  # noqa: E402
+from medssl.provenance import head_tail_sha256, sha256_file  # noqa: E402
 
 BLOCK = 16 << 20
 

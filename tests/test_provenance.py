@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from medssl.provenance import content_fingerprint, data_files, data_provenance, file_fingerprint, run_provenance
@@ -35,3 +36,36 @@ def test_run_record_holds_config_versions_and_data(tmp_path: Path) -> None:
     rec = run_provenance({"seed": 1}, [{"name": "medmnist", "path": str(f)}, None])
     assert rec["config"] == {"seed": 1} and "torch" in rec["packages"] and "python" in rec["packages"]
     assert [d["path"] for d in rec["data_files"]] == [str(f)]
+
+
+def test_sha256_file_is_the_hash_of_the_whole_file(tmp_path: Path) -> None:
+    import hashlib
+
+    from medssl.provenance import sha256_file
+
+    data = bytes(range(256)) * 9000  # 2.3 MB: several read blocks
+    (tmp_path / "f").write_bytes(data)
+    assert sha256_file(tmp_path / "f") == hashlib.sha256(data).hexdigest()
+
+
+def test_head_tail_hash_sees_size_head_and_tail_but_not_the_middle(tmp_path: Path) -> None:
+    """The documented limit of the cheap hash: used only where a format checksum covers
+    the rest (MedMNIST copies) or for records that are not cache keys."""
+    from medssl.provenance import HASH_BLOCK, head_tail_sha256
+
+    base = bytearray(os.urandom(3 * HASH_BLOCK))
+    p = tmp_path / "f"
+
+    def digest(data: bytes) -> str:
+        p.write_bytes(data)
+        return head_tail_sha256(p)
+
+    ref = digest(bytes(base))
+    for where in (0, len(base) - 1):
+        changed = bytearray(base)
+        changed[where] ^= 1
+        assert digest(bytes(changed)) != ref
+    assert digest(bytes(base) + b"\0") != ref
+    middle = bytearray(base)
+    middle[len(base) // 2] ^= 1
+    assert digest(bytes(middle)) == ref

@@ -114,7 +114,8 @@ def _embed(args: argparse.Namespace) -> int:
     from medssl.eval.features import embed
     from medssl.device import resolve_device
     from medssl.eval.transfer import encoder_file
-    from medssl.fileio import atomic_write, check_output_path, sha256_file
+    from medssl.fileio import atomic_write, check_output_path
+    from medssl.provenance import sha256_file
     from medssl.models.export import load_encoder
 
     out = Path(args.out)

@@ -24,7 +24,8 @@ from medssl.eval import slide_level
 from medssl.eval.cache import cached_features, fingerprint
 from medssl.eval.config import TransferConfig
 from medssl.errors import DataError
-from medssl.fileio import check_output_path, sha256_file
+from medssl.fileio import check_output_path
+from medssl.provenance import sha256_file
 from medssl.provenance import data_provenance
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from medssl.errors import DataError
-from medssl.fileio import sha256_file
+from medssl.provenance import sha256_file
 from medssl.wsi.grid import TilePlan, plan_tiles
 from medssl.wsi.manifest import NAME as MANIFEST_NAME
 from medssl.wsi.manifest import TilingParams, load_manifest, new_manifest, save_manifest

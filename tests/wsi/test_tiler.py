@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from medssl.errors import DataError
-from medssl.fileio import sha256_file
+from medssl.provenance import sha256_file
 from medssl.wsi.manifest import TilingParams, load_manifest
 from medssl.wsi.slide import open_slide
 from medssl.wsi.tiler import slide_ids, tile_slide, tile_slides

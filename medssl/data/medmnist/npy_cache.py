@@ -19,7 +19,8 @@ from typing import Optional, Tuple
 import numpy as np
 
 from medssl.errors import DataError
-from medssl.fileio import atomic_write, head_tail_sha256
+from medssl.fileio import atomic_write
+from medssl.provenance import head_tail_sha256
 
 MMAP_MIN_SIZE = 128  # auto-mmap from this image height on (a 128 px PathMNIST train split is ~4.4 GB)
 
