@@ -105,9 +105,7 @@ class PNNCLR(SupportSetObjective):
         self.choose_selector(neighbours, "pnn", {"pnn": pnn, "topk": {"k": 1}})
 
     def views(self, outputs: ViewOutputs) -> Views:
-        p1, p2 = self.two(outputs, "p")
-        t1, t2 = (t.detach() for t in self.two(outputs, "t"))
-        return {"p1": p1, "p2": p2, "t1": t1, "t2": t2}
+        return self.predictions_and_targets(outputs)
 
     def query(self, v: Views) -> Tensor:
         # One look-up for all four queries (one matrix product).

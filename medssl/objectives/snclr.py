@@ -1,5 +1,6 @@
 """SNCLR: soft neighbours. Each anchor has its augmented view plus K support-set
-neighbours as positives, weighted by a learned cross-attention "positiveness".
+neighbours as positives, weighted by a learned cross-attention "positiveness"
+(:mod:`medssl.objectives.snclr_attention`).
 
 The attention projections ``f1, f2`` are parameters of this module: the optimiser must
 receive ``objective.parameters()`` as well as the model's.
@@ -7,45 +8,24 @@ receive ``objective.parameters()`` as well as the model's.
 
 from __future__ import annotations
 
-import math
 from typing import ClassVar, Optional, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from medssl.errors import ConfigError
 from medssl.models.outputs import ViewOutputs
 from medssl.objectives.base import Diagnostics, Requirements, embedding_std
-from medssl.objectives.common import (
-    SelectorSpec,
-    check_bool,
-    check_choice,
-    check_int,
-    check_positive,
-)
+from medssl.objectives.common import SelectorSpec, check_bool, check_choice, check_int, check_positive
 from medssl.objectives.neighbours import Neighbours
 from medssl.objectives.support_objective import SupportSetObjective, Terms, Views
 from medssl.objectives.support_set import SupportSet
 from medssl.objectives.functional import entropy, soft_ce
+from medssl.objectives.snclr_attention import ATTENTIONS, positiveness
+from medssl.objectives.snclr_attention import attention_probs, rescale_weights  # noqa: F401  (re-exported)
 from medssl.registry import OBJECTIVES
 
-ATTENTIONS = ("linear", "cosine")
 LOSS_FORMS = ("weighted_positive", "soft_target")
-
-
-def attention_probs(query: Tensor, keys: Tensor, scale: float = 1.0) -> Tensor:
-    """``softmax_i(query_b · keys_bi * scale)``: ``query [B, d]``, ``keys [B, K, d]`` -> ``[B, K]``."""
-    return torch.softmax(torch.einsum("bd,bkd->bk", query, keys) * scale, dim=1)
-
-
-def rescale_weights(probs: Tensor, gamma: Union[str, float] = "max") -> Tensor:
-    """``w_bi = probs_bi / γ_b``: ``γ_b = max_i probs_bi`` (``"max"``) or a fixed float."""
-    if probs.shape[1] == 0:
-        return probs
-    if gamma == "max":
-        return probs / probs.max(dim=1, keepdim=True).values
-    return probs / float(gamma)
 
 
 def _candidates(t: Tensor, neighbours: Tensor, w: Tensor) -> Tuple[Tensor, Tensor]:
@@ -108,19 +88,9 @@ class SNCLR(SupportSetObjective):
     name: ClassVar[str] = "snclr"
     requirements = Requirements(predictor=True, target=True, support_set=True, embedding_width_option="dim")
 
-    def __init__(
-        self,
-        tau: float = 0.2,
-        k: int = 30,
-        dim: int = 256,
-        attn_dim: int = 256,
-        attention: str = "linear",
-        gamma: Union[str, float] = "max",
-        loss_form: str = "weighted_positive",
-        detach_weights: bool = False,
-        neighbours: SelectorSpec = None,
-        seed: Optional[int] = None,
-    ) -> None:
+    def __init__(self, tau: float = 0.2, k: int = 30, dim: int = 256, attn_dim: int = 256, attention: str = "linear",
+                 gamma: Union[str, float] = "max", loss_form: str = "weighted_positive",
+                 detach_weights: bool = False, neighbours: SelectorSpec = None, seed: Optional[int] = None) -> None:
         super().__init__(seed)
         self.tau = check_positive(self.name, "tau", tau)
         self.k = check_int(self.name, "k", k, 1)
@@ -142,23 +112,12 @@ class SNCLR(SupportSetObjective):
 
     def attention_weights(self, y: Tensor, neighbours: Tensor) -> Tuple[Tensor, Tensor]:
         """``(probs, w)`` for anchors' online projections ``y [B, D]`` and ``N [B, K, D]``."""
-        if self.f1 is None or self.f2 is None:
-            probs = attention_probs(F.normalize(y, dim=1), F.normalize(neighbours, dim=2))
-        else:
-            if y.shape[1] != self.dim:
-                raise ConfigError(
-                    f"objective 'snclr': dim={self.dim} but the projections have width {y.shape[1]}; "
-                    "set the objective's dim to the model's proj_dim"
-                )
-            probs = attention_probs(self.f1(y), self.f2(neighbours), 1.0 / math.sqrt(self.attn_dim))
-        w = rescale_weights(probs, self.gamma)
+        probs, w = positiveness(y, neighbours, self.f1, self.f2, gamma=self.gamma)
         return probs, (w.detach() if self.detach_weights else w)
 
     def views(self, outputs: ViewOutputs) -> Views:
-        y1, y2 = self.two(outputs, "z")
-        p1, p2 = self.two(outputs, "p")
-        t1, t2 = (t.detach() for t in self.two(outputs, "t"))
-        return {"y1": y1, "y2": y2, "p1": p1, "p2": p2, "t1": t1, "t2": t2}
+        y1, y2 = self.two(outputs, "z")  # online projections: the attention's queries
+        return {"y1": y1, "y2": y2, **self.predictions_and_targets(outputs)}
 
     def query(self, v: Views) -> Tensor:
         return torch.cat([v["t2"], v["t1"]])
@@ -166,10 +125,8 @@ class SNCLR(SupportSetObjective):
     def terms(self, v: Views, found: Optional[Neighbours], query: Tensor, support: SupportSet,
               generator: Optional[torch.Generator]) -> Terms:
         b = v["p1"].shape[0]
-        if found is None:
-            nbrs = query.new_zeros(2 * b, 0, query.shape[1])
-        else:
-            nbrs = found.embeddings.detach()
+        # Cold start: no neighbours (K = 0), the anchor's only positive is t_b.
+        nbrs = query.new_zeros(2 * b, 0, query.shape[1]) if found is None else found.embeddings.detach()
         n2, n1 = nbrs[:b], nbrs[b:]
         probs2, w2 = self.attention_weights(v["y1"], n2)  # anchor p1: neighbours of t2
         probs1, w1 = self.attention_weights(v["y2"], n1)  # anchor p2: neighbours of t1

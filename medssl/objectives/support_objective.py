@@ -105,6 +105,13 @@ class SupportSetObjective(Objective):
         a, b = require_views(self.name, field_name, getattr(outputs, field_name))[:2]
         return a, b
 
+    def predictions_and_targets(self, outputs: ViewOutputs) -> Views:
+        """``p1, p2`` (online predictions) and ``t1, t2`` (EMA-target projections, detached):
+        the views of the objectives with a target network."""
+        p1, p2 = self.two(outputs, "p")
+        t1, t2 = (t.detach() for t in self.two(outputs, "t"))
+        return {"p1": p1, "p2": p2, "t1": t1, "t2": t2}
+
     # ------------------------------------------------------------------ the skeleton
     def forward(
         self, outputs: ViewOutputs, support: Optional[SupportSet] = None, *,
