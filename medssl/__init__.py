@@ -13,9 +13,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
-
-from medssl.errors import ConfigError, DataError, MedSSLError, RegistryError  # noqa: E402
+from medssl._version import __version__
+from medssl.errors import ConfigError, DataError, MedSSLError, RegistryError
 
 # public name -> (module, attribute); attribute None = the module itself
 _LAZY = {

@@ -16,7 +16,7 @@ import traceback
 import warnings
 from typing import Any, List, Optional
 
-from medssl import __version__
+from medssl._version import __version__
 from medssl.errors import DataWarning, MedSSLError
 
 # (module, function) pairs; each function takes the subparsers object and registers

@@ -14,6 +14,7 @@ import platform
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from medssl._version import __version__
 from medssl.errors import DataError
 from medssl.eval import slide_level
 
@@ -35,9 +36,7 @@ def versions() -> Dict[str, str]:
     import timm
     import torch
 
-    import medssl
-
-    return {"medssl": medssl.__version__, "torch": torch.__version__, "timm": timm.__version__,
+    return {"medssl": __version__, "torch": torch.__version__, "timm": timm.__version__,
             "numpy": numpy.__version__, "python": platform.python_version()}
 
 

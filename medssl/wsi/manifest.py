@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+from medssl._version import __version__
 from medssl.errors import DataError
 from medssl.fileio import atomic_write
 
@@ -47,8 +48,6 @@ class TilingParams:
 
 
 def new_manifest(params: TilingParams) -> Dict[str, Any]:
-    from medssl import __version__
-
     return {"format": FORMAT, "medssl_version": __version__, "params": params.to_dict(), "slides": {}, "totals": {}}
 
 
