@@ -84,11 +84,12 @@ def sample_resized_crop(
         top = int(rng.integers(top_lo, top_hi + 1))
         left = int(rng.integers(left_lo, left_hi + 1))
         return CropBox(top, left, ch, cw)
-    return _fallback_crop(height, width, ratio)
+    return fallback_crop(height, width, ratio)
 
 
-def _fallback_crop(height: int, width: int, ratio: Tuple[float, float]) -> CropBox:
-    """Largest centred crop whose aspect ratio is within ``ratio`` (torchvision's fallback)."""
+def fallback_crop(height: int, width: int, ratio: Tuple[float, float]) -> CropBox:
+    """Largest centred crop whose aspect ratio is within ``ratio`` (torchvision's fallback
+    when no sampled crop fits; the batched path of :mod:`medssl.augment.gpu` uses its size)."""
     in_ratio = width / height
     if in_ratio < ratio[0]:
         cw, ch = width, int(round(width / ratio[0]))

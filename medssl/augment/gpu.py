@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from medssl.augment import colour, hed
+from medssl.augment.geometry import fallback_crop
 from medssl.augment.plan import AugmentPlan
 from medssl.augment.presets import PresetParams, resolve_params
 from medssl.errors import ConfigError
@@ -57,16 +58,9 @@ def sample_crop_boxes(
     has = ok.any(dim=1)
     pick = torch.arange(n)
     ch, cw = ch[pick, first], cw[pick, first]
-    # torchvision's fallback: the largest centred crop within the ratio range
-    in_ratio = width / height
-    if in_ratio < ratio[0]:
-        fw, fh = width, int(round(width / ratio[0]))
-    elif in_ratio > ratio[1]:
-        fh, fw = height, int(round(height * ratio[1]))
-    else:
-        fw, fh = width, height
-    ch = torch.where(has, ch, torch.full_like(ch, fh))
-    cw = torch.where(has, cw, torch.full_like(cw, fw))
+    fallback = fallback_crop(height, width, ratio)  # the largest centred crop within the ratio range
+    ch = torch.where(has, ch, torch.full_like(ch, fallback.height))
+    cw = torch.where(has, cw, torch.full_like(cw, fallback.width))
     r0, c0 = (height - keep) // 2, (width - keep) // 2
     if keep:
         top_lo, top_hi = (r0 + keep - ch).clamp(min=0), (height - ch).clamp(max=r0)
@@ -78,8 +72,8 @@ def sample_crop_boxes(
     left = left_lo + torch.floor(_rand(n, gen) * (left_hi - left_lo + 1)).long()
     top = torch.minimum(top, top_hi)
     left = torch.minimum(left, left_hi)
-    top = torch.where(has, top, torch.full_like(top, (height - fh) // 2))
-    left = torch.where(has, left, torch.full_like(left, (width - fw) // 2))
+    top = torch.where(has, top, torch.full_like(top, fallback.top))
+    left = torch.where(has, left, torch.full_like(left, fallback.left))
     return torch.stack([top, left, ch, cw], dim=1)
 
 

@@ -147,3 +147,11 @@ def test_batch_views_differ_and_follow_per_view_configs(batch: torch.Tensor) -> 
     assert [v.plan.mode for v in asym] == ["random", "eval"] and asym[0].plan.blur_p == 1.0
     with pytest.raises(ConfigError, match="non-empty list"):
         gpu.build_batch_views([], 32)
+
+
+def test_crop_boxes_fall_back_to_the_cpu_paths_centred_crop():
+    # A 1:1 crop of the whole area never fits a 10 x 40 image: every sample falls back,
+    # to the same largest centred crop within the ratio range as the per-image path.
+    boxes = gpu.sample_crop_boxes(torch.Generator().manual_seed(0), 7, 10, 40, (1.0, 1.0), (1.0, 1.0))
+    assert geometry.fallback_crop(10, 40, (1.0, 1.0)) == (0, 15, 10, 10)
+    assert boxes.tolist() == [[0, 15, 10, 10]] * 7
