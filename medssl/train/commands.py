@@ -13,7 +13,7 @@ def _pretrain(args: argparse.Namespace) -> int:
     from medssl.train.config import load_pretrain_config
 
     overrides = list(args.overrides)
-    if args.resume:
+    if args.resume or args.resume_force:
         overrides.append("train.resume=auto")
     if args.out_dir:
         overrides.append(f"out_dir={args.out_dir}")
@@ -23,7 +23,7 @@ def _pretrain(args: argparse.Namespace) -> int:
         return 0
     from medssl.train.loop import pretrain
 
-    result = pretrain(cfg, progress=not args.no_progress)
+    result = pretrain(cfg, progress=not args.no_progress, resume_force=args.resume_force)
     if result.encoder is not None:
         steps = f"{result.steps} step" + ("" if result.steps == 1 else "s")
         print(f"medssl: finished {steps} (last loss {result.last_loss:.4f}).")
@@ -46,6 +46,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="dotted config overrides")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in out_dir")
+    p.add_argument("--resume-force", action="store_true",
+                   help="resume even if the config changes what is trained (dataset, objective, model, "
+                   "optimiser, seed ...); each change is recorded in out_dir/history.jsonl")
     p.add_argument("--out-dir", help="run directory (overrides out_dir)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_pretrain)

@@ -44,6 +44,7 @@ from medssl.train.config import PretrainConfig
 from medssl.train.metrics_log import MetricsLogger, plot_metrics, read_jsonl, write_csv
 from medssl.train.monitor import HealthMonitor
 from medssl.train.resume import agree_on_resume, find_resume
+from medssl.train.resume_check import SAFE_ON_RESUME, append_history, check_resume
 from medssl.train.run_dir import open_run_dir
 from medssl.train.signals import stop_signals
 
@@ -81,11 +82,16 @@ class Pretrainer:
         cfg: the validated config.
         run_dir: where outputs go (default ``cfg.out_dir``).
         progress: show a progress bar (rank 0 only).
+        resume_force: resume even when ``cfg`` differs from the checkpoint's config in keys
+            that change what is trained (recorded in ``history.jsonl``; see
+            :mod:`medssl.train.resume_check`).
     """
 
-    def __init__(self, cfg: PretrainConfig, run_dir: Optional[Path] = None, progress: bool = True) -> None:
+    def __init__(self, cfg: PretrainConfig, run_dir: Optional[Path] = None, progress: bool = True,
+                 resume_force: bool = False) -> None:
         self.cfg = cfg
         self.progress = progress
+        self.resume_force = resume_force
         t = cfg.train
         probe = torch.device("cuda") if (t.device != "cpu" and torch.cuda.is_available()) else torch.device("cpu")
         self.dist = D.init_distributed(probe.type)
@@ -131,7 +137,9 @@ class Pretrainer:
             "provenance": self._provenance,
         }
 
-    def load_state_dict(self, state: Dict[str, Any], source: Path) -> None:
+    def load_state_dict(self, state: Dict[str, Any], source: Path, fresh_optimizer: bool = False) -> None:
+        """Restore everything from a checkpoint; ``fresh_optimizer`` keeps this config's
+        optimiser (a forced ``optim.*`` change) and only moves its schedule to the step."""
         if state.get("format") != "medssl-pretrain-v1":
             raise MedSSLError(f"{source} is not a medssl pretraining checkpoint (format {state.get('format')!r})")
         try:
@@ -146,13 +154,24 @@ class Pretrainer:
                 f"{source} does not match this config's model/objective/support set ({detail}). "
                 "Resume with the config the run was started with (saved as config.yaml in the run directory)."
             ) from exc
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        if fresh_optimizer:
+            self._continue_schedule(int(state["scheduler"]["last_epoch"]))
+        else:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         restore_rng_state(state["rng"])
         self.objective_gen.set_state(state["objective_rng"])
         self.health.load_state_dict(state.get("health", {}))
         self.step = int(state["step"])
+
+    def _continue_schedule(self, step: int) -> None:
+        """Put this config's (fresh) optimiser at ``step`` of its own learning-rate schedule."""
+        sched = self.scheduler
+        sched.last_epoch = step
+        for group, base, factor in zip(self.optimizer.param_groups, sched.base_lrs, sched.lr_lambdas):
+            group["lr"] = base * factor(step)
+        sched._last_lr = [g["lr"] for g in self.optimizer.param_groups]
 
     # ------------------------------------------------------------------ running
     def _views(self, batch: Any) -> Tuple[List[torch.Tensor], torch.Tensor, torch.Tensor]:
@@ -236,11 +255,21 @@ class Pretrainer:
         cfg_dict = to_dict(cfg)
         self._provenance = run_provenance(cfg_dict, [cfg.data, cfg.val_data]) if main else {}
         resume = agree_on_resume(find_resume(t.resume, self.ckpts), self.dist)
+        changes: Dict[str, Any] = {}
         if resume is not None:
-            self.load_state_dict(load_checkpoint(resume, map_location=self.device), resume)
+            state = load_checkpoint(resume, map_location=self.device)
+            # Refused here, before anything is loaded or written, unless forced.
+            changes = check_resume((state.get("provenance") or {}).get("config"), cfg_dict, checkpoint=resume,
+                                   run_dir=self.run_dir, force=self.resume_force)
+            fresh_optimizer = any(k.startswith("optim.") for k in changes)
+            self.load_state_dict(state, resume, fresh_optimizer=fresh_optimizer)
+            del state
             self.last_checkpoint = resume
             if main:
                 print(f"medssl: resumed from {resume} at step {self.step}", file=sys.stderr)
+                if fresh_optimizer:
+                    print(f"medssl: optim changed under --resume-force: the optimiser state starts afresh at "
+                          f"step {self.step} (the learning-rate schedule continues)", file=sys.stderr)
         elif main and self.ckpts.latest() is not None:
             raise MedSSLError(
                 f"{self.run_dir} already holds checkpoints of another run. Pass --resume to continue it, "
@@ -248,6 +277,8 @@ class Pretrainer:
             )
         if main:
             logger = open_run_dir(self.run_dir, cfg_dict, self.step)
+            append_history(self.run_dir, "resume" if resume is not None else "start", self.step, changes,
+                           checkpoint=resume, forced=any(k not in SAFE_ON_RESUME for k in changes))
         else:
             logger = MetricsLogger(self.run_dir, enabled=False)
         with stop_signals(self._on_signal):
@@ -335,7 +366,8 @@ class Pretrainer:
         )
 
 
-def pretrain(cfg: PretrainConfig, run_dir: Optional[Path] = None, progress: bool = True) -> RunResult:
+def pretrain(cfg: PretrainConfig, run_dir: Optional[Path] = None, progress: bool = True,
+             resume_force: bool = False) -> RunResult:
     """Build a :class:`Pretrainer` from ``cfg`` and run it; the process group is left as found.
 
     The run directory is locked while the run writes to it (rank 0 holds
@@ -343,7 +375,7 @@ def pretrain(cfg: PretrainConfig, run_dir: Optional[Path] = None, progress: bool
     naming the PID of the first. Building comes first, so a config that cannot run
     (unknown data, a backbone that cannot take the image size) writes nothing.
     """
-    trainer = Pretrainer(cfg, run_dir=run_dir, progress=progress)
+    trainer = Pretrainer(cfg, run_dir=run_dir, progress=progress, resume_force=resume_force)
     try:
         with RunLock(trainer.run_dir, "out_dir") if trainer.dist.is_main else contextlib.nullcontext():
             return trainer.fit()
