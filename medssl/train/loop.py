@@ -43,9 +43,8 @@ from medssl.train.checkpoint_rotation import CheckpointManager
 from medssl.train.config import PretrainConfig
 from medssl.train.metrics_log import MetricsLogger, plot_metrics, read_jsonl, write_csv
 from medssl.train.monitor import HealthMonitor
-from medssl.train.resume import agree_on_resume, find_resume
-from medssl.train.resume_check import SAFE_ON_RESUME, append_history, check_resume
-from medssl.train.run_dir import open_run_dir
+from medssl.train.resume import SAFE_ON_RESUME, agree_on_resume, check_resume, continue_schedule, find_resume
+from medssl.train.run_dir import append_history, open_run_dir
 from medssl.train.signals import stop_signals
 
 
@@ -84,7 +83,7 @@ class Pretrainer:
         progress: show a progress bar (rank 0 only).
         resume_force: resume even when ``cfg`` differs from the checkpoint's config in keys
             that change what is trained (recorded in ``history.jsonl``; see
-            :mod:`medssl.train.resume_check`).
+            :mod:`medssl.train.resume`).
     """
 
     def __init__(self, cfg: PretrainConfig, run_dir: Optional[Path] = None, progress: bool = True,
@@ -155,7 +154,7 @@ class Pretrainer:
                 "Resume with the config the run was started with (saved as config.yaml in the run directory)."
             ) from exc
         if fresh_optimizer:
-            self._continue_schedule(int(state["scheduler"]["last_epoch"]))
+            continue_schedule(self.optimizer, self.scheduler, int(state["scheduler"]["last_epoch"]))
         else:
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
@@ -164,14 +163,6 @@ class Pretrainer:
         self.objective_gen.set_state(state["objective_rng"])
         self.health.load_state_dict(state.get("health", {}))
         self.step = int(state["step"])
-
-    def _continue_schedule(self, step: int) -> None:
-        """Put this config's (fresh) optimiser at ``step`` of its own learning-rate schedule."""
-        sched = self.scheduler
-        sched.last_epoch = step
-        for group, base, factor in zip(self.optimizer.param_groups, sched.base_lrs, sched.lr_lambdas):
-            group["lr"] = base * factor(step)
-        sched._last_lr = [g["lr"] for g in self.optimizer.param_groups]
 
     # ------------------------------------------------------------------ running
     def _views(self, batch: Any) -> Tuple[List[torch.Tensor], torch.Tensor, torch.Tensor]:

@@ -1,4 +1,4 @@
-"""The run directory of a pretraining run: ``config.yaml`` and the metrics log.
+"""The run directory of a pretraining run: ``config.yaml``, the metrics log and ``history.jsonl``.
 
 Rank 0 alone writes here (checkpoints go through
 :class:`~medssl.train.checkpoint_rotation.CheckpointManager`).
@@ -7,8 +7,9 @@ Rank 0 alone writes here (checkpoints go through
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import yaml
 
@@ -38,3 +39,24 @@ def open_run_dir(run_dir: Path, config: Dict[str, Any], step: int) -> MetricsLog
         logger.path.write_text("".join(json.dumps(r) + "\n" for r in rows))
         logger = MetricsLogger(run_dir, enabled=True)
     return logger
+
+
+HISTORY_NAME = "history.jsonl"
+
+
+def append_history(run_dir: Path, event: str, step: int, changes: Mapping[str, Tuple[Any, Any]],
+                   checkpoint: Optional[Path] = None, forced: bool = False) -> Path:
+    """Append one JSON line ``{time, event, step, checkpoint, forced, changes}`` to the run's
+    ``history.jsonl`` (created on first use) and return its path."""
+    path = Path(run_dir) / HISTORY_NAME
+    record = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "event": event,
+        "step": int(step),
+        "checkpoint": str(checkpoint) if checkpoint is not None else None,
+        "forced": bool(forced),
+        "changes": {k: {"old": o, "new": n} for k, (o, n) in changes.items()},
+    }
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record, default=str) + "\n")
+    return path

@@ -1,4 +1,4 @@
-"""Which checkpoint a run resumes from."""
+"""Which checkpoint a run resumes from, and which config changes may resume it."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from medssl.errors import MedSSLError
+from medssl.config import to_dict
+from medssl.errors import ConfigError, MedSSLError
 from medssl.train.checkpoint_rotation import CheckpointManager
-from medssl.train.resume import find_resume
+from medssl.train.config import load_pretrain_config
+from medssl.train.resume import SAFE_ON_RESUME, check_resume, config_changes, find_resume, flatten
 
 
 def _with_checkpoints(tmp_path: Path, steps: list) -> CheckpointManager:
@@ -40,3 +42,59 @@ def test_a_path_must_exist(tmp_path: Path) -> None:
     assert find_resume(str(given), ckpts) == given
     with pytest.raises(MedSSLError, match=r"train.resume points at .*nope.pt, which does not exist"):
         find_resume(str(tmp_path / "nope.pt"), ckpts)
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _cfg(*overrides: str) -> dict:
+    return to_dict(load_pretrain_config(REPO / "configs" / "demo.yaml", list(overrides)))
+
+
+def test_flatten_and_changes_name_dotted_keys() -> None:
+    assert flatten({"optim": {"lr": 1, "betas": (0.9, 0.99)}, "seed": 0}) == {
+        "optim.lr": 1, "optim.betas": [0.9, 0.99], "seed": 0}
+    old, new = {"objective": {"name": "pnnclr"}}, {"objective": {"name": "pnnclr", "alpha": 0.5}}
+    assert config_changes(old, new) == {"objective.alpha": ("(not set)", 0.5)}
+    assert config_changes(new, new) == {}
+
+
+def test_every_safe_key_exists_in_the_schema() -> None:
+    keys = set(flatten(_cfg())) | {"val_data"}
+    assert SAFE_ON_RESUME <= keys, SAFE_ON_RESUME - keys
+
+
+@pytest.mark.parametrize("overrides", [
+    ("train.epochs=50", "train.max_steps=7"),
+    ("train.log_every=5", "train.ckpt_every=3", "train.keep_last=9", "train.knn_every=0", "train.knn_k=3"),
+    ("train.num_workers=0", "train.device=cpu", "train.resume=true", "out_dir=elsewhere"),
+    ("val_data={name: pcam, root: other, split: test}",),
+])
+def test_budget_logging_and_machine_changes_are_allowed(overrides: tuple, tmp_path: Path) -> None:
+    changes = check_resume(_cfg(), _cfg(*overrides), checkpoint=tmp_path / "c.pt", run_dir=tmp_path)
+    assert set(changes) == {o.split("=")[0] for o in overrides}
+
+
+@pytest.mark.parametrize("override,key", [
+    ("data.root=other_data", "data.root"),
+    ("objective.name=simclr", "objective.name"),
+    ("objective.alpha=0.5", "objective.alpha"),
+    ("model.backbone=resnet50", "model.backbone"),
+    ("optim.name=sgd", "optim.name"),
+    ("optim.lr=0.1", "optim.lr"),
+    ("augment.image_size=32", "augment.image_size"),
+    ("seed=7", "seed"),
+    ("train.batch_size=16", "train.batch_size"),
+])
+def test_changes_to_what_is_trained_are_refused_with_a_diff(override: str, key: str, tmp_path: Path) -> None:
+    old, new = _cfg(), _cfg(override)
+    value = override.split("=")[1]
+    with pytest.raises(ConfigError, match=rf"cannot resume .*c\.pt: this config differs .* in 1 key\(s\) that change "
+                                          rf"what is trained \({key}: .* -> .*{value}.*\)\. .*--resume-force"):
+        check_resume(old, new, checkpoint=tmp_path / "c.pt", run_dir=tmp_path)
+    forced = check_resume(old, new, checkpoint=tmp_path / "c.pt", run_dir=tmp_path, force=True)
+    assert list(forced) == [key]
+
+
+def test_a_checkpoint_without_a_recorded_config_is_not_compared(tmp_path: Path) -> None:
+    assert check_resume(None, _cfg("seed=5"), checkpoint=tmp_path / "c.pt", run_dir=tmp_path) == {}

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from medssl.errors import ConfigError
-from medssl.train.run_dir import open_run_dir
+from medssl.train.run_dir import append_history, open_run_dir
 
 
 def test_writes_config_and_keeps_rows_up_to_the_resumed_step(tmp_path: Path) -> None:
@@ -36,3 +36,12 @@ def test_unwritable_run_dir_is_a_config_error_naming_out_dir(tmp_path: Path) -> 
     (tmp_path / "file.txt").write_text("a file, not a folder")
     with pytest.raises(ConfigError, match=r"cannot write the run directory .*file.txt/run \(out_dir\)"):
         open_run_dir(tmp_path / "file.txt" / "run", {}, step=0)
+
+
+def test_history_records_each_event_as_a_json_line(tmp_path: Path) -> None:
+    append_history(tmp_path, "start", 0, {})
+    append_history(tmp_path, "resume", 12, {"optim.lr": (0.001, 0.01)}, checkpoint=tmp_path / "c.pt", forced=True)
+    rows = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
+    assert [r["event"] for r in rows] == ["start", "resume"]
+    assert rows[1]["changes"] == {"optim.lr": {"old": 0.001, "new": 0.01}} and rows[1]["forced"] is True
+    assert rows[1]["step"] == 12
