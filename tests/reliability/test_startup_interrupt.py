@@ -44,7 +44,9 @@ def test_ctrl_c_during_startup_prints_one_line(delay: float, tmp_path: Path, sam
     messages = [ln for ln in err.splitlines() if not ln.startswith("import time:")]
     assert "Traceback" not in err, "\n".join(messages)
     assert "KeyboardInterrupt" not in err, "\n".join(messages)
-    if proc.returncode == 130:
+    # 130 from medssl, or (rarely, seen once in ~30 runs under heavy load, cause not found)
+    # death by SIGINT after that line was printed: a shell reports both as status 130.
+    if proc.returncode in (130, -signal.SIGINT):
         assert "medssl: interrupted" in messages, messages
     else:  # already in the training loop: the signal handler stops cleanly after a step
         assert proc.returncode == 0 and any("stopped by signal" in m for m in messages), messages
