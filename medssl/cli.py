@@ -18,6 +18,7 @@ from typing import Any, List, Optional
 
 from medssl._version import __version__
 from medssl.errors import DataWarning, MedSSLError
+from medssl.threads import prefer_passive_wait
 
 # (module, function) pairs; each function takes the subparsers object and registers
 # one command (group) whose parser sets ``func`` via ``set_defaults``.
@@ -51,6 +52,8 @@ def _show_warning(message: Any, category: type, filename: str, lineno: int, file
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Run ``medssl ARGV``; returns the exit status (2 for our errors, 130 for Ctrl-C)."""
+    # Before any command module imports torch: OpenMP reads its wait policy once, at load.
+    prefer_passive_wait()
     # Ctrl-C lands anywhere, most often in the seconds of importing torch while the
     # parser is built: one line, never a traceback through importlib.
     try:

@@ -1,0 +1,252 @@
+"""How many CPU threads torch may use: the cores this process is given, split between
+the local ranks, unless the user said otherwise.
+
+Why this matters on a small or shared CPU: torch's OpenMP threads wait for each other at
+the end of every parallel loop, and by default they *spin* (burn the core) for a while
+before sleeping. When another process holds one of the cores, the spinning thread keeps
+its core busy doing nothing while the thread it waits for is descheduled: on the 2-core
+development machine a ResNet-18 step with two threads ran 2-10x slower than with one
+under load (docs/benchmarks.md, "Thread budget"). With the *passive* wait policy the
+waiting thread sleeps at once, so using every core costs nothing when some are taken.
+
+Two things follow:
+
+* :func:`prefer_passive_wait` sets ``OMP_WAIT_POLICY=PASSIVE`` (unless the user set a
+  policy) -- it only takes effect if it runs before torch loads the OpenMP runtime, so
+  the ``medssl`` command calls it first thing, before importing torch;
+* :func:`plan_threads` picks the number of intra-op threads: an explicit integer setting
+  wins, then ``OMP_NUM_THREADS`` from the environment, then ``auto`` = the usable cores
+  (:func:`available_cores`: CPU affinity and cgroup CPU quota) divided by the local
+  ranks of a torchrun launch (``LOCAL_WORLD_SIZE``).
+
+This module does not import torch at import time (the CLI needs it before torch loads).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, MutableMapping, Optional, Union
+
+from medssl.errors import ConfigError
+
+ThreadSetting = Union[int, str]
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def _affinity_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux: all logical cores
+        return os.cpu_count() or 1
+
+
+def _read(path: Path) -> Optional[str]:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def _quota_v2(text: Optional[str]) -> Optional[float]:
+    """CPUs allowed by a cgroup v2 ``cpu.max`` line (``"max 100000"`` = no limit)."""
+    if not text:
+        return None
+    parts = text.split()
+    if len(parts) != 2 or parts[0] == "max":
+        return None
+    try:
+        quota, period = int(parts[0]), int(parts[1])
+    except ValueError:
+        return None
+    return quota / period if quota > 0 and period > 0 else None
+
+
+def _quota_v1(quota: Optional[str], period: Optional[str]) -> Optional[float]:
+    """CPUs allowed by cgroup v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us`` (-1 = none)."""
+    try:
+        q, p = int(quota or ""), int(period or "")
+    except ValueError:
+        return None
+    return q / p if q > 0 and p > 0 else None
+
+
+def cgroup_cpu_limit(root: Path = CGROUP_ROOT, proc_cgroup: Optional[str] = None) -> Optional[float]:
+    """The CPU quota of this process's cgroup in cores (e.g. ``1.5``), or None if unlimited.
+
+    Reads cgroup v2 (``cpu.max`` of the process's group and of every ancestor: the smallest
+    wins) and cgroup v1 (``cpu.cfs_quota_us`` / ``cpu.cfs_period_us`` of the ``cpu``
+    controller). ``proc_cgroup`` is the text of ``/proc/self/cgroup`` (read when None).
+    Inside a container the group's path is often not visible; the files at the mount's top
+    are then the container's own and are read instead.
+    """
+    if proc_cgroup is None:
+        proc_cgroup = _read(Path("/proc/self/cgroup")) or ""
+    limits = []
+    for line in proc_cgroup.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, rel = parts
+        rel = rel.lstrip("/")
+        if controllers == "":  # cgroup v2: the unified hierarchy
+            for base in (root, root / "unified"):
+                if not (base / "cgroup.controllers").exists():
+                    continue
+                group = base / rel
+                if not group.is_dir():
+                    group = base
+                while True:
+                    limit = _quota_v2(_read(group / "cpu.max"))
+                    if limit is not None:
+                        limits.append(limit)
+                    if group == base:
+                        break
+                    group = group.parent
+        elif "cpu" in controllers.split(","):
+            for name in (controllers, "cpu", "cpu,cpuacct", "cpuacct,cpu"):
+                base = root / name
+                if base.is_dir():
+                    break
+            else:
+                continue
+            group = base / rel if (base / rel).is_dir() else base
+            limit = _quota_v1(_read(group / "cpu.cfs_quota_us"), _read(group / "cpu.cfs_period_us"))
+            if limit is not None:
+                limits.append(limit)
+    return min(limits) if limits else None
+
+
+def available_cores(root: Path = CGROUP_ROOT, proc_cgroup: Optional[str] = None) -> int:
+    """The cores this process may run on: its CPU affinity, capped by the cgroup CPU quota
+    (rounded down: two threads on a 1.5-core quota spend a third of the time throttled at
+    a barrier). At least 1."""
+    cores = _affinity_cores()
+    quota = cgroup_cpu_limit(root, proc_cgroup)
+    if quota is not None:
+        cores = min(cores, max(1, math.floor(quota)))
+    return max(1, cores)
+
+
+def local_world_size(env: Mapping[str, str] = os.environ) -> int:
+    """Processes sharing this machine in a torchrun launch (``LOCAL_WORLD_SIZE``; 1 alone)."""
+    try:
+        return max(1, int(env.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
+
+
+@dataclass(frozen=True)
+class ThreadPlan:
+    """The chosen number of torch intra-op threads and why.
+
+    Attributes:
+        threads: intra-op threads for ``torch.set_num_threads``.
+        source: where the number came from, for the start-up line.
+        cores: the usable cores of this process (:func:`available_cores`).
+        local_ranks: processes sharing those cores (torchrun's local world size).
+    """
+
+    threads: int
+    source: str
+    cores: int
+    local_ranks: int
+
+    def describe(self) -> str:
+        """One line for the log, e.g. ``2 torch threads (auto: 2 usable cores, 1 process; ...)``."""
+        return (f"{self.threads} torch thread{'s' if self.threads != 1 else ''} ({self.source}); "
+                f"OpenMP wait policy {wait_policy()}")
+
+
+def plan_threads(setting: ThreadSetting = "auto", key: str = "train.threads",
+                 env: Mapping[str, str] = os.environ, cores: Optional[int] = None,
+                 local_ranks: Optional[int] = None) -> ThreadPlan:
+    """Decide the intra-op thread count.
+
+    Args:
+        setting: a positive int (used as is, even above the core count: the user asked)
+            or ``"auto"``.
+        key: the config key or flag the setting came from (named in errors and the log).
+        env: the environment; a non-empty ``OMP_NUM_THREADS`` is an explicit setting and wins
+            over ``auto`` (note that torchrun sets it to 1 when it launches several processes
+            and it is unset; export ``OMP_NUM_THREADS=`` (empty) to let ``auto`` decide).
+        cores, local_ranks: override :func:`available_cores` / :func:`local_world_size`.
+
+    Under ``auto`` the budget never exceeds ``cores // local_ranks`` (at least 1).
+    """
+    cores = available_cores() if cores is None else cores
+    local_ranks = local_world_size(env) if local_ranks is None else local_ranks
+    if isinstance(setting, bool) or not (isinstance(setting, int) or setting == "auto"):
+        raise ConfigError(f"{key} must be a positive integer or 'auto', got {setting!r}")
+    if isinstance(setting, int):
+        if setting < 1:
+            raise ConfigError(f"{key} must be a positive integer or 'auto', got {setting!r}")
+        return ThreadPlan(setting, f"{key}={setting}", cores, local_ranks)
+    omp = env.get("OMP_NUM_THREADS", "").strip()
+    if omp:
+        try:
+            n = int(omp.split(",")[0])
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise ConfigError(f"OMP_NUM_THREADS={omp!r} in the environment is not a positive integer; "
+                              f"unset it or set {key}")
+        return ThreadPlan(n, f"OMP_NUM_THREADS={n} from the environment", cores, local_ranks)
+    n = max(1, cores // local_ranks)
+    procs = f"{local_ranks} local processes" if local_ranks > 1 else "1 process"
+    return ThreadPlan(n, f"auto: {cores} usable core{'s' if cores != 1 else ''}, {procs}", cores, local_ranks)
+
+
+def apply_threads(plan: ThreadPlan) -> int:
+    """Set torch's intra-op threads to ``plan.threads``; returns the previous number."""
+    import torch
+
+    before = torch.get_num_threads()
+    if before != plan.threads:
+        torch.set_num_threads(plan.threads)
+    return before
+
+
+_POLICY_AT_START: Optional[str] = None  # the policy OpenMP started with, if known
+
+
+def prefer_passive_wait(env: MutableMapping[str, str] = os.environ) -> bool:
+    """Ask OpenMP to let waiting threads sleep (``OMP_WAIT_POLICY=PASSIVE``) unless the
+    user chose a policy. Returns whether torch will run with the passive policy: OpenMP
+    reads the variable once, when torch loads, so this must run before ``import torch``."""
+    global _POLICY_AT_START
+    user_set = bool(env.get("OMP_WAIT_POLICY"))
+    if not user_set:
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
+    started = user_set or "torch" not in sys.modules
+    if env is os.environ:
+        _POLICY_AT_START = env["OMP_WAIT_POLICY"].lower() if started else "active"
+    return started and env["OMP_WAIT_POLICY"].lower() == "passive"
+
+
+def wait_policy() -> str:
+    """The OpenMP wait policy torch runs with, as far as this process can tell: ``passive``,
+    ``active``, or ``active (torch loaded before medssl could choose; ...)``."""
+    if _POLICY_AT_START is not None:
+        if _POLICY_AT_START == "active" and not os.environ.get("OMP_WAIT_POLICY", "").lower() == "active":
+            return ("active (torch was imported before medssl could choose; set OMP_WAIT_POLICY=PASSIVE "
+                    "before starting Python on a shared machine)")
+        return _POLICY_AT_START
+    policy = os.environ.get("OMP_WAIT_POLICY", "").lower()
+    return policy or "active (the OpenMP default)"
+
+
+__all__ = [
+    "ThreadPlan",
+    "available_cores",
+    "cgroup_cpu_limit",
+    "local_world_size",
+    "plan_threads",
+    "apply_threads",
+    "prefer_passive_wait",
+    "wait_policy",
+]
