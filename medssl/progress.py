@@ -92,7 +92,8 @@ class Progress:
             self._line(done=True)
 
     def status(self, done: bool = False) -> str:
-        """The one-line status: ``medssl: embed train: 512/1000 img (51 %), 12 s, ~11 s left, loss=0.5``."""
+        """The one-line status: ``medssl: embed train: 512/1000 img (51 %), 12 s, ~11 s left, loss=0.5``;
+        when ``done``, the time taken and the rate (``done in 24 s, 41.7 img/s``)."""
         elapsed = time.perf_counter() - self._start
         count = f"{self.n}/{self.total}" if self.total is not None else f"{self.n}"
         parts = [f"{count} {self.unit}"]
@@ -101,6 +102,8 @@ class Progress:
         if done:
             finished = self.total is None or self.n >= self.total
             parts.append(f"{'done in' if finished else 'stopped after'} {_duration(elapsed)}")
+            if self.n > self._initial and elapsed > 0:  # the throughput, e.g. embedding img/s
+                parts.append(f"{(self.n - self._initial) / elapsed:,.1f} {self.unit}/s")
         else:
             parts.append(f"{_duration(elapsed)} elapsed")
             rate = (self.n - self._initial) / elapsed if elapsed > 0 else 0.0

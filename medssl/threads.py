@@ -24,12 +24,13 @@ This module does not import torch at import time (the CLI needs it before torch 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, MutableMapping, Optional, Union
+from typing import Iterator, Mapping, MutableMapping, Optional, Union
 
 from medssl.errors import ConfigError
 
@@ -211,6 +212,24 @@ def apply_threads(plan: ThreadPlan) -> int:
     return before
 
 
+@contextlib.contextmanager
+def thread_budget(setting: ThreadSetting = "auto", key: str = "train.threads",
+                  announce: bool = True) -> Iterator[ThreadPlan]:
+    """Run a block with torch's intra-op threads set by :func:`plan_threads`, printing the
+    choice to stderr (``announce``); the previous count is restored on exit."""
+    plan = plan_threads(setting, key)
+    before = apply_threads(plan)
+    if announce:
+        print(f"medssl: {plan.describe()}", file=sys.stderr)
+    try:
+        yield plan
+    finally:
+        import torch
+
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
 _POLICY_AT_START: Optional[str] = None  # the policy OpenMP started with, if known
 
 
@@ -247,6 +266,7 @@ __all__ = [
     "local_world_size",
     "plan_threads",
     "apply_threads",
+    "thread_budget",
     "prefer_passive_wait",
     "wait_policy",
 ]

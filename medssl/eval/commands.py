@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 from typing import Any, Dict, List
@@ -16,7 +17,7 @@ _FLAG_KEYS = {
     "encoder": "encoder", "data": "data", "test_data": "test_data", "split_train": "split_train",
     "split_test": "split_test", "protocol": "protocol", "label_fraction": "label_fraction",
     "seeds": "seeds", "seed": "seed", "out": "out", "device": "device", "batch_size": "batch_size",
-    "allow_class_name_mismatch": "allow_class_name_mismatch",
+    "allow_class_name_mismatch": "allow_class_name_mismatch", "threads": "threads",
 }  # fmt: skip
 
 
@@ -117,16 +118,19 @@ def _embed(args: argparse.Namespace) -> int:
     from medssl.fileio import atomic_write, check_output_path
     from medssl.provenance import sha256_file
     from medssl.models.export import load_encoder
+    from medssl.threads import thread_budget
 
     out = Path(args.out)
     if out.suffix != ".npz":
         raise ConfigError(f"--out {out}: embeddings are written as .npz; give a file name ending in .npz")
     check_output_path(out, "--out", kind="file")
     device = resolve_device(args.device or "auto")
-    model, preprocess = load_encoder(args.encoder, device=device)
-    ds = open_dataset(args.data, split=args.split)
-    feats, labels = embed(model, ds, preprocess, batch_size=args.batch_size or 256, device=device,
-                          progress=not args.no_progress, stage=f"embed {ds.split}")
+    budget = thread_budget(args.threads, key="--threads") if device.type == "cpu" else contextlib.nullcontext()
+    with budget:
+        model, preprocess = load_encoder(args.encoder, device=device)
+        ds = open_dataset(args.data, split=args.split)
+        feats, labels = embed(model, ds, preprocess, batch_size=args.batch_size or 256, device=device,
+                              progress=not args.no_progress, stage=f"embed {ds.split}")
     arrays = {"features": feats, "labels": labels, "split": np.asarray(ds.split),
               "encoder_sha256": np.asarray(sha256_file(encoder_file(args.encoder)))}
     def save(tmp: Path) -> None:
@@ -156,6 +160,22 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+_THREADS_HELP = ("torch CPU threads: a number or 'auto' (default: OMP_NUM_THREADS if set, else the "
+                 "cores this process may use; docs/transfer.md)")
+
+
+def _threads_flag(text: str) -> Any:
+    if text == "auto":
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer or 'auto', got {text!r}")
+    return n
+
+
 def _add_eval_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--protocol", choices=("linear", "knn", "finetune"), help="evaluation protocol (default linear)")
     p.add_argument("--label-fraction", type=float, help="fraction of the train labels to use, in (0, 1]")
@@ -166,6 +186,7 @@ def _add_eval_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="output directory")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))
     p.add_argument("--batch-size", type=int, help="batch size for feature extraction")
+    p.add_argument("--threads", type=_threads_flag, help=_THREADS_HELP)
     p.add_argument("--no-plots", action="store_true", help="skip the figures")
     p.add_argument("--no-progress", action="store_true", help="no progress display")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="dotted config overrides")
@@ -205,6 +226,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     m.add_argument("--split", default=None, help="split to embed (default: the dataset's default)")
     m.add_argument("--out", required=True, help="output .npz (keys features, labels, encoder_sha256, split)")
     m.add_argument("--batch-size", type=int)
+    m.add_argument("--threads", type=_threads_flag, default="auto", help=_THREADS_HELP)
     m.add_argument("--device", choices=("auto", "cpu", "cuda"))
     m.add_argument("--no-progress", action="store_true", help="no progress display")
     m.set_defaults(func=_embed)

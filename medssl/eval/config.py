@@ -102,6 +102,7 @@ class TransferConfig:
     out: str = "runs/transfer"
     batch_size: int = 256
     num_workers: int = 0
+    threads: Union[int, Literal["auto"]] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     allow_class_name_mismatch: bool = False
     knn: KnnSection = field(default_factory=KnnSection)
@@ -118,6 +119,8 @@ class TransferConfig:
         check_range("seeds", self.seeds, lo=1)
         check_range("batch_size", self.batch_size, lo=1)
         check_range("num_workers", self.num_workers, lo=0)
+        if self.threads != "auto":
+            check_range("threads", self.threads, lo=1)
 
     def train_spec(self) -> DataSpec:
         return self.data

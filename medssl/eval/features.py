@@ -30,7 +30,6 @@ class _Preprocessed(Dataset):
         return self.preprocess(image), label
 
 
-@torch.no_grad()
 def embed(
     encoder: nn.Module,
     data: Any,
@@ -48,7 +47,8 @@ def embed(
 
     ``data`` is a medssl dataset (items ``(image HWC uint8, label)``) or an array of images
     ``[N, H, W(, C)]`` uint8 (labels then come back as ``-1``). ``indices`` selects a subset
-    of a dataset. The encoder is run in eval mode and left in the mode it was in.
+    of a dataset. The encoder is run in eval mode and left in the mode it was in, under
+    ``torch.inference_mode`` (no autograd bookkeeping at all).
     ``progress`` shows the images done under the name ``stage`` (:mod:`medssl.progress`).
     Both outputs are numpy so they go straight to scikit-learn, ``np.savez`` or pandas;
     ``torch.from_numpy`` turns the features back into a tensor without a copy.
@@ -64,10 +64,11 @@ def embed(
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     bar = Progress(len(ds), stage, enabled=progress, unit="img")
     try:
-        for x, y in loader:
-            feats.append(encoder(x.to(device)).float().cpu().numpy())
-            labels.append(np.asarray(y))
-            bar.update(len(x))
+        with torch.inference_mode():
+            for x, y in loader:
+                feats.append(encoder(x.to(device)).float().cpu().numpy())
+                labels.append(np.asarray(y))
+                bar.update(len(x))
     finally:
         bar.close()
         encoder.train(was_training)

@@ -10,6 +10,7 @@ seeds (mean +- sd) and writes ``report.json``, ``report.md`` and the plots.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from medssl.errors import DataError
 from medssl.fileio import check_output_path
 from medssl.provenance import sha256_file
 from medssl.provenance import data_provenance
+from medssl.threads import thread_budget
 
 log = logging.getLogger(__name__)
 HEADLINE = ("auc", "accuracy", "balanced_accuracy", "macro_f1", "ece", "brier")
@@ -188,7 +190,10 @@ def run_transfer(cfg: TransferConfig, progress: bool = True) -> TransferResult:
             warnings=name_warnings + _label_warnings(train_ds.labels(), test_ds.labels(), train_ds.task, names),
         )
         lock.acquire()  # creates out when it is new
-        return _evaluate(cfg, inputs, out, progress)
+        # on a CPU, torch's threads follow cfg.threads for the run (medssl/threads.py)
+        budget = thread_budget(cfg.threads, key="threads") if device.type == "cpu" else contextlib.nullcontext()
+        with budget:
+            return _evaluate(cfg, inputs, out, progress)
     finally:
         lock.release()
 

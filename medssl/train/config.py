@@ -113,9 +113,11 @@ class TrainConfig:
     max_steps: Optional[int] = None
     batch_size: int = 256
     num_workers: int = 2
+    threads: Union[int, Literal["auto"]] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
     channels_last: bool = True
+    compile: bool = False
     deterministic: bool = False
     log_every: int = 10
     ckpt_every: int = 500
@@ -133,6 +135,8 @@ class TrainConfig:
             check_range("train.max_steps", self.max_steps, lo=1)
         check_range("train.batch_size", self.batch_size, lo=2)
         check_range("train.num_workers", self.num_workers, lo=0)
+        if self.threads != "auto":
+            check_range("train.threads", self.threads, lo=1)
         for key in ("log_every", "ckpt_every", "keep_last", "knn_k", "collapse_patience"):
             check_range(f"train.{key}", getattr(self, key), lo=1)
         check_range("train.knn_every", self.knn_every, lo=0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -173,3 +174,42 @@ def test_transfer_progress_names_each_stage_and_no_progress_silences_it(
     assert main(["embed", "--encoder", str(encoder), "--data", str(sample_dir / "pcam"), "--split", "test",
                  "--out", str(tmp_path / "f.npz"), "--device", "cpu"]) == 0
     assert "medssl: embed test: 34/34 img (100 %), done in" in capsys.readouterr().err
+
+
+def test_embed_uses_the_thread_budget_reports_it_and_restores_torch(encoder: Path, sample_dir: Path,
+                                                                     tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    out = tmp_path / "f.npz"
+    assert main(["embed", "--encoder", str(encoder), "--data", str(sample_dir / "pcam"), "--split", "test",
+                 "--out", str(out), "--device", "cpu", "--threads", "3"]) == 0
+    captured = capsys.readouterr()
+    assert "3 torch threads (--threads=3)" in captured.err
+    assert re.search(r"embed test: 34/34 img \(100 %\), done in \d+ s, [\d,.]+ img/s", captured.err)
+    assert torch.get_num_threads() == before
+
+
+def test_embed_rejects_a_bad_thread_count(encoder: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["embed", "--encoder", str(encoder), "--data", "x", "--out", str(tmp_path / "f.npz"),
+              "--threads", "0"])
+    assert exc.value.code == 2
+    assert "--threads: must be a positive integer or 'auto', got '0'" in capsys.readouterr().err
+
+
+def test_transfer_threads_flag_is_applied_and_auto_never_exceeds_the_cores(
+        encoder: Path, sample_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from medssl.threads import available_cores
+
+    assert main(["transfer", "--encoder", str(encoder), "--data", str(ihc(sample_dir)), "--protocol", "knn",
+                 "--threads", "1", "--out", str(tmp_path / "a"), "--device", "cpu", *FAST]) == 0
+    assert "1 torch thread (threads=1)" in capsys.readouterr().err
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert main(["transfer", "--encoder", str(encoder), "--data", str(ihc(sample_dir)), "--protocol", "knn",
+                 "--out", str(tmp_path / "b"), "--device", "cpu", *FAST]) == 0
+    err = capsys.readouterr().err
+    assert f"{available_cores()} torch thread" in err and "auto:" in err
