@@ -81,7 +81,7 @@ def run_once(config: str, overrides: Sequence[str], extra_env: Dict[str, str], w
 def bench(name: str, config: str, overrides: Sequence[str], args: argparse.Namespace, work: Path,
           load: str) -> str:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    envs = settings(cores)
+    envs = {k: v for k, v in settings(cores).items() if args.settings is None or k.split()[0] in args.settings}
     busy: Optional[subprocess.Popen] = None
     if load == "busy":
         busy = subprocess.Popen([sys.executable, "-c", _BUSY])
@@ -120,10 +120,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--steps", type=int, default=6, help="bloodmnist steps per run")
     p.add_argument("--bloodmnist-batch", type=int, default=256)
     p.add_argument("--timeout", type=float, default=900.0, help="seconds before a run counts as failed (nan)")
-    p.add_argument("--smoke", action="store_true", help="tiny run for the tests: demo, 2 steps, 1 round")
+    p.add_argument("--settings", nargs="+", default=None,
+                   help="first word of the settings to run (default, 1, <cores>, spin); default all")
+    p.add_argument("--smoke", action="store_true", help="tiny run for the tests: demo, 1 step, 1 round")
     args = p.parse_args(argv)
     if args.smoke:
-        args.configs, args.load, args.rounds = ["demo"], ["none"], 1
+        args.configs, args.load, args.rounds, args.settings = ["demo"], ["none"], 1, ["default", "1"]
     print(header("Thread budget: medssl pretrain default vs manual threads"))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -135,7 +137,7 @@ def main(argv: Optional[List[str]] = None) -> None:
                                check=True, capture_output=True)
                 overrides = [f"data.root={sample / 'pcam'}", f"val_data.root={sample / 'pcam'}"]
                 if args.smoke:
-                    overrides += ["train.max_steps=2"]
+                    overrides += ["train.max_steps=1", "augment.image_size=32"]
                 config = str(REPO / "configs" / "demo.yaml")
             else:
                 overrides = [f"data.root={BLOODMNIST}", f"val_data.root={BLOODMNIST}",

@@ -154,3 +154,32 @@ def test_fingerprint_bench_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     load_script("bench_fingerprint").main(["--sizes", "3", "--reps", "1"])
     rows = table_rows(capsys.readouterr().out, "file (MB)")
     assert [r[0] for r in rows] == ["3"] and number(rows[0][1]) > 0 and number(rows[0][3]) > 0
+
+
+def test_bench_threads_settings_cover_default_manual_and_the_old_spin_wait() -> None:
+    bench = load_script("bench_threads")
+    s = bench.settings(4)
+    assert s["default"] == {} and s["1 thread"] == {"OMP_NUM_THREADS": "1"}
+    assert s["4 threads"] == {"OMP_NUM_THREADS": "4"}
+    assert s["spin (before)"]["GOMP_SPINCOUNT"] == "300000"
+    env = bench._env({"OMP_NUM_THREADS": "1"})
+    assert env["OMP_NUM_THREADS"] == "1" and "OMP_WAIT_POLICY" not in env
+
+
+def test_bench_threads_smoke(capsys: pytest.CaptureFixture[str]) -> None:
+    bench = load_script("bench_threads")
+    bench.main(["--smoke"])
+    rows = table_rows(capsys.readouterr().out, "setting")
+    assert [r[0] for r in rows] == ["default", "1 thread"]
+    assert all(number(r[1]) > 0 for r in rows)
+    assert min(number(r[3]) for r in rows) == 1.0  # the best setting is the reference
+
+
+def test_bench_embed_smoke_matches_the_plain_loop(capsys: pytest.CaptureFixture[str]) -> None:
+    bench = load_script("bench_embed")
+    bench.main(["--smoke", "--threads", "1"])
+    out = capsys.readouterr().out
+    assert "largest feature difference between the two: 0.0e+00" in out
+    rows = table_rows(out, "contender")
+    assert [r[0] for r in rows] == ["medssl.embed", "plain no_grad loop"]
+    assert all(number(r[1]) > 0 for r in rows)
