@@ -15,7 +15,9 @@ Runs are interleaved (one of each setting per round, ``--rounds`` rounds) so tha
 changes hit every setting alike; the load average is recorded with every run. ``demo`` is
 ``configs/demo.yaml`` on a fresh ``medssl data sample`` (whole command time, as a user
 sees it); ``bloodmnist`` is ``configs/bloodmnist.yaml`` on the real BloodMNIST file for
-``--steps`` steps (images/s of the steps, from the run's metrics).
+``--steps`` steps (images/s of the steps, from the run's metrics); ``step`` is the demo's
+model step alone (pNNCLR, ResNet-18, 64 px, batch 32, random images, Adam; images/s of
+``--steps`` steps after 2 warm-up steps, in a fresh process per run).
 
     python scripts/bench_threads.py --configs demo bloodmnist --rounds 2 --load none busy
 """
@@ -58,6 +60,54 @@ def _env(extra: Dict[str, str]) -> Dict[str, str]:
     return env
 
 
+def step_worker(steps: int) -> None:
+    """Time ``steps`` demo-sized pNNCLR model steps in this process; prints images/s."""
+    import torch
+    import torch.nn.functional as F
+
+    from medssl.models import build_backbone, build_ssl_model
+    from medssl.objectives.support_set import SupportSet
+    from medssl.registry import OBJECTIVES
+
+    torch.manual_seed(0)
+    objective = OBJECTIVES.build({"name": "pnnclr"})
+    model = build_ssl_model(build_backbone("resnet18", image_size=64, small_input_stem=False), objective,
+                            proj_hidden=512, proj_dim=128, pred_hidden=512).train()
+    support = SupportSet(104, 128)
+    support.enqueue(F.normalize(torch.randn(104, 128), dim=1))
+    opt = torch.optim.Adam(list(model.online_parameters()), lr=1e-3)
+    views = [torch.rand(32, 3, 64, 64) for _ in range(2)]
+    index = torch.arange(32)
+
+    def step(i: int) -> None:
+        loss, _ = objective(model(views, indices=index), support)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        model.update_target(i, 1000)
+
+    step(0)
+    step(1)
+    start = time.perf_counter()
+    for i in range(steps):
+        step(i + 2)
+    print(f"{32 * steps / (time.perf_counter() - start):.3f}")
+
+
+def run_step(steps: int, extra_env: Dict[str, str], timeout: float) -> Dict[str, float]:
+    """One fresh process running :func:`step_worker` under ``extra_env``."""
+    load = os.getloadavg()[0]
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run([sys.executable, __file__, "--worker", str(steps)], env=_env(extra_env),
+                              capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"seconds": float("nan"), "img_s": float("nan"), "load": load}
+    if proc.returncode != 0:
+        raise SystemExit(f"step worker failed:\n{proc.stderr[-3000:]}")
+    return {"seconds": time.perf_counter() - start, "img_s": float(proc.stdout.split()[-1]), "load": load}
+
+
 def run_once(config: str, overrides: Sequence[str], extra_env: Dict[str, str], work: Path,
              timeout: float) -> Dict[str, float]:
     """One ``medssl pretrain``; returns wall seconds, steady images/s and the load."""
@@ -89,7 +139,8 @@ def bench(name: str, config: str, overrides: Sequence[str], args: argparse.Names
     try:
         for r in range(args.rounds):
             for label, extra in envs.items():
-                res = run_once(config, overrides, extra, work, args.timeout)
+                res = (run_step(args.steps, extra, args.timeout) if name == "step"
+                       else run_once(config, overrides, extra, work, args.timeout))
                 results[label].append(res)
                 print(f"  [{name}, {load}, round {r}] {label}: {res['seconds']:.1f} s, "
                       f"{res['img_s']:.1f} img/s (load {res['load']:.1f})", file=sys.stderr, flush=True)
@@ -114,7 +165,7 @@ def bench(name: str, config: str, overrides: Sequence[str], args: argparse.Names
 
 def main(argv: Optional[List[str]] = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--configs", nargs="+", default=["demo", "bloodmnist"], choices=["demo", "bloodmnist"])
+    p.add_argument("--configs", nargs="+", default=["demo", "bloodmnist"], choices=["demo", "bloodmnist", "step"])
     p.add_argument("--load", nargs="+", default=["none", "busy"], choices=["none", "busy"])
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--steps", type=int, default=6, help="bloodmnist steps per run")
@@ -123,7 +174,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--settings", nargs="+", default=None,
                    help="first word of the settings to run (default, 1, <cores>, spin); default all")
     p.add_argument("--smoke", action="store_true", help="tiny run for the tests: demo, 1 step, 1 round")
+    p.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.worker is not None:
+        step_worker(args.worker)
+        return
     if args.smoke:
         args.configs, args.load, args.rounds, args.settings = ["demo"], ["none"], 1, ["default", "1"]
     print(header("Thread budget: medssl pretrain default vs manual threads"))
@@ -139,6 +194,8 @@ def main(argv: Optional[List[str]] = None) -> None:
                 if args.smoke:
                     overrides += ["train.max_steps=1", "augment.image_size=32"]
                 config = str(REPO / "configs" / "demo.yaml")
+            elif name == "step":
+                overrides, config = [], ""
             else:
                 overrides = [f"data.root={BLOODMNIST}", f"val_data.root={BLOODMNIST}",
                              f"train.max_steps={args.steps}", f"train.batch_size={args.bloodmnist_batch}"]
