@@ -117,7 +117,7 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
     channels_last: bool = True
-    compile: bool = False
+    compile: Union[bool, str] = False
     deterministic: bool = False
     log_every: int = 10
     ckpt_every: int = 500

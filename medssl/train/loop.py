@@ -30,8 +30,8 @@ import torch
 
 from medssl.checkpoint_io import capture_rng_state, load_checkpoint, restore_rng_state
 from medssl.config import to_dict
-from medssl.device import resolve_device
-from medssl.errors import MedSSLError
+from medssl.device import cpu_has_native_bf16, resolve_device
+from medssl.errors import ConfigError, MedSSLError
 from medssl.models.export import export_encoder
 from medssl.models.outputs import ViewOutputs
 from medssl.progress import Progress
@@ -46,6 +46,7 @@ from medssl.train.monitor import HealthMonitor
 from medssl.train.resume import SAFE_ON_RESUME, agree_on_resume, check_resume, continue_schedule, find_resume
 from medssl.train.run_dir import append_history, open_run_dir
 from medssl.train.signals import stop_signals
+from medssl.threads import ThreadPlan, apply_threads, plan_threads
 
 
 @dataclass
@@ -66,12 +67,41 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_amp(name: str, device: torch.device) -> Optional[torch.dtype]:
-    """The autocast dtype, or None. AMP only runs on CUDA; 'auto' prefers bf16."""
-    if device.type != "cuda" or name == "off":
+    """The autocast dtype, or None.
+
+    CUDA: ``auto`` prefers bf16, else fp16. CPU: only an explicit ``bf16``, and only on a
+    processor with native bf16 (:func:`~medssl.device.cpu_has_native_bf16`), else float32
+    with a warning; ``auto`` stays float32 on a CPU, because bf16 autocast measured ~13x
+    slower than float32 for ResNet-18 on an AVX512-BF16 CPU (docs/benchmarks.md).
+    """
+    if name == "off":
+        return None
+    if device.type == "cpu":
+        if name != "bf16":
+            return None
+        if not cpu_has_native_bf16():
+            print("medssl: warning: train.amp is 'bf16' but this CPU has no native bf16 (avx512_bf16, "
+                  "amx_bf16 or Arm bf16); training in float32", file=sys.stderr)
+            return None
+        return torch.bfloat16
+    if device.type != "cuda":
         return None
     if name == "auto":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.bfloat16 if name == "bf16" else torch.float16
+
+
+def compile_model(model: torch.nn.Module, setting: Any) -> Any:
+    """``torch.compile(model)``: ``setting`` is ``True`` (the default backend, inductor) or a
+    backend name (``"eager"``, ``"aot_eager"``, ...); an unknown one is a ConfigError."""
+    import torch._dynamo
+
+    backend = "inductor" if setting is True else str(setting)
+    known = torch._dynamo.list_backends(exclude_tags=())
+    if backend not in known:
+        raise ConfigError(f"train.compile: unknown torch.compile backend {backend!r}; use true, false or one of "
+                          f"{', '.join(sorted(known))}")
+    return torch.compile(model, backend=backend)
 
 
 class Pretrainer:
@@ -96,6 +126,15 @@ class Pretrainer:
         self.dist = D.init_distributed(probe.type)
         self.device = resolve_device(t.device, "train.device", self.dist.local_rank)
         self.run_dir = Path(run_dir or cfg.out_dir)
+        # On a CPU the intra-op threads follow train.threads (medssl/threads.py), set before
+        # anything runs; pretrain() puts the previous count back at the end.
+        self.thread_plan: Optional[ThreadPlan] = None
+        self.threads_before = torch.get_num_threads()
+        if self.device.type == "cpu":
+            self.thread_plan = plan_threads(t.threads, "train.threads")
+            apply_threads(self.thread_plan)
+            if self.dist.is_main:
+                print(f"medssl: {self.thread_plan.describe()}", file=sys.stderr)
         self.amp_dtype = resolve_amp(t.amp, self.device)
         if t.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=self.device.type == "cuda")
@@ -112,6 +151,10 @@ class Pretrainer:
         self.gather, self.channels_last, self.objective_gen = built.gather, built.channels_last, built.objective_gen
         self.optimizer, self.scheduler, self.scaler = build_optimisation(cfg, self.model, self.objective,
                                                                          self.total_steps, self.amp_dtype)
+        # torch.compile traces on the first call: that step's time is reported as the cost
+        self.compile_pending = bool(t.compile)
+        if t.compile:
+            self.ddp_model = compile_model(self.ddp_model, t.compile)
         self.ckpts = CheckpointManager(self.run_dir, keep_last=t.keep_last)
         self.health = HealthMonitor(t.collapse_std, t.collapse_patience)
         self.step = 0
@@ -193,6 +236,18 @@ class Pretrainer:
         )
 
     def train_step(self, batch: Any) -> Tuple[float, Dict[str, float]]:
+        start = time.perf_counter()
+        loss_value, diag = self._step(batch)
+        if self.compile_pending:
+            self.compile_pending = False
+            seconds = time.perf_counter() - start
+            diag["compile_s"] = seconds
+            if self.dist.is_main:
+                print(f"medssl: torch.compile: the first step (tracing and compiling) took {seconds:.1f} s",
+                      file=sys.stderr)
+        return loss_value, diag
+
+    def _step(self, batch: Any) -> Tuple[float, Dict[str, float]]:
         views, labels, index = self._views(batch)
         labels_t = labels.to(self.device) if torch.is_tensor(labels) and labels.ndim == 1 else None
         index = index.to(self.device)
@@ -371,5 +426,7 @@ def pretrain(cfg: PretrainConfig, run_dir: Optional[Path] = None, progress: bool
         with RunLock(trainer.run_dir, "out_dir") if trainer.dist.is_main else contextlib.nullcontext():
             return trainer.fit()
     finally:
+        if torch.get_num_threads() != trainer.threads_before:
+            torch.set_num_threads(trainer.threads_before)
         if os.environ.get("WORLD_SIZE", "1") != "1":
             D.cleanup()

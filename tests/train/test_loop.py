@@ -3,7 +3,9 @@ health stops and run-directory rules."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 from pathlib import Path
 from typing import Any, Dict
 
@@ -149,3 +151,72 @@ def test_batched_augmentation_path_trains_and_resumes_exactly(sample_dir: Path, 
     expected, got = _state(full), _state(resumed)
     for k in expected:
         assert torch.equal(got[k], expected[k]), k
+
+
+def test_explicit_train_threads_win_over_the_environment_and_are_restored(
+        sample_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    before = torch.get_num_threads()
+    cfg = load_pretrain_config(data=tiny_cfg(sample_dir, tmp_path / "t", "simclr", max_steps=1, threads=1))
+    trainer = Pretrainer(cfg, progress=False)
+    assert torch.get_num_threads() == 1 and trainer.thread_plan is not None
+    assert "1 torch thread (train.threads=1)" in capsys.readouterr().err
+    torch.set_num_threads(before)
+    pretrain(dataclasses.replace(cfg, out_dir=str(tmp_path / "t2")), progress=False)
+    assert torch.get_num_threads() == before  # the caller's setting comes back
+
+
+def test_auto_threads_split_the_cores_between_local_ranks(sample_dir: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from medssl.threads import available_cores
+
+    before = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    for ranks in (1, 2, 64):
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", str(ranks))
+        cfg = load_pretrain_config(data=tiny_cfg(sample_dir, tmp_path / f"a{ranks}", "simclr", max_steps=1))
+        plan = Pretrainer(cfg, progress=False).thread_plan
+        assert plan is not None and plan.threads == max(1, available_cores() // ranks)
+        assert plan.threads * min(ranks, available_cores()) <= available_cores()
+    torch.set_num_threads(before)
+
+
+def test_cpu_autocast_is_bf16_only_when_asked_and_native(monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    import medssl.train.loop as loop
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: True)
+    assert loop.resolve_amp("bf16", cpu) is torch.bfloat16
+    assert loop.resolve_amp("auto", cpu) is None and loop.resolve_amp("fp16", cpu) is None
+    monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: False)
+    assert loop.resolve_amp("bf16", cpu) is None
+    assert "no native bf16" in capsys.readouterr().err
+
+
+def test_bf16_autocast_trains_on_a_cpu(sample_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import medssl.train.loop as loop
+
+    monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: True)
+    cfg = load_pretrain_config(data=tiny_cfg(sample_dir, tmp_path / "bf", "pnnclr", max_steps=2, amp="bf16",
+                                             device="cpu"))
+    trainer = Pretrainer(cfg, progress=False)
+    assert trainer.amp_dtype is torch.bfloat16
+    res = trainer.fit()
+    assert res.steps == 2 and math.isfinite(res.last_loss)
+
+
+def test_compile_reports_the_first_step_time(sample_dir: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = load_pretrain_config(data=tiny_cfg(sample_dir, tmp_path / "c", "simclr", max_steps=2, compile="eager"))
+    res = pretrain(cfg, progress=False)
+    assert res.steps == 2
+    assert "medssl: torch.compile: the first step (tracing and compiling) took" in capsys.readouterr().err
+    rows = [json.loads(line) for line in (res.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["compile_s"] > 0 and "compile_s" not in rows[1]
+
+
+def test_unknown_compile_backend_is_a_config_error(sample_dir: Path, tmp_path: Path) -> None:
+    cfg = load_pretrain_config(data=tiny_cfg(sample_dir, tmp_path / "u", "simclr", compile="warp_drive"))
+    with pytest.raises(ConfigError, match="train.compile: unknown torch.compile backend 'warp_drive'"):
+        Pretrainer(cfg, progress=False)
