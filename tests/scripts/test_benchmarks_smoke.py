@@ -183,3 +183,10 @@ def test_bench_embed_smoke_matches_the_plain_loop(capsys: pytest.CaptureFixture[
     rows = table_rows(out, "contender")
     assert [r[0] for r in rows] == ["medssl.embed", "plain no_grad loop"]
     assert all(number(r[1]) > 0 for r in rows)
+
+
+def test_bench_cpu_path_smoke(capsys: pytest.CaptureFixture[str]) -> None:
+    load_script("bench_cpu_path").main(["--smoke", "--threads", "1", "--bf16"])
+    rows = table_rows(capsys.readouterr().out, "contender")
+    assert [r[0] for r in rows] == ["fp32", "fp32 channels_last", "bf16 autocast"]
+    assert number(rows[0][3]) == 1.0 and all(number(r[1]) > 0 for r in rows)
