@@ -99,6 +99,24 @@ def bench_steps(args: argparse.Namespace, device: torch.device) -> List[str]:
     return lines
 
 
+def profile_steps(args: argparse.Namespace, device: torch.device) -> List[str]:
+    """``torch.profiler`` top operators (self CPU time) of two steps of each objective."""
+    from torch.profiler import ProfilerActivity, profile
+
+    lines = []
+    for name in args.objectives:
+        step = make_step(name, args, device)
+        step()
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            start = time.perf_counter()
+            step()
+            step()
+            seconds = (time.perf_counter() - start) / 2
+        lines += [f"\n{name}: {1e3 * seconds:.0f} ms per step (profiled)\n", "```",
+                  prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.profile), "```"]
+    return lines
+
+
 def bench_topk(args: argparse.Namespace, device: torch.device) -> List[str]:
     lines = ["| queue size | top-1 (ms) | top-30 (ms) |", "|---|---|---|"]
     query = F.normalize(torch.randn(args.batch, args.proj_dim, device=device), dim=1)
@@ -130,6 +148,8 @@ def main(argv: List[str] | None = None) -> int:
     ap.add_argument("--topk-iters", type=int, default=5)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads on CPU")
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="instead of timing: print the N top operators of each objective's step")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -138,6 +158,9 @@ def main(argv: List[str] | None = None) -> int:
     print(f"device: {device} ({dev_name}), torch {torch.__version__}, threads {torch.get_num_threads()}")
     print(f"step: backbone {args.backbone}, {args.image_size} px, batch {args.batch} x 2 views, "
           f"|Q| {args.queue}, D {args.proj_dim}, {args.iters} timed steps after {args.warmup} warm-up\n")
+    if args.profile:
+        print("\n".join(profile_steps(args, device)))
+        return 0
     print("\n".join(bench_steps(args, device)))
     print(f"\ntop-k search: batch {args.batch}, D {args.proj_dim}\n")
     print("\n".join(bench_topk(args, device)))
