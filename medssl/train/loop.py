@@ -37,6 +37,7 @@ from medssl.models.outputs import ViewOutputs
 from medssl.progress import Progress
 from medssl.provenance import run_provenance
 from medssl.runlock import RunLock
+from medssl.threads import ThreadPlan, apply_threads, plan_threads
 from medssl.train import distributed as D
 from medssl.train.builders import build_data, build_model, build_optimisation
 from medssl.train.checkpoint_rotation import CheckpointManager
@@ -46,7 +47,6 @@ from medssl.train.monitor import HealthMonitor
 from medssl.train.resume import SAFE_ON_RESUME, agree_on_resume, check_resume, continue_schedule, find_resume
 from medssl.train.run_dir import append_history, open_run_dir
 from medssl.train.signals import stop_signals
-from medssl.threads import ThreadPlan, apply_threads, plan_threads
 
 
 @dataclass
