@@ -242,21 +242,25 @@ def prefer_passive_wait(env: MutableMapping[str, str] = os.environ) -> bool:
     if not user_set:
         env["OMP_WAIT_POLICY"] = "PASSIVE"
     started = user_set or "torch" not in sys.modules
-    if env is os.environ:
-        _POLICY_AT_START = env["OMP_WAIT_POLICY"].lower() if started else "active"
-    return started and env["OMP_WAIT_POLICY"].lower() == "passive"
+    policy = env["OMP_WAIT_POLICY"].lower() if started else _DEFAULT
+    if env is os.environ and _POLICY_AT_START is None:  # OpenMP starts once per process
+        _POLICY_AT_START = policy
+    return policy == "passive"
+
+
+_DEFAULT = "default"  # libgomp without a policy: spin for a while (GOMP_SPINCOUNT), then sleep
 
 
 def wait_policy() -> str:
     """The OpenMP wait policy torch runs with, as far as this process can tell: ``passive``,
-    ``active``, or ``active (torch loaded before medssl could choose; ...)``."""
+    ``active``, or the OpenMP default (spin, then sleep) with a hint when that is because
+    torch was loaded before medssl could choose."""
+    if _POLICY_AT_START == _DEFAULT:
+        return ("the OpenMP default, spin then sleep (torch was imported before medssl could choose; set "
+                "OMP_WAIT_POLICY=PASSIVE before starting Python on a shared machine)")
     if _POLICY_AT_START is not None:
-        if _POLICY_AT_START == "active" and not os.environ.get("OMP_WAIT_POLICY", "").lower() == "active":
-            return ("active (torch was imported before medssl could choose; set OMP_WAIT_POLICY=PASSIVE "
-                    "before starting Python on a shared machine)")
         return _POLICY_AT_START
-    policy = os.environ.get("OMP_WAIT_POLICY", "").lower()
-    return policy or "active (the OpenMP default)"
+    return os.environ.get("OMP_WAIT_POLICY", "").lower() or "the OpenMP default, spin then sleep"
 
 
 __all__ = [

@@ -137,3 +137,19 @@ def test_the_medssl_command_starts_openmp_with_the_passive_policy():
     assert out.returncode == 0, out.stderr[-2000:]
     # libgomp prints the policy as PASSIVE even when unset; the spin count tells them apart
     assert "GOMP_SPINCOUNT = '0'" in out.stderr, out.stderr[-2000:]
+
+
+def test_the_start_up_line_says_when_the_policy_came_too_late(monkeypatch):
+    import torch  # noqa: F401  (loaded: from now on OpenMP's policy is fixed)
+
+    import medssl.threads as threads
+
+    monkeypatch.setattr(threads, "_POLICY_AT_START", None)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert not prefer_passive_wait()
+    line = plan_threads(2, env={}, cores=2).describe()
+    assert "2 torch threads (train.threads=2); OpenMP wait policy the OpenMP default" in line
+    assert "set OMP_WAIT_POLICY=PASSIVE before starting Python" in line
+    # a second CLI call in the same process must not claim the policy took effect now
+    prefer_passive_wait()
+    assert "before starting Python" in plan_threads(2, env={}, cores=2).describe()
