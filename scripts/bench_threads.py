@@ -69,6 +69,9 @@ def step_worker(steps: int) -> None:
     from medssl.objectives.support_set import SupportSet
     from medssl.registry import OBJECTIVES
 
+    from medssl.threads import apply_threads, plan_threads
+
+    apply_threads(plan_threads("auto"))  # as train.threads: auto does
     torch.manual_seed(0)
     objective = OBJECTIVES.build({"name": "pnnclr"})
     model = build_ssl_model(build_backbone("resnet18", image_size=64, small_input_stem=False), objective,
@@ -99,7 +102,11 @@ def run_step(steps: int, extra_env: Dict[str, str], timeout: float) -> Dict[str,
     load = os.getloadavg()[0]
     start = time.perf_counter()
     try:
-        proc = subprocess.run([sys.executable, __file__, "--worker", str(steps)], env=_env(extra_env),
+        # started as the medssl command starts: the wait policy chosen before torch loads
+        code = ("import sys; from medssl.threads import prefer_passive_wait; prefer_passive_wait(); "
+                f"sys.argv = [{__file__!r}, '--worker', '{steps}']; import runpy; "
+                f"runpy.run_path({__file__!r}, run_name='__main__')")
+        proc = subprocess.run([sys.executable, "-c", code], env=_env(extra_env),
                               capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"seconds": float("nan"), "img_s": float("nan"), "load": load}
