@@ -68,6 +68,7 @@ def test_every_safe_key_exists_in_the_schema() -> None:
     ("train.epochs=50", "train.max_steps=7"),
     ("train.log_every=5", "train.ckpt_every=3", "train.keep_last=9", "train.knn_every=0", "train.knn_k=3"),
     ("train.num_workers=0", "train.device=cpu", "train.resume=true", "out_dir=elsewhere"),
+    ("train.threads=1", "train.compile=true"),
     ("val_data={name: pcam, root: other, split: test}",),
 ])
 def test_budget_logging_and_machine_changes_are_allowed(overrides: tuple, tmp_path: Path) -> None:
