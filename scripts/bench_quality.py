@@ -134,6 +134,10 @@ PLANS: Dict[str, List[Row]] = {
         medssl_row("simclr", *ISSUE_OVERRIDES, "augment.device=batch", name="+ batched aug",
                    why="batched vs per-image augmentation"),
         medssl_row("simclr", *ISSUE_OVERRIDES, "optim.weight_decay=0.0", name="+ wd 0", why="lightly: Adam, wd 0"),
+        medssl_row("simclr", *ISSUE_OVERRIDES, *LIGHTLY_HEADS, *CONSTANT_LR, "objective.tau=0.5", "optim.weight_decay=0.0",
+                   "augment.preset=histo", "augment.params={scale: [0.2, 1.0], d4: true, hed_p: 0.0, brightness: 0.4, "
+                   "contrast: 0.4, saturation: 0.2, hue: 0.1, grayscale_p: 0.2, mean: [0.5, 0.5, 0.5], "
+                   "std: [0.5, 0.5, 0.5]}", name="+ lightly's recipe + D4", why="lightly's flips include the vertical one"),
     ],
     "ablate-nn": [
         Row("lightly nnclr", "lightly_nnclr", why="lightly 1.6 recipe"),
@@ -141,7 +145,7 @@ PLANS: Dict[str, List[Row]] = {
         medssl_row("pnnclr", *ISSUE_OVERRIDES, name="medssl pnnclr (issue)", why="baseline"),
         medssl_row("nnclr", *ISSUE_OVERRIDES, "objective.tau=0.5", name="nnclr + tau 0.5", why="lightly's temperature"),
         medssl_row("nnclr", *ISSUE_OVERRIDES, *LIGHTLY_HEADS, name="nnclr + heads 512/128", why="head widths"),
-        medssl_row("pnnclr", *ISSUE_OVERRIDES, "objective.ema_base=0.9", name="pnnclr + ema 0.9",
+        medssl_row("pnnclr", *ISSUE_OVERRIDES, "model.ema_base=0.9", name="pnnclr + ema 0.9",
                    why="EMA target that follows within 100 steps"),
         medssl_row("pnnclr", *ISSUE_OVERRIDES, "objective.queue_source=online", name="pnnclr + online queue",
                    why="queue of online predictions"),

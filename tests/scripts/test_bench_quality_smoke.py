@@ -156,3 +156,19 @@ def test_a_stopped_medssl_run_is_not_cached(bq: ModuleType, smoke, tmp_path: Pat
     with pytest.raises(SystemExit, match="stopped at step 1 of 2"):
         bq.Cache(tmp_path).train(run)
     assert bq.Cache(tmp_path).trained(run) is None and not list(tmp_path.glob("*.lock"))
+
+
+@pytest.mark.parametrize("plan", ["table", "ablate-simclr", "ablate-nn"])
+def test_every_medssl_row_of_a_plan_is_a_valid_config(bq: ModuleType, smoke, plan: str) -> None:
+    """A misspelt override would fail hours into a queue; it fails here instead."""
+    import medssl
+
+    cache, _ = smoke
+    data = str(cache / "sample_data" / "medmnist" / "ihcstain.npz")
+    runs = [run for _, run in bq.runs_of(bq.PLANS[plan], "ihcstain", data, [100], [0], 128, "resnet18", 28)]
+    assert len({r.key() for r in runs}) == len(runs)  # no two rows train the same thing
+    for run in runs:
+        if run.kind == "medssl":
+            overrides = [f"data={json.dumps(bq.data_spec(run, 'train'))}", "val_data=null", *run.overrides]
+            cfg = medssl.load_pretrain_config(REPO / run.config, overrides)
+            assert cfg.objective["name"] == run.overrides[0].split("=")[1]
