@@ -284,24 +284,14 @@ def test_missing_file_does_not_download(tmp_path, monkeypatch):
         MedMNISTDataset(flag="dermamnist", root=tmp_path, size=64)
     msg = str(err.value)
     assert "dermamnist_64.npz not found" in msg and str(tmp_path) in msg
-    assert "zenodo.org/records/10519652" in msg and "download: true" in msg
+    assert "zenodo.org/records/10519652" in msg and f"python -m medmnist download --size=64 --root={tmp_path}" in msg
     with pytest.raises(DataError, match=r"directory .*absent does not exist"):
         MedMNISTDataset(flag="dermamnist", root=tmp_path / "absent")
 
 
-def test_download_true_uses_medmnist_downloader(tmp_path, monkeypatch):
-    import medmnist.dataset
-
-    src = shared_file("medmnist/breastmnist.npz")
-    calls = []
-
-    def fake_download(self):  # stands in for the network: medmnist's own method is the one called
-        calls.append((self.root, self.size_flag, self.info["python_class"]))
-        shutil.copyfile(src, Path(self.root) / "breastmnist.npz")
-
-    monkeypatch.setattr(medmnist.dataset.MedMNIST, "download", fake_download)
-    ds = MedMNISTDataset(flag="breastmnist", root=tmp_path / "new", split="val", download=True)
-    assert calls == [(str(tmp_path / "new"), "", "BreastMNIST")] and len(ds) == 78
+def test_there_is_no_download_option(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown key 'download'"):
+        DATASETS.build({"name": "medmnist", "flag": "breastmnist", "root": str(tmp_path), "download": True})
 
 
 # -- bad inputs ---------------------------------------------------------------------------------

@@ -23,8 +23,6 @@ Config keys (all keyword arguments of :class:`MedMNISTDataset`):
 * ``path`` -- an explicit ``.npz`` file instead of ``root`` + ``flag``; the flag is then the
   file stem without any ``_{size}`` suffix (``bloodmnist_64.npz`` -> ``bloodmnist``, size 64).
 * ``task``, ``class_names`` -- overrides, meant for custom files (see below).
-* ``download`` (default ``False``) -- fetch a missing official file with medmnist's own
-  downloader. Nothing is ever downloaded unless this is ``true``.
 * ``verify`` (default ``False``) -- check the file's md5 against ``medmnist.INFO``.
 * ``mmap`` (default ``None`` = automatic: on for images of 128 px or more) -- keep the
   images on disk instead of in RAM (see "Large sizes").
@@ -50,7 +48,7 @@ arguments override it. :func:`write_medmnist_npz` writes both files.
 Where to get the files: the official files are on Zenodo,
 https://zenodo.org/records/10519652 (``medmnist.INFO[flag]["url"]`` is the direct link
 of each; ``python -m medmnist download --size=28 --root=DIR`` fetches *all* flags of one
-size). Put ``{flag}.npz`` / ``{flag}_{size}.npz`` in ``root`` or pass ``download: true``.
+size). Put ``{flag}.npz`` / ``{flag}_{size}.npz`` in ``root``: medssl never downloads.
 
 Large sizes: numpy cannot memory-map arrays inside an ``.npz``, so with ``mmap`` on, the
 split's images are copied once (streamed, never whole in RAM) to

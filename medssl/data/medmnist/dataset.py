@@ -11,7 +11,6 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from medssl.data.base import MedicalImageDataset, as_hwc, check_image_array
-from medssl.data.medmnist.fetch import download as download_file
 from medssl.data.medmnist.fetch import how_to_get
 from medssl.data.medmnist.files import SIZES, SPLITS, npz_filename, official_info, parse_stem, read_meta, verify_md5
 from medssl.data.medmnist.npy_cache import MMAP_MIN_SIZE, ensure_npy_copy, npz_member_shape
@@ -33,7 +32,6 @@ class MedMNISTDataset(MedicalImageDataset):
         root: Optional[PathLike] = None,
         split: str = "train",
         size: Optional[int] = None,
-        download: bool = False,
         path: Optional[PathLike] = None,
         task: Optional[str] = None,
         class_names: Optional[Sequence[str]] = None,
@@ -62,11 +60,8 @@ class MedMNISTDataset(MedicalImageDataset):
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else None
 
         if not file.is_file():
-            if download:
-                download_file(flag, size, file.parent)
-            if not file.is_file():
-                where = f"directory {file.parent} does not exist" if not file.parent.is_dir() else f"not in {file.parent}"
-                raise DataError(f"MedMNIST file {file.name} not found ({where}). {how_to_get(flag, size, file.parent)}")
+            where = f"directory {file.parent} does not exist" if not file.parent.is_dir() else f"not in {file.parent}"
+            raise DataError(f"MedMNIST file {file.name} not found ({where}). {how_to_get(flag, size, file.parent)}")
         if verify:
             verify_md5(file, flag, size)
 
