@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import platform
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from medssl._version import __version__
+from medssl.provenance import package_versions
 from medssl.errors import DataError
 from medssl.eval import slide_level
 
@@ -32,12 +31,7 @@ COMPARE_METRICS = ("auc", "accuracy", "balanced_accuracy", "macro_f1", "ece")
 
 def versions() -> Dict[str, str]:
     """Versions of medssl and the libraries that shape the numbers."""
-    import numpy
-    import timm
-    import torch
-
-    return {"medssl": __version__, "torch": torch.__version__, "timm": timm.__version__,
-            "numpy": numpy.__version__, "python": platform.python_version()}
+    return package_versions(("medssl", "torch", "timm", "numpy"))
 
 
 def _protocol_summary(cfg: Any, per_seed: List[Dict[str, Any]]) -> Dict[str, Any]:
