@@ -12,7 +12,7 @@ Rows (``--plan``):
   batch overridden), lightly 1.6's SimCLR and NNCLR recipes (lightly's heads, memory bank
   and loss, a per-image torchvision v2 augmentation, constant Adam 1e-3), random init and
   a supervised reference (cross-entropy on all train labels).
-* ``ablate-simclr`` / ``ablate-nn``: one factor at a time against medssl as the issue ran
+* ``ablate-simclr`` / ``ablate-nn`` / ``ablate-recipe``: one factor at a time against medssl as the issue ran
   it (issue 12), to explain the gap to lightly.
 
 Each finished run is cached under ``--cache`` (default ``/work/quality_cache``, outside the
@@ -108,6 +108,10 @@ D4_CENTRE = ("augment.preset=histo", "augment.params={scale: [0.3, 1.0], keep_ce
              "brightness: 0.4, contrast: 0.4, saturation: 0.4, hue: 0.1, grayscale_p: 0.2}")
 D4_ONLY = ("augment.preset=histo", "augment.params={scale: [0.3, 1.0], d4: true, hed_p: 0.0, "
            "brightness: 0.4, contrast: 0.4, saturation: 0.4, hue: 0.1, grayscale_p: 0.2}")
+# every factor of lightly's SimCLR recipe that helped or was neutral alone, for any objective
+# (its temperature is the objective's own: the NN papers tune theirs)
+RECIPE = (*LIGHTLY_HEADS, *CONSTANT_LR, "optim.weight_decay=0.0", *LIGHTLY_LIKE_AUG)
+LIGHTLY_PROJECTOR = ("model.proj_layers=2", "model.proj_last_bn=false")  # SimCLRProjectionHead(F, 512, 128)
 
 PLANS: Dict[str, List[Row]] = {
     "table": [
@@ -138,6 +142,23 @@ PLANS: Dict[str, List[Row]] = {
                    "augment.preset=histo", "augment.params={scale: [0.2, 1.0], d4: true, hed_p: 0.0, brightness: 0.4, "
                    "contrast: 0.4, saturation: 0.2, hue: 0.1, grayscale_p: 0.2, mean: [0.5, 0.5, 0.5], "
                    "std: [0.5, 0.5, 0.5]}", name="+ lightly's recipe + D4", why="lightly's flips include the vertical one"),
+    ],
+    # the recipe candidates for the small-data defaults, most informative first
+    "ablate-recipe": [
+        medssl_row("simclr", *ISSUE_OVERRIDES, *RECIPE, "objective.tau=0.5", *LIGHTLY_PROJECTOR,
+                   name="simclr + lightly's recipe + projector", why="lightly's 2-layer projector, no output BN"),
+        medssl_row("pnnclr", *ISSUE_OVERRIDES, *RECIPE, name="pnnclr + recipe", why="the recipe, pNNCLR's own tau"),
+        medssl_row("pnnclr", *ISSUE_OVERRIDES, *RECIPE, "objective.min_fill=1.0", name="pnnclr + recipe + queue warm-up",
+                   why="in-batch positives until the queue is full (32 steps)"),
+        medssl_row("nnclr", *ISSUE_OVERRIDES, *RECIPE, name="nnclr + recipe", why="the recipe"),
+        medssl_row("snclr", *ISSUE_OVERRIDES, *RECIPE, name="snclr + recipe", why="the recipe"),
+        medssl_row("psm", *ISSUE_OVERRIDES, *RECIPE, name="psm + recipe", why="the recipe"),
+        medssl_row("pnnclr", *ISSUE_OVERRIDES, *RECIPE, *LIGHTLY_PROJECTOR, name="pnnclr + recipe + projector",
+                   why="lightly's 2-layer projector"),
+        medssl_row("pnnclr", *ISSUE_OVERRIDES, *RECIPE, "objective.tau=0.2", name="pnnclr + recipe + tau 0.2",
+                   why="temperature"),
+        medssl_row("pnnclr", *ISSUE_OVERRIDES, *RECIPE, "model.ema_base=0.9", name="pnnclr + recipe + ema 0.9",
+                   why="a target that follows within 100 steps"),
     ],
     "ablate-nn": [
         Row("lightly nnclr", "lightly_nnclr", why="lightly 1.6 recipe"),

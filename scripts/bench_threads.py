@@ -42,14 +42,18 @@ BLOODMNIST = REPO.parent / "shared" / "data" / "medmnist"
 _BUSY = "while True:\n    pass\n"
 
 
-def settings(cores: int) -> Dict[str, Dict[str, str]]:
-    """Environment additions per setting (OMP_* variables are removed first)."""
-    return {
+def settings(cores: int, spincounts: Sequence[int] = ()) -> Dict[str, Dict[str, str]]:
+    """Environment additions per setting (OMP_* variables are removed first); each of
+    ``spincounts`` adds a ``spincount N`` setting (default threads, libgomp spins N times
+    at a barrier before it sleeps)."""
+    out = {
         "default": {},
         "1 thread": {"OMP_NUM_THREADS": "1"},
         f"{cores} threads": {"OMP_NUM_THREADS": str(cores)},
         "spin (before)": {"OMP_NUM_THREADS": str(cores), "GOMP_SPINCOUNT": "300000"},
     }
+    out.update({f"spincount {n}": {"GOMP_SPINCOUNT": str(n)} for n in spincounts})
+    return out
 
 
 def _env(extra: Dict[str, str]) -> Dict[str, str]:
@@ -138,7 +142,8 @@ def run_once(config: str, overrides: Sequence[str], extra_env: Dict[str, str], w
 def bench(name: str, config: str, overrides: Sequence[str], args: argparse.Namespace, work: Path,
           load: str) -> str:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    envs = {k: v for k, v in settings(cores).items() if args.settings is None or k.split()[0] in args.settings}
+    envs = {k: v for k, v in settings(cores, args.spincounts).items()
+            if args.settings is None or k.split()[0] in args.settings}
     busy: Optional[subprocess.Popen] = None
     if load == "busy":
         busy = subprocess.Popen([sys.executable, "-c", _BUSY])
@@ -180,6 +185,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--timeout", type=float, default=900.0, help="seconds before a run counts as failed (nan)")
     p.add_argument("--settings", nargs="+", default=None,
                    help="first word of the settings to run (default, 1, <cores>, spin); default all")
+    p.add_argument("--spincounts", nargs="+", type=int, default=[],
+                   help="also run these GOMP_SPINCOUNT values (select them with --settings spincount)")
     p.add_argument("--smoke", action="store_true", help="tiny run for the tests: demo, 1 step, 1 round")
     p.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)

@@ -17,20 +17,27 @@ def _check_dims(**dims: int) -> None:
 
 
 class ProjectionHead(nn.Module):
-    """NNCLR's projector ``[B, in_dim] -> [B, out_dim]``.
+    """The projector ``[B, in_dim] -> [B, out_dim]``: ``F -> H -> ... -> H -> D``.
 
-    ``num_layers`` Linear layers, each followed by BatchNorm1d; ReLU between layers and
-    a BatchNorm1d (no ReLU) on the output: ``F -> H -> ... -> H -> D``.
+    ``num_layers`` Linear layers; each hidden one is followed by BatchNorm1d and ReLU.
+    With ``last_bn`` (NNCLR's head, the default) the output layer is Linear + BatchNorm1d
+    without ReLU; without it the output layer is a plain Linear with a bias (SimCLR's
+    head as lightly builds it: ``num_layers=2, last_bn=False``).
     """
 
-    def __init__(self, in_dim: int, hidden_dim: int = 2048, out_dim: int = 256, num_layers: int = 3) -> None:
+    def __init__(self, in_dim: int, hidden_dim: int = 2048, out_dim: int = 256, num_layers: int = 3,
+                 last_bn: bool = True) -> None:
         super().__init__()
         _check_dims(in_dim=in_dim, hidden_dim=hidden_dim, out_dim=out_dim, num_layers=num_layers)
         dims = [in_dim] + [hidden_dim] * (num_layers - 1) + [out_dim]
         layers: list[nn.Module] = []
         for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:])):
-            layers += [nn.Linear(d_in, d_out, bias=False), nn.BatchNorm1d(d_out)]
-            if i < num_layers - 1:
+            hidden = i < num_layers - 1
+            if hidden or last_bn:
+                layers += [nn.Linear(d_in, d_out, bias=False), nn.BatchNorm1d(d_out)]
+            else:
+                layers.append(nn.Linear(d_in, d_out))
+            if hidden:
                 layers.append(nn.ReLU(inplace=True))
         self.net = nn.Sequential(*layers)
         self.in_dim, self.out_dim = int(in_dim), int(out_dim)

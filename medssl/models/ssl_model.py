@@ -130,12 +130,14 @@ def build_ssl_model(
     pred_hidden: int = 4096,
     proj_layers: int = 3,
     ema_base: float = 0.99,
+    proj_last_bn: bool = True,
 ) -> SSLModel:
     """An :class:`SSLModel` with the heads an objective needs.
 
     ``objective`` is an Objective instance or class; its ``requirements.predictor`` /
     ``requirements.target`` decide whether a predictor and an EMA target are built.
     ``ema_base`` is the target's starting EMA momentum (``model.ema_base`` in a config).
+    ``proj_layers`` / ``proj_last_bn`` shape the projector (see :class:`ProjectionHead`).
     """
     num_features = getattr(backbone, "num_features", None)
     if not isinstance(num_features, int) or num_features < 1:
@@ -143,7 +145,7 @@ def build_ssl_model(
             f"backbone {type(backbone).__name__} has no integer `num_features`; build it with "
             "medssl.models.build_backbone or set the attribute to its pooled feature width"
         )
-    projector = ProjectionHead(num_features, proj_hidden, proj_dim, num_layers=proj_layers)
+    projector = ProjectionHead(num_features, proj_hidden, proj_dim, num_layers=proj_layers, last_bn=proj_last_bn)
     needs = getattr(objective, "requirements", None)
     predictor = PredictionHead(proj_dim, pred_hidden) if getattr(needs, "predictor", False) else None
     return SSLModel(

@@ -48,6 +48,8 @@ class NNCLR(SupportSetObjective):
         tau: temperature (> 0), default 0.1.
         neighbours: selector name or mapping (default ``"nn"``; ``topk`` averages the
             loss over its ``k`` neighbours). The neighbour is always stop-gradient.
+        min_fill: support-set warm-up, the filled fraction of the queue before neighbours
+            are used (default 0: as soon as it holds ``k`` rows; see :class:`SupportSetObjective`).
         seed: seeds the selector's noise (only a ``pnn`` selector draws any).
 
     Cold start: while the support set holds fewer rows than the selector's ``k``, each
@@ -57,8 +59,9 @@ class NNCLR(SupportSetObjective):
     name: ClassVar[str] = "nnclr"
     requirements = Requirements(predictor=True, support_set=True)
 
-    def __init__(self, tau: float = 0.1, neighbours: SelectorSpec = None, seed: Optional[int] = None) -> None:
-        super().__init__(seed)
+    def __init__(self, tau: float = 0.1, neighbours: SelectorSpec = None, min_fill: float = 0.0,
+                 seed: Optional[int] = None) -> None:
+        super().__init__(seed, min_fill)
         self.tau = check_positive(self.name, "tau", tau)
         self.choose_selector(neighbours, "nn", {"topk": {"k": 1}, "pnn": {"k": 1}})
 

@@ -71,6 +71,8 @@ class PNNCLR(SupportSetObjective):
         queue_source: ``"target"`` (enqueue ``t1``, default) or ``"online"`` (enqueue the
             detached online prediction ``p1``, as the reference code does).
         neighbours: selector override (default ``"pnn"`` built from the options above).
+        min_fill: support-set warm-up, the filled fraction of the queue before neighbours
+            are used (default 0: as soon as it holds ``k`` rows; see :class:`SupportSetObjective`).
         seed: seeds the pseudo-neighbour noise.
 
     The target network's EMA momentum is the model's (``model.ema_base``).
@@ -91,9 +93,10 @@ class PNNCLR(SupportSetObjective):
         pnn_grad: bool = True,
         queue_source: str = "target",
         neighbours: SelectorSpec = None,
+        min_fill: float = 0.0,
         seed: Optional[int] = None,
     ) -> None:
-        super().__init__(seed)
+        super().__init__(seed, min_fill)
         self.tau = check_positive(self.name, "tau", tau)
         self.alpha = check_between(self.name, "alpha", alpha, 0.0, 1.0)
         self.beta = check_between(self.name, "beta", beta, 0.0, None)

@@ -79,6 +79,8 @@ class SNCLR(SupportSetObjective):
         detach_weights: stop the gradient through ``w`` (default False).
         neighbours: selector override (default ``"topk"`` with ``k``; e.g. ``"pnn"`` gives
             ``k`` pseudo neighbours).
+        min_fill: support-set warm-up, the filled fraction of the queue before neighbours
+            are used (default 0: as soon as it holds ``k`` rows; see :class:`SupportSetObjective`).
         seed: seeds a ``pnn`` selector's noise.
 
     Cold start: while the support set holds fewer than ``k`` rows the anchor's only
@@ -90,8 +92,9 @@ class SNCLR(SupportSetObjective):
 
     def __init__(self, tau: float = 0.2, k: int = 30, dim: int = 256, attn_dim: int = 256, attention: str = "linear",
                  gamma: Union[str, float] = "max", loss_form: str = "weighted_positive",
-                 detach_weights: bool = False, neighbours: SelectorSpec = None, seed: Optional[int] = None) -> None:
-        super().__init__(seed)
+                 detach_weights: bool = False, neighbours: SelectorSpec = None, min_fill: float = 0.0,
+                 seed: Optional[int] = None) -> None:
+        super().__init__(seed, min_fill)
         self.tau = check_positive(self.name, "tau", tau)
         self.k = check_int(self.name, "k", k, 1)
         self.dim = check_int(self.name, "dim", dim, 1)

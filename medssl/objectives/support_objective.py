@@ -15,6 +15,7 @@ uses, what it queries, what it computes and what it stores.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, Mapping, Optional, Tuple
 
@@ -26,6 +27,7 @@ from medssl.objectives.base import Diagnostics, Objective
 from medssl.objectives.common import (
     SelectorSpec,
     SeededGenerators,
+    check_between,
     look_up,
     neighbour_stats,
     require_support,
@@ -60,13 +62,18 @@ class SupportSetObjective(Objective):
 
     Args:
         seed: seeds the selector's noise and any sampling of the subclass.
+        min_fill: warm-up of the support set, as the fraction of its capacity that must be
+            filled before neighbours are looked up (in [0, 1]; never with fewer rows than
+            the selector's ``k``). Until then the objective's cold-start fallback (in-batch
+            positives) applies. 0 (default) is the papers' behaviour; 1 waits for a full queue.
 
     A subclass checks its options, then calls :meth:`choose_selector` once.
     """
 
-    def __init__(self, seed: Optional[int]) -> None:
+    def __init__(self, seed: Optional[int], min_fill: float = 0.0) -> None:
         super().__init__()
         self.generators = SeededGenerators(seed)
+        self.min_fill = check_between(self.name, "min_fill", min_fill, 0.0, 1.0)
 
     def choose_selector(self, neighbours: SelectorSpec, default: str,
                         defaults: Mapping[str, Mapping[str, Any]]) -> None:
@@ -122,7 +129,8 @@ class SupportSetObjective(Objective):
         query = self.query(v)
         gen = self.generators.get(query.device, generator)
         # Look-ups strictly before this step's enqueue: a step never finds its own rows.
-        found = look_up(self.selector, query, support, training=self.training, generator=gen)
+        warming_up = len(support) < math.ceil(self.min_fill * support.capacity)
+        found = None if warming_up else look_up(self.selector, query, support, training=self.training, generator=gen)
         terms = self.terms(v, found, query, support, gen)
         diag: Diagnostics = {"loss": float(terms.loss.detach()), **terms.diagnostics,
                              "cold_start": float(found is None)}

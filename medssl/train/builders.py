@@ -171,6 +171,7 @@ def build_model(cfg: PretrainConfig, in_chans: int, dataset_size: int, device: t
     backbone = build_backbone(m.backbone, in_chans=in_chans, image_size=cfg.augment.image_size,
                               small_input_stem=m.small_input_stem, weights=m.weights)
     model: nn.Module = build_ssl_model(backbone, objective, proj_hidden=m.proj_hidden, proj_dim=m.proj_dim,
+                                       proj_layers=m.proj_layers, proj_last_bn=m.proj_last_bn,
                                        pred_hidden=m.pred_hidden, ema_base=m.ema_base)
     if m.sync_batchnorm and dist.enabled:
         model = convert_sync_batchnorm(model, device.type)
@@ -212,6 +213,18 @@ def build_optimisation(cfg: PretrainConfig, model: nn.Module, objective: nn.Modu
     o = cfg.optim
     optimizer = build_optimizer(o.name, [model, objective], lr=o.lr, weight_decay=o.weight_decay,
                                 momentum=o.momentum, betas=o.betas)
-    scheduler = build_scheduler(optimizer, total_steps, o.warmup_steps, o.final_lr_ratio)
+    scheduler = build_scheduler(optimizer, total_steps, o.warmup_for(total_steps), o.final_lr_ratio)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     return optimizer, scheduler, scaler
+
+
+def warmup_notice(cfg: PretrainConfig, total_steps: int) -> Optional[str]:
+    """A start-up warning when the warm-up fills the whole run (the learning rate never
+    reaches ``optim.lr``), else None."""
+    o = cfg.optim
+    warmup = o.warmup_for(total_steps)
+    if warmup < total_steps:
+        return None
+    return (f"warning: optim.warmup_steps={o.warmup_steps} is not shorter than this run's {total_steps} steps, "
+            f"so the learning rate never reaches optim.lr={o.lr:g}; lower it or set optim.warmup_fraction "
+            "(e.g. 0.05) instead, which scales with the run's length")

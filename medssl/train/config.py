@@ -60,12 +60,14 @@ class ModelConfig:
     weights: Optional[str] = None
     proj_hidden: int = 2048
     proj_dim: int = 256
+    proj_layers: int = 3
+    proj_last_bn: bool = True
     pred_hidden: int = 4096
     sync_batchnorm: bool = False
     ema_base: float = 0.99
 
     def __post_init__(self) -> None:
-        for key in ("proj_hidden", "proj_dim", "pred_hidden"):
+        for key in ("proj_hidden", "proj_dim", "proj_layers", "pred_hidden"):
             check_range(f"model.{key}", getattr(self, key), lo=1)
         check_range("model.ema_base", self.ema_base, lo=0.0, hi=1.0)
 
@@ -82,12 +84,18 @@ class SupportSetConfig:
 
 @dataclass
 class OptimConfig:
+    """Optimiser and learning-rate schedule: linear warm-up, then a cosine to
+    ``lr * final_lr_ratio``. ``warmup_fraction`` gives the warm-up as a fraction of the run's
+    steps (so ``train.max_steps=100`` on a long config still leaves warm-up); it excludes
+    ``warmup_steps``."""
+
     name: Literal["adam", "adamw", "sgd", "lars"] = "adam"
     lr: float = 1e-3
     weight_decay: float = 1e-6
     momentum: float = 0.9
     betas: Tuple[float, float] = (0.9, 0.999)
     warmup_steps: int = 0
+    warmup_fraction: Optional[float] = None
     final_lr_ratio: float = 0.0
     grad_clip: Optional[float] = None
 
@@ -95,6 +103,13 @@ class OptimConfig:
         check_range("optim.lr", self.lr, lo=0.0, lo_open=True)
         check_range("optim.weight_decay", self.weight_decay, lo=0.0)
         check_range("optim.warmup_steps", self.warmup_steps, lo=0)
+        if self.warmup_fraction is not None:
+            check_range("optim.warmup_fraction", self.warmup_fraction, lo=0.0, hi=1.0, hi_open=True)
+            if self.warmup_steps:
+                raise ConfigError(
+                    f"optim.warmup_steps={self.warmup_steps} and optim.warmup_fraction={self.warmup_fraction} "
+                    "are both set; keep one (warmup_fraction scales with the run's length)"
+                )
         check_range("optim.final_lr_ratio", self.final_lr_ratio, lo=0.0, hi=1.0)
         # torch checks these only when the optimiser is built (a ValueError traceback after
         # the data is loaded); a momentum of 1 or more never forgets and diverges.
@@ -103,6 +118,12 @@ class OptimConfig:
             check_range(f"optim.betas[{i}]", beta, lo=0.0, hi=1.0, hi_open=True)
         if self.grad_clip is not None:
             check_range("optim.grad_clip", self.grad_clip, lo=0.0, lo_open=True)
+
+    def warmup_for(self, total_steps: int) -> int:
+        """Warm-up steps of a run of ``total_steps`` steps."""
+        if self.warmup_fraction is not None:
+            return int(round(self.warmup_fraction * total_steps))
+        return self.warmup_steps
 
 
 @dataclass

@@ -39,7 +39,7 @@ from medssl.provenance import run_provenance
 from medssl.runlock import RunLock
 from medssl.threads import ThreadPlan, apply_threads, plan_threads
 from medssl.train import distributed as D
-from medssl.train.builders import build_data, build_model, build_optimisation
+from medssl.train.builders import build_data, build_model, build_optimisation, warmup_notice
 from medssl.train.checkpoint_rotation import CheckpointManager
 from medssl.train.config import PretrainConfig
 from medssl.train.metrics_log import MetricsLogger, plot_metrics, read_jsonl, write_csv
@@ -151,6 +151,9 @@ class Pretrainer:
         self.gather, self.channels_last, self.objective_gen = built.gather, built.channels_last, built.objective_gen
         self.optimizer, self.scheduler, self.scaler = build_optimisation(cfg, self.model, self.objective,
                                                                          self.total_steps, self.amp_dtype)
+        notice = warmup_notice(cfg, self.total_steps)
+        if notice and self.dist.is_main:
+            print(f"medssl: {notice}", file=sys.stderr)
         # torch.compile traces on the first call: that step's time is reported as the cost
         self.compile_pending = bool(t.compile)
         if t.compile:

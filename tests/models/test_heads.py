@@ -36,6 +36,22 @@ def test_projection_head_layer_count() -> None:
         ProjectionHead(8, num_layers=0)
 
 
+def test_projection_head_without_output_batchnorm_is_lightlys_simclr_head() -> None:
+    h = ProjectionHead(32, hidden_dim=64, out_dim=16, num_layers=2, last_bn=False)
+    L, B, R = nn.Linear, nn.BatchNorm1d, nn.ReLU
+    assert _types(h) == [L, B, R, L]
+    hidden, out_layer = h.net[0], h.net[3]
+    assert hidden.bias is None and out_layer.bias is not None  # BatchNorm shifts the hidden layer only
+    # Without the output BatchNorm the rows are not centred per dimension.
+    torch.manual_seed(0)
+    with torch.no_grad():
+        out_layer.bias.fill_(1.0)
+    out = h(torch.randn(6, 32))
+    assert out.shape == (6, 16) and out.mean(0).abs().min() > 0.1
+    h1 = ProjectionHead(8, out_dim=4, num_layers=1, last_bn=False)
+    assert _types(h1) == [L] and h1.net[0].bias is not None
+
+
 def test_prediction_head_structure_and_shape() -> None:
     h = PredictionHead(16, hidden_dim=32)
     assert _types(h) == [nn.Linear, nn.BatchNorm1d, nn.ReLU, nn.Linear]

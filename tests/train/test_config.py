@@ -169,3 +169,25 @@ def test_optimiser_and_monitor_values_are_checked_at_load(override: str, message
     after the data is loaded), or would silently accept (NaN), fail at load time."""
     with pytest.raises(ConfigError, match=message):
         load_pretrain_config(REPO / "configs" / "demo.yaml", [override])
+
+
+def test_warmup_fraction_scales_with_the_run_and_excludes_warmup_steps(tmp_path: Path) -> None:
+    cfg = load_pretrain_config(data={"data": {"name": "folder", "root": str(tmp_path)},
+                                     "optim": {"warmup_fraction": 0.05}})
+    assert cfg.optim.warmup_for(100) == 5 and cfg.optim.warmup_for(20000) == 1000
+    assert load_pretrain_config(data={"data": {"name": "folder", "root": str(tmp_path)},
+                                      "optim": {"warmup_steps": 7}}).optim.warmup_for(100) == 7
+    with pytest.raises(ConfigError, match=r"optim.warmup_steps=7 and optim.warmup_fraction=0.1 are both set"):
+        load_pretrain_config(data={"data": {"name": "folder", "root": str(tmp_path)},
+                                   "optim": {"warmup_steps": 7, "warmup_fraction": 0.1}})
+    with pytest.raises(ConfigError, match="optim.warmup_fraction"):
+        load_pretrain_config(data={"data": {"name": "folder", "root": str(tmp_path)},
+                                   "optim": {"warmup_fraction": 1.0}})
+
+
+def test_projector_shape_keys_validate(tmp_path: Path) -> None:
+    cfg = load_pretrain_config(data={"data": {"name": "folder", "root": str(tmp_path)},
+                                     "model": {"proj_layers": 2, "proj_last_bn": False}})
+    assert cfg.model.proj_layers == 2 and cfg.model.proj_last_bn is False
+    with pytest.raises(ConfigError, match="model.proj_layers"):
+        load_pretrain_config(data={"data": {"name": "folder", "root": str(tmp_path)}, "model": {"proj_layers": 0}})

@@ -220,3 +220,27 @@ def test_unknown_compile_backend_is_a_config_error(sample_dir: Path, tmp_path: P
     cfg = load_pretrain_config(data=tiny_cfg(sample_dir, tmp_path / "u", "simclr", compile="warp_drive"))
     with pytest.raises(ConfigError, match="train.compile: unknown torch.compile backend 'warp_drive'"):
         Pretrainer(cfg, progress=False)
+
+
+def test_warmup_fraction_reaches_the_learning_rate_and_a_too_long_warmup_is_announced(
+        sample_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def lrs(out: Path, optim: Dict[str, Any]) -> list:
+        data = tiny_cfg(sample_dir, out, "simclr", max_steps=4)
+        data["optim"].update(optim)
+        res = pretrain(load_pretrain_config(data=data), progress=False)
+        return [json.loads(line)["lr"] for line in (res.run_dir / "metrics.jsonl").read_text().splitlines()]
+
+    scaled = lrs(tmp_path / "fraction", {"warmup_fraction": 0.5})
+    assert max(scaled) == pytest.approx(0.05) and scaled[0] < 0.05
+    assert "never reaches optim.lr" not in capsys.readouterr().err
+    stuck = lrs(tmp_path / "steps", {"warmup_steps": 10})
+    assert max(stuck) < 0.05 * 0.5
+    assert "optim.warmup_steps=10 is not shorter than this run's 4 steps" in capsys.readouterr().err
+
+
+def test_projector_shape_follows_the_config(sample_dir: Path, tmp_path: Path) -> None:
+    cfg = load_pretrain_config(data=tiny_cfg(sample_dir, tmp_path / "r", "simclr", max_steps=1,
+                                             model={"proj_layers": 2, "proj_last_bn": False}))
+    trainer = Pretrainer(cfg, progress=False)
+    kinds = [type(m).__name__ for m in trainer.model.projector.net]
+    assert kinds == ["Linear", "BatchNorm1d", "ReLU", "Linear"]
