@@ -7,13 +7,15 @@ before sleeping. When another process holds one of the cores, the spinning threa
 its core busy doing nothing while the thread it waits for is descheduled: on the 2-core
 development machine a ResNet-18 step with two threads ran 2-10x slower than with one
 under load (docs/benchmarks.md, "Thread budget"). With the *passive* wait policy the
-waiting thread sleeps at once, so using every core costs nothing when some are taken.
+waiting thread sleeps (here after a spin of microseconds, which an idle machine needs
+to stay fast), so using every core costs nothing when some are taken.
 
 Two things follow:
 
-* :func:`prefer_passive_wait` sets ``OMP_WAIT_POLICY=PASSIVE`` (unless the user set a
-  policy) -- it only takes effect if it runs before torch loads the OpenMP runtime, so
-  the ``medssl`` command calls it first thing, before importing torch;
+* :func:`prefer_passive_wait` sets ``OMP_WAIT_POLICY=PASSIVE`` with a short spin first
+  (``GOMP_SPINCOUNT``, :data:`SPIN_COUNT`) unless the user set either -- it only takes
+  effect if it runs before torch loads the OpenMP runtime, so the ``medssl`` command
+  calls it first thing, before importing torch;
 * :func:`plan_threads` picks the number of intra-op threads: an explicit integer setting
   wins, then ``OMP_NUM_THREADS`` from the environment, then ``auto`` = the usable cores
   (:func:`available_cores`: CPU affinity and cgroup CPU quota) divided by the local
@@ -232,32 +234,49 @@ def thread_budget(setting: ThreadSetting = "auto", key: str = "train.threads",
 
 _POLICY_AT_START: Optional[str] = None  # the policy OpenMP started with, if known
 
+# Barrier spins before a waiting OpenMP thread sleeps (libgomp's GOMP_SPINCOUNT). libgomp's
+# own default, 300,000, burns a core for milliseconds, which is 1.5-1.7x slower on a 2-core
+# machine with one other busy process; 0 (the plain passive policy) costs 8-14% on an idle
+# machine because every barrier then pays a futex wake-up. A few hundred spins (microseconds)
+# keeps both within ~10% of the best manual setting: docs/benchmarks.md, "Thread budget".
+SPIN_COUNT = 300
+
 
 def prefer_passive_wait(env: MutableMapping[str, str] = os.environ) -> bool:
-    """Ask OpenMP to let waiting threads sleep (``OMP_WAIT_POLICY=PASSIVE``) unless the
-    user chose a policy. Returns whether torch will run with the passive policy: OpenMP
-    reads the variable once, when torch loads, so this must run before ``import torch``."""
+    """Ask OpenMP to sleep soon when threads wait (``OMP_WAIT_POLICY=PASSIVE`` with
+    ``GOMP_SPINCOUNT`` = :data:`SPIN_COUNT`, a spin of microseconds before sleeping)
+    unless the user chose either variable. Returns whether torch will run with this
+    policy: OpenMP reads the variables once, when torch loads, so this must run before
+    ``import torch``."""
     global _POLICY_AT_START
-    user_set = bool(env.get("OMP_WAIT_POLICY"))
+    user_set = bool(env.get("OMP_WAIT_POLICY") or env.get("GOMP_SPINCOUNT"))
     if not user_set:
         env["OMP_WAIT_POLICY"] = "PASSIVE"
+        env["GOMP_SPINCOUNT"] = str(SPIN_COUNT)
     started = user_set or "torch" not in sys.modules
-    policy = env["OMP_WAIT_POLICY"].lower() if started else _DEFAULT
+    if not started:
+        policy = _DEFAULT
+    elif user_set:
+        policy = (env.get("OMP_WAIT_POLICY") or "default").lower()
+        if env.get("GOMP_SPINCOUNT"):
+            policy += f", GOMP_SPINCOUNT={env['GOMP_SPINCOUNT']}"
+    else:
+        policy = f"passive after {SPIN_COUNT} spins"
     if env is os.environ and _POLICY_AT_START is None:  # OpenMP starts once per process
         _POLICY_AT_START = policy
-    return policy == "passive"
+    return policy.startswith("passive")
 
 
 _DEFAULT = "default"  # libgomp without a policy: spin for a while (GOMP_SPINCOUNT), then sleep
 
 
 def wait_policy() -> str:
-    """The OpenMP wait policy torch runs with, as far as this process can tell: ``passive``,
-    ``active``, or the OpenMP default (spin, then sleep) with a hint when that is because
-    torch was loaded before medssl could choose."""
+    """The OpenMP wait policy torch runs with, as far as this process can tell: ``passive
+    after N spins`` (medssl's choice), what the user set, or the OpenMP default (spin, then
+    sleep) with a hint when that is because torch was loaded before medssl could choose."""
     if _POLICY_AT_START == _DEFAULT:
         return ("the OpenMP default, spin then sleep (torch was imported before medssl could choose; set "
-                "OMP_WAIT_POLICY=PASSIVE before starting Python on a shared machine)")
+                f"OMP_WAIT_POLICY=PASSIVE GOMP_SPINCOUNT={SPIN_COUNT} before starting Python on a shared machine)")
     if _POLICY_AT_START is not None:
         return _POLICY_AT_START
     return os.environ.get("OMP_WAIT_POLICY", "").lower() or "the OpenMP default, spin then sleep"

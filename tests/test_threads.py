@@ -17,6 +17,7 @@ from medssl.threads import (
     cgroup_cpu_limit,
     local_world_size,
     plan_threads,
+    SPIN_COUNT,
     prefer_passive_wait,
 )
 
@@ -121,22 +122,26 @@ def test_bad_omp_num_threads_is_a_clear_error():
 def test_prefer_passive_wait_keeps_the_users_policy():
     env = {"OMP_WAIT_POLICY": "ACTIVE"}
     prefer_passive_wait(env)
-    assert env["OMP_WAIT_POLICY"] == "ACTIVE"
+    assert env == {"OMP_WAIT_POLICY": "ACTIVE"}
+    env = {"GOMP_SPINCOUNT": "300000"}  # a spin count alone is a choice too
+    prefer_passive_wait(env)
+    assert env == {"GOMP_SPINCOUNT": "300000"}
     env = {}
     prefer_passive_wait(env)
-    assert env["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert env == {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": str(SPIN_COUNT)}
 
 
-def test_the_medssl_command_starts_openmp_with_the_passive_policy():
+def test_the_medssl_command_starts_openmp_with_the_passive_policy_after_a_short_spin():
     """OpenMP reads the policy once, when torch loads: the CLI must set it before that."""
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     env.update(OMP_DISPLAY_ENV="VERBOSE", PYTHONPATH=str(REPO))
     code = ("import medssl.cli\ntry:\n    medssl.cli.main(['pretrain', '--help'])\nexcept SystemExit:\n    pass\n"
             "import torch\ntorch.ones(64, 64) @ torch.ones(64, 64)\n")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     # libgomp prints the policy as PASSIVE even when unset; the spin count tells them apart
-    assert "GOMP_SPINCOUNT = '0'" in out.stderr, out.stderr[-2000:]
+    assert f"GOMP_SPINCOUNT = '{SPIN_COUNT}'" in out.stderr, out.stderr[-2000:]
+    assert 0 < SPIN_COUNT < 300000  # libgomp's own default spins for milliseconds
 
 
 def test_the_start_up_line_says_when_the_policy_came_too_late(monkeypatch):
@@ -146,10 +151,11 @@ def test_the_start_up_line_says_when_the_policy_came_too_late(monkeypatch):
 
     monkeypatch.setattr(threads, "_POLICY_AT_START", None)
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)  # an earlier in-process CLI call set both
     assert not prefer_passive_wait()
     line = plan_threads(2, env={}, cores=2).describe()
     assert "2 torch threads (train.threads=2); OpenMP wait policy the OpenMP default" in line
-    assert "set OMP_WAIT_POLICY=PASSIVE before starting Python" in line
+    assert f"set OMP_WAIT_POLICY=PASSIVE GOMP_SPINCOUNT={SPIN_COUNT} before starting Python" in line
     # a second CLI call in the same process must not claim the policy took effect now
     prefer_passive_wait()
     assert "before starting Python" in plan_threads(2, env={}, cores=2).describe()

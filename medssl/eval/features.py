@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -61,7 +61,10 @@ def embed(
     was_training = encoder.training
     encoder.eval()
     feats, labels = [], []
-    loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    # In-process batching when there are no workers: a DataLoader adds its collation and
+    # iterator machinery to every batch for nothing (docs/benchmarks.md, "Feature extraction").
+    loader = (_batches(ds, batch_size) if num_workers == 0
+              else DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers))
     bar = Progress(len(ds), stage, enabled=progress, unit="img")
     try:
         with torch.inference_mode():
@@ -73,6 +76,13 @@ def embed(
         bar.close()
         encoder.train(was_training)
     return np.concatenate(feats), np.concatenate(labels)
+
+
+def _batches(ds: Dataset, batch_size: int) -> Iterator[Tuple[torch.Tensor, List[Any]]]:
+    """``(stacked images, labels)`` of consecutive ``batch_size`` items of ``ds``, in order."""
+    for start in range(0, len(ds), batch_size):
+        items = [ds[i] for i in range(start, min(start + batch_size, len(ds)))]
+        yield torch.stack([x for x, _ in items]), [y for _, y in items]
 
 
 class _ArrayDataset(Dataset):
