@@ -175,7 +175,8 @@ def build_model(cfg: PretrainConfig, in_chans: int, dataset_size: int, device: t
                                        pred_hidden=m.pred_hidden, ema_base=m.ema_base)
     if m.sync_batchnorm and dist.enabled:
         model = convert_sync_batchnorm(model, device.type)
-    channels_last = cfg.train.channels_last and device.type == "cuda"
+    # channels_last on CUDA and on a CPU (1.1-1.3x faster per step there: docs/benchmarks.md)
+    channels_last = cfg.train.channels_last
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)

@@ -39,7 +39,11 @@ pytestmark = pytest.mark.timeout(150)
 
 
 def ddp_cfg(sample_dir: Path, out: Path, objective: Dict[str, Any], **train: Any) -> Dict[str, Any]:
-    t = {"max_steps": 2, "batch_size": PER_RANK_BATCH, "ckpt_every": 1, "keep_last": 10, "device": "cpu"}
+    # channels_last off: with it oneDNN picks different kernels for a rank's batch of 8 and
+    # the reference's 16, and this tiny SGD run amplifies their rounding past the 1e-4 checks
+    # below within two steps (NCHW's differences stay under them).
+    t = {"max_steps": 2, "batch_size": PER_RANK_BATCH, "ckpt_every": 1, "keep_last": 10, "device": "cpu",
+         "channels_last": False}
     t.update(train)
     return tiny_cfg(sample_dir, out, objective, model={"sync_batchnorm": True}, **t)
 
