@@ -51,6 +51,9 @@ RECIPE_VERSION = 1
 FRACTIONS = {"probe@100%": 1.0, "probe@10%": 0.10, "probe@2%": 0.02}
 PROTOCOLS = (*FRACTIONS, "knn@20")
 SHIPPED_CONFIGS = {"bloodmnist": "configs/bloodmnist.yaml"}
+# The ablations start from configs/bloodmnist.yaml as the issue ran it (before the small-data
+# recipe became its default); a frozen copy, read in its place, keeps their cache keys.
+ISSUE_CONFIG_FILE = "scripts/quality_configs/bloodmnist_issue12.yaml"
 # The issue's medssl command: the shipped config with a 10-step warm-up and a 4096-row queue.
 ISSUE_OVERRIDES = ("optim.warmup_steps=10", "support_set.size=4096")
 
@@ -63,6 +66,7 @@ class Row:
     kind: str  # medssl | lightly_simclr | lightly_nnclr | random | supervised
     overrides: Tuple[str, ...] = ()  # medssl dotted config overrides
     why: str = ""
+    config_file: Optional[str] = None  # read instead of the shipped config (same name in the spec)
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,10 @@ class Run:
     backbone: str = "resnet18"
     config: Optional[str] = None
     overrides: Tuple[str, ...] = ()
+    config_file: Optional[str] = None  # where the config's text is read (default: ``config``)
+
+    def config_path(self) -> Path:
+        return REPO / (self.config_file or self.config or "")
 
     def spec(self) -> Dict[str, Any]:
         import medssl
@@ -86,8 +94,9 @@ class Run:
         f = Path(self.data_file)
         spec = {**asdict(self), "data_file": f.name, "data_bytes": f.stat().st_size,
                 "recipe_version": RECIPE_VERSION, "medssl": medssl.__version__}
+        spec.pop("config_file")  # the text below is what defines the run
         if self.config:
-            spec["config_text"] = (REPO / self.config).read_text()
+            spec["config_text"] = self.config_path().read_text()
         return spec
 
     def key(self) -> str:
@@ -96,7 +105,9 @@ class Run:
 
 # ---------------------------------------------------------------------------- plans
 def medssl_row(objective: str, *extra: str, name: Optional[str] = None, why: str = "") -> Row:
-    return Row(name or f"medssl {objective}", "medssl", (f"objective.name={objective}", *extra), why)
+    """An ablation row: the issue-time BloodMNIST config with ``extra`` overrides."""
+    return Row(name or f"medssl {objective}", "medssl", (f"objective.name={objective}", *extra), why,
+               config_file=ISSUE_CONFIG_FILE)
 
 
 LIGHTLY_HEADS = ("model.proj_hidden=512", "model.proj_dim=128", "model.pred_hidden=512")
@@ -188,7 +199,8 @@ def runs_of(rows: Sequence[Row], dataset: str, data_file: str, steps: Sequence[i
             for row in rows:
                 config = SHIPPED_CONFIGS.get(dataset, SHIPPED_CONFIGS["bloodmnist"]) if row.kind == "medssl" else None
                 yield row, Run(row.kind, dataset, data_file, n, batch_size, seed, image_size, backbone, config,
-                               tuple(row.overrides) + tuple(extra) if row.kind == "medssl" else ())
+                               tuple(row.overrides) + tuple(extra) if row.kind == "medssl" else (),
+                               config_file=row.config_file if row.kind == "medssl" else None)
 
 
 # ---------------------------------------------------------------------------- training
@@ -207,7 +219,7 @@ def train_medssl(run: Run, out: Path) -> Dict[str, Any]:
         f"train.log_every={max(1, run.steps // 20)}", f"model.backbone={run.backbone}",
         f"augment.image_size={run.image_size}", *run.overrides,
     ]
-    cfg = medssl.load_pretrain_config(REPO / run.config, overrides)
+    cfg = medssl.load_pretrain_config(run.config_path(), overrides)
     res = medssl.pretrain(cfg, progress=False)
     if res.steps != run.steps:  # stopped by a signal (or collapse): never cache a short run
         raise SystemExit(f"bench_quality: the {run.kind} run stopped at step {res.steps} of {run.steps}; "

@@ -178,6 +178,7 @@ class PretrainConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     seed: int = 0
     out_dir: str = "runs/medssl"
+    recipe: Optional[str] = None  # a named set of defaults (medssl.train.recipes), filled in under the config
 
 
 # Keys that moved: old dotted key -> new dotted key. A config using the old key still
@@ -215,8 +216,11 @@ def move_deprecated_keys(raw: Dict[str, Any], source: Optional[str] = None) -> D
 def load_pretrain_config(path: Optional[Union[str, Path]] = None, overrides: Sequence[str] = (),
                          data: Optional[Dict[str, Any]] = None) -> PretrainConfig:
     """Load and validate a pretraining config from a YAML file and/or a mapping, then apply
-    dotted ``overrides`` (``train.epochs=5``). Every error names the key and the file."""
+    dotted ``overrides`` (``train.epochs=5``), then fill in the keys its ``recipe`` sets
+    that none of those set (:mod:`medssl.train.recipes`). Every error names the key and
+    the file."""
     from medssl.registry import DATASETS, OBJECTIVES
+    from medssl.train.recipes import apply_recipe
 
     raw: Dict[str, Any] = {}
     source = None
@@ -227,6 +231,7 @@ def load_pretrain_config(path: Optional[Union[str, Path]] = None, overrides: Seq
         raw = {**raw, **data}
     raw = apply_overrides(raw, list(overrides))
     raw = move_deprecated_keys(raw, source)
+    raw = apply_recipe(raw, source)
     cfg = from_mapping(PretrainConfig, raw, source=source)
     DATASETS.check(cfg.data, source, "data")
     if cfg.val_data is not None:

@@ -170,5 +170,5 @@ def test_every_medssl_row_of_a_plan_is_a_valid_config(bq: ModuleType, smoke, pla
     for run in runs:
         if run.kind == "medssl":
             overrides = [f"data={json.dumps(bq.data_spec(run, 'train'))}", "val_data=null", *run.overrides]
-            cfg = medssl.load_pretrain_config(REPO / run.config, overrides)
+            cfg = medssl.load_pretrain_config(run.config_path(), overrides)
             assert cfg.objective["name"] == run.overrides[0].split("=")[1]

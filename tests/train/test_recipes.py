@@ -1,0 +1,57 @@
+"""Named recipes: filled in under the config, explicit keys win, per-objective options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from medssl.errors import ConfigError
+from medssl.train.config import load_pretrain_config
+from medssl.train.recipes import RECIPES, apply_recipe
+
+
+def _cfg(tmp_path: Path, text: str, overrides=()):
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    return load_pretrain_config(p, list(overrides))
+
+
+def test_small_data_fills_in_what_the_config_does_not_set(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, "recipe: small-data\ndata: {name: folder, root: x}\nobjective: {name: simclr}\n"
+                         "optim: {lr: 0.002}\n")
+    assert cfg.recipe == "small-data"
+    assert cfg.optim.final_lr_ratio == 1.0 and cfg.optim.warmup_steps == 0 and cfg.optim.warmup_fraction is None
+    assert cfg.optim.lr == 0.002  # the file's own key wins
+    assert cfg.objective == {"name": "simclr", "tau": 0.5}
+
+
+def test_explicit_keys_and_overrides_win_over_the_recipe(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, "recipe: small-data\ndata: {name: folder, root: x}\n"
+                         "objective: {name: simclr, tau: 0.2}\noptim: {final_lr_ratio: 0.0}\n",
+               ["optim.weight_decay=1e-4"])
+    assert cfg.objective["tau"] == 0.2 and cfg.optim.final_lr_ratio == 0.0 and cfg.optim.weight_decay == 1e-4
+    on_cli = _cfg(tmp_path, "data: {name: folder, root: x}\nobjective: {name: pnnclr}\n", ["recipe=small-data"])
+    assert on_cli.optim.final_lr_ratio == 1.0
+    assert "tau" not in on_cli.objective  # simclr's option is not forced on another objective
+
+
+def test_objective_options_only_reach_the_objective_they_name() -> None:
+    raw = apply_recipe({"recipe": "small-data", "data": {"name": "folder"}})  # no objective: pnnclr
+    assert "objective" not in raw or "tau" not in raw["objective"]
+    assert all(isinstance(v, dict) for v in RECIPES.values())
+
+
+def test_unknown_recipe_names_the_file_and_the_known_ones(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"c.yaml: recipe: unknown recipe 'small_data'.*did you mean 'small-data'"):
+        _cfg(tmp_path, "recipe: small_data\ndata: {name: folder, root: x}\n")
+
+
+def test_the_saved_config_reloads_to_the_same_run(tmp_path: Path) -> None:
+    import dataclasses
+
+    cfg = _cfg(tmp_path, "recipe: small-data\ndata: {name: folder, root: x}\nobjective: {name: simclr}\n")
+    again = tmp_path / "again.yaml"
+    again.write_text(yaml.safe_dump(dataclasses.asdict(cfg)))
+    assert load_pretrain_config(again) == cfg
