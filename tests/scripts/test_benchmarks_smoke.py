@@ -147,7 +147,11 @@ def test_epoch_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     rows = table_rows(capsys.readouterr().out, "setting")
     assert [r[0] for r in rows] == ["demo"]
     cpu, batch, ratio = number(rows[0][2]), number(rows[0][3]), number(rows[0][4])
-    assert cpu > 0 and batch > 0 and ratio == pytest.approx(batch / cpu, rel=0.05, abs=0.02)
+    assert cpu > 0 and batch > 0
+    # the ratio comes from the unrounded speeds, the table rounds them to whole img/s: that
+    # matters when a loaded machine makes them small (printed 20 and 11 img/s, ratio 0.58)
+    lo, hi = (batch - 0.5) / (cpu + 0.5), (batch + 0.5) / max(cpu - 0.5, 1e-9)
+    assert lo - 0.01 <= ratio <= hi + 0.01, (cpu, batch, ratio)
 
 
 def test_fingerprint_bench_smoke(capsys: pytest.CaptureFixture[str]) -> None:
