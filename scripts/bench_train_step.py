@@ -32,11 +32,14 @@ from medssl.objectives.nnclr import NNCLR  # noqa: E402
 from medssl.objectives.support_set import SupportSet  # noqa: E402
 
 
-def medssl_step(args: argparse.Namespace, views: List[torch.Tensor], split_views: bool = False) -> Callable[[], float]:
+def medssl_step(args: argparse.Namespace, views: List[torch.Tensor], split_views: bool = False,
+                channels_last: bool = False) -> Callable[[], float]:
     """One medssl NNCLR step (forward, loss with look-up and enqueue, backward, SGD).
 
     ``split_views`` runs the model once per view, as lightly's recipe does, instead of on
     both views concatenated (medssl's default): this isolates the cost of that choice.
+    ``channels_last`` converts the model once and the views every step, as ``medssl
+    pretrain`` does by default (``train.channels_last``).
     """
     torch.manual_seed(0)
     objective = NNCLR(tau=0.1)
@@ -44,11 +47,15 @@ def medssl_step(args: argparse.Namespace, views: List[torch.Tensor], split_views
                             proj_hidden=args.proj_hidden, proj_dim=args.proj_dim, pred_hidden=args.pred_hidden)
     support = SupportSet(args.queue, args.proj_dim)
     support.enqueue(F.normalize(torch.randn(args.queue, args.proj_dim), dim=1))
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.online_parameters(), lr=0.06, momentum=0.9)
     index = torch.arange(views[0].shape[0])
     model.train()
 
     def forward() -> ViewOutputs:
+        if channels_last:
+            return model([v.contiguous(memory_format=torch.channels_last) for v in views], indices=index)
         if not split_views:
             return model(views, indices=index)
         outs = [model([v], indices=index) for v in views]
@@ -123,7 +130,8 @@ def main(argv: Optional[List[str]] = None) -> int:
           f"{args.iters} interleaved steps after {args.warmup} warm-up, CPU\n")
     gen = torch.Generator().manual_seed(0)
     views = [torch.rand(args.batch, 3, args.image_size, args.image_size, generator=gen) for _ in range(2)]
-    steps = {"medssl": medssl_step(args, views), "lightly": lightly_step(args, views)}
+    steps = {"medssl": medssl_step(args, views), "lightly": lightly_step(args, views),
+             "medssl, channels_last (pretrain's default)": medssl_step(args, views, channels_last=True)}
     if args.split_views:
         steps["medssl, one forward per view"] = medssl_step(args, views, split_views=True)
     times = interleaved(steps, args.iters, warmup=args.warmup)
