@@ -103,7 +103,7 @@ def test_train_step_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("lightly")
     assert load_script("bench_train_step").main(["--smoke"]) == 0
     rows = table_rows(capsys.readouterr().out, "implementation")
-    assert [r[0] for r in rows] == ["medssl", "lightly"]
+    assert [r[0] for r in rows] == ["medssl", "lightly", "medssl, channels_last (pretrain's default)"]
     assert rows[1][3] == "1.00x"
     assert all(number(r[1]) > 0 for r in rows)
 
