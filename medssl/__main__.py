@@ -2,10 +2,13 @@
 
 import sys
 
+# One try around the import and the call: Ctrl-C in the first milliseconds, or between the
+# import and the first line of ``main`` on a busy machine, ends with one line too.
 try:
     from medssl.cli import main
-except KeyboardInterrupt:  # Ctrl-C in the first milliseconds: no traceback either
+
+    status = main()
+except KeyboardInterrupt:
     print("medssl: interrupted", file=sys.stderr)
     raise SystemExit(130) from None
-
-raise SystemExit(main())
+raise SystemExit(status)

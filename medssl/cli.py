@@ -52,11 +52,11 @@ def _show_warning(message: Any, category: type, filename: str, lineno: int, file
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Run ``medssl ARGV``; returns the exit status (2 for our errors, 130 for Ctrl-C)."""
-    # Before any command module imports torch: OpenMP reads its wait policy once, at load.
-    prefer_passive_wait()
     # Ctrl-C lands anywhere, most often in the seconds of importing torch while the
     # parser is built: one line, never a traceback through importlib.
     try:
+        # Before any command module imports torch: OpenMP reads its wait policy once, at load.
+        prefer_passive_wait()
         return _run(argv)
     except KeyboardInterrupt:
         print("medssl: interrupted", file=sys.stderr)
