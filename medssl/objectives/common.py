@@ -95,13 +95,14 @@ def look_up(
     *,
     training: bool,
     generator: Optional[torch.Generator],
+    min_rows: int = 0,
 ) -> Optional["Neighbours"]:
     """Neighbours of ``query`` ``[B, D]`` from ``support``, or ``None`` at cold start.
 
-    Cold start = the support set holds fewer rows than the selector's ``k``; the caller
-    then applies its documented fallback.
+    Cold start = the support set holds fewer rows than the selector's ``k`` or than
+    ``min_rows`` (a support-set warm-up); the caller then applies its documented fallback.
     """
-    if support is None or len(support) < selector_k(selector):
+    if support is None or len(support) < max(selector_k(selector), min_rows):
         return None
     return selector(query, support, training=training, generator=generator)
 

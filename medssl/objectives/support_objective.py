@@ -129,8 +129,8 @@ class SupportSetObjective(Objective):
         query = self.query(v)
         gen = self.generators.get(query.device, generator)
         # Look-ups strictly before this step's enqueue: a step never finds its own rows.
-        warming_up = len(support) < math.ceil(self.min_fill * support.capacity)
-        found = None if warming_up else look_up(self.selector, query, support, training=self.training, generator=gen)
+        found = look_up(self.selector, query, support, training=self.training, generator=gen,
+                        min_rows=math.ceil(self.min_fill * support.capacity))
         terms = self.terms(v, found, query, support, gen)
         diag: Diagnostics = {"loss": float(terms.loss.detach()), **terms.diagnostics,
                              "cold_start": float(found is None)}

@@ -52,8 +52,9 @@ def apply_recipe(raw: Dict[str, Any], source: Optional[str] = None) -> Dict[str,
         hint = closest(str(name), RECIPES) if isinstance(name, str) else None
         raise ConfigError(f"{where}recipe: unknown recipe {name!r}; known: {sorted(RECIPES)}"
                           + (f" (did you mean {hint!r}?)" if hint else "") + "; or remove the key")
-    recipe = copy.deepcopy(RECIPES[name])
-    options = recipe.pop("objective_options", {})
+    # _merge_under copies what it takes from the recipe; RECIPES itself is never changed
+    recipe = {k: v for k, v in RECIPES[name].items() if k != "objective_options"}
+    options = RECIPES[name].get("objective_options", {})
     objective = raw.get("objective")
     objective_name = objective.get("name", "pnnclr") if isinstance(objective, Mapping) else "pnnclr"
     if objective_name in options:
