@@ -114,6 +114,10 @@ LIGHTLY_HEADS = ("model.proj_hidden=512", "model.proj_dim=128", "model.pred_hidd
 CONSTANT_LR = ("optim.warmup_steps=0", "optim.final_lr_ratio=1.0")
 # lightly's augmentation as far as the natural preset reaches (no vertical flip there)
 LIGHTLY_LIKE_AUG = ("augment.params={scale: [0.2, 1.0], saturation: 0.2, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5]}",)
+# the same with D4 (lightly's recipe flips vertically too)
+LIGHTLY_LIKE_AUG_D4 = ("augment.preset=histo", "augment.params={scale: [0.2, 1.0], d4: true, hed_p: 0.0, brightness: 0.4, "
+                       "contrast: 0.4, saturation: 0.2, hue: 0.1, grayscale_p: 0.2, mean: [0.5, 0.5, 0.5], "
+                       "std: [0.5, 0.5, 0.5]}")
 # D4 and a crop that keeps the centred cell (the histo preset's geometry, natural colour ops)
 D4_CENTRE = ("augment.preset=histo", "augment.params={scale: [0.3, 1.0], keep_center: 14, d4: true, hed_p: 0.0, "
              "brightness: 0.4, contrast: 0.4, saturation: 0.4, hue: 0.1, grayscale_p: 0.2}")
@@ -150,9 +154,7 @@ PLANS: Dict[str, List[Row]] = {
                    why="batched vs per-image augmentation"),
         medssl_row("simclr", *ISSUE_OVERRIDES, "optim.weight_decay=0.0", name="+ wd 0", why="lightly: Adam, wd 0"),
         medssl_row("simclr", *ISSUE_OVERRIDES, *LIGHTLY_HEADS, *CONSTANT_LR, "objective.tau=0.5", "optim.weight_decay=0.0",
-                   "augment.preset=histo", "augment.params={scale: [0.2, 1.0], d4: true, hed_p: 0.0, brightness: 0.4, "
-                   "contrast: 0.4, saturation: 0.2, hue: 0.1, grayscale_p: 0.2, mean: [0.5, 0.5, 0.5], "
-                   "std: [0.5, 0.5, 0.5]}", name="+ lightly's recipe + D4", why="lightly's flips include the vertical one"),
+                   *LIGHTLY_LIKE_AUG_D4, name="+ lightly's recipe + D4", why="lightly's flips include the vertical one"),
     ],
     # the recipe candidates for the small-data defaults, most informative first
     "ablate-recipe": [
@@ -172,6 +174,18 @@ PLANS: Dict[str, List[Row]] = {
                    why="a target that follows within 100 steps"),
         medssl_row("pnnclr", *ISSUE_OVERRIDES, *RECIPE, *LIGHTLY_PROJECTOR, name="pnnclr + recipe + projector",
                    why="lightly's 2-layer projector"),
+    ],
+    # how the views meet BatchNorm: one concatenated batch (medssl's default) or one forward
+    # per view (lightly's loop), with the best recipes of the rounds before
+    "ablate-views": [
+        medssl_row("simclr", *ISSUE_OVERRIDES, *RECIPE[:-1], "objective.tau=0.5", *LIGHTLY_LIKE_AUG_D4,
+                   "model.per_view_bn=true", name="simclr + recipe + D4 + per-view BN", why="lightly's BatchNorm batching"),
+        medssl_row("pnnclr", *ISSUE_OVERRIDES, *RECIPE, "model.per_view_bn=true", name="pnnclr + recipe + per-view BN",
+                   why="lightly's BatchNorm batching"),
+        medssl_row("simclr", *ISSUE_OVERRIDES, *RECIPE, "objective.tau=0.5", "model.per_view_bn=true",
+                   name="simclr + recipe + per-view BN", why="without D4"),
+        medssl_row("pnnclr", *ISSUE_OVERRIDES, *RECIPE[:-1], *LIGHTLY_LIKE_AUG_D4, "model.per_view_bn=true",
+                   name="pnnclr + recipe + D4 + per-view BN", why="both"),
     ],
     "ablate-nn": [
         Row("lightly nnclr", "lightly_nnclr", why="lightly 1.6 recipe"),

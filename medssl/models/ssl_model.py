@@ -3,10 +3,13 @@
 ``SSLModel.forward(views)`` returns :class:`~medssl.models.outputs.ViewOutputs` with
 ``z = n(g(f(x)))``, ``p = n(q(g(f(x))))`` and ``t = n(g'(f'(x)))`` (no gradient) per view.
 
-All views of a step go through the networks as ONE concatenated batch (one backbone
-call instead of one per view): faster, and BatchNorm statistics are then computed over
-all views together, as in SimCLR/NNCLR practice. Views of different shapes (multi-crop)
-cannot be concatenated and are run one after another instead.
+By default all views of a step go through the networks as ONE concatenated batch (one
+backbone call instead of one per view): faster, and BatchNorm statistics are then
+computed over all views together, as in SimCLR's reference code. ``per_view_bn=True``
+runs each view through the networks on its own instead, so every BatchNorm layer
+normalises each view with that view's own batch statistics, as lightly's and
+solo-learn's training loops do. Views of different shapes (multi-crop) cannot be
+concatenated and are always run one after another.
 
 Embeddings are L2-normalised in float32 (also under autocast), so objectives receive
 unit rows whatever the compute precision.
@@ -42,6 +45,8 @@ class SSLModel(nn.Module):
         predictor: ``[B, D] -> [B, D]`` or ``None``.
         use_target: keep an EMA copy of (backbone, projector) giving ``t``.
         ema_base: starting EMA momentum λ0 of the cosine schedule.
+        per_view_bn: forward each view separately (BatchNorm statistics per view)
+            instead of one concatenated batch.
     """
 
     def __init__(
@@ -51,6 +56,7 @@ class SSLModel(nn.Module):
         predictor: Optional[nn.Module] = None,
         use_target: bool = False,
         ema_base: float = 0.99,
+        per_view_bn: bool = False,
     ) -> None:
         super().__init__()
         if not 0.0 <= ema_base <= 1.0:
@@ -59,6 +65,7 @@ class SSLModel(nn.Module):
         self.projector = projector
         self.predictor = predictor
         self.ema_base = float(ema_base)
+        self.per_view_bn = bool(per_view_bn)
         # The target copies (backbone, projector) as one Sequential; the predictor has none.
         self.target: Optional[EMATarget] = EMATarget(self._online_pair()) if use_target else None
 
@@ -80,7 +87,7 @@ class SSLModel(nn.Module):
         return (p for p in self.parameters() if p.requires_grad)
 
     def _run(self, views: Sequence[Tensor], fn: Any) -> List[Tensor]:
-        if all(v.shape == views[0].shape for v in views):
+        if not self.per_view_bn and all(v.shape == views[0].shape for v in views):
             return list(fn(torch.cat(list(views), dim=0)).chunk(len(views), dim=0))
         return [fn(v) for v in views]
 
@@ -98,11 +105,8 @@ class SSLModel(nn.Module):
         z = [_normalize(g) for g in proj]
         p = None
         if self.predictor is not None:
-            # Predictor on the concatenated projections too (one BatchNorm over all views).
-            if all(g.shape == proj[0].shape for g in proj):
-                p = [_normalize(q) for q in self.predictor(torch.cat(proj)).chunk(len(proj))]
-            else:
-                p = [_normalize(self.predictor(g)) for g in proj]
+            # The predictor batches views the way the networks before it did.
+            p = [_normalize(q) for q in self._run(proj, self.predictor)]
         t = None
         if self.target is not None:
             with torch.no_grad():
@@ -131,13 +135,15 @@ def build_ssl_model(
     proj_layers: int = 3,
     ema_base: float = 0.99,
     proj_last_bn: bool = True,
+    per_view_bn: bool = False,
 ) -> SSLModel:
     """An :class:`SSLModel` with the heads an objective needs.
 
     ``objective`` is an Objective instance or class; its ``requirements.predictor`` /
     ``requirements.target`` decide whether a predictor and an EMA target are built.
     ``ema_base`` is the target's starting EMA momentum (``model.ema_base`` in a config).
-    ``proj_layers`` / ``proj_last_bn`` shape the projector (see :class:`ProjectionHead`).
+    ``proj_layers`` / ``proj_last_bn`` shape the projector (see :class:`ProjectionHead`);
+    ``per_view_bn`` see :class:`SSLModel`.
     """
     num_features = getattr(backbone, "num_features", None)
     if not isinstance(num_features, int) or num_features < 1:
@@ -154,4 +160,5 @@ def build_ssl_model(
         predictor=predictor,
         use_target=bool(getattr(needs, "target", False)),
         ema_base=ema_base,
+        per_view_bn=per_view_bn,
     )

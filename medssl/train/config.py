@@ -62,6 +62,7 @@ class ModelConfig:
     proj_dim: int = 256
     proj_layers: int = 3
     proj_last_bn: bool = True
+    per_view_bn: bool = False
     pred_hidden: int = 4096
     sync_batchnorm: bool = False
     ema_base: float = 0.99

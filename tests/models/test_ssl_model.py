@@ -114,3 +114,33 @@ def test_bf16_autocast_gives_float32_unit_rows() -> None:
         out = m(_views())
     assert out.p[0].dtype == torch.float32
     torch.testing.assert_close(out.p[0].norm(dim=1), torch.ones(4))
+
+
+def test_per_view_bn_normalises_each_view_with_its_own_batch_statistics() -> None:
+    # Train mode: a per-view model equals running the same modules on one view at a time,
+    # and differs from the default concatenated batch (statistics over both views).
+    joint = _model().train()
+    per_view = _model().train()
+    per_view.per_view_bn = True
+    views = [_views()[0], _views()[1] * 3.0 + 1.0]  # views with different statistics
+    out = per_view(views)
+    for i, v in enumerate(views):
+        single = per_view([v])
+        torch.testing.assert_close(out.z[i], single.z[0])
+        torch.testing.assert_close(out.p[i], single.p[0])
+        torch.testing.assert_close(out.t[i], single.t[0])
+    together = joint(views)
+    assert not torch.allclose(together.z[0], out.z[0], atol=1e-3)
+
+
+def test_per_view_bn_from_the_builder_and_equal_in_eval_mode() -> None:
+    torch.manual_seed(0)
+    backbone = build_backbone("test_resnet", in_chans=1, image_size=16)
+    m = build_ssl_model(backbone, _PredTarget, proj_hidden=32, proj_dim=8, pred_hidden=16, per_view_bn=True)
+    assert m.per_view_bn
+    # running statistics are used in eval mode, so the batching makes no difference there
+    views = _views()
+    ref = _model().eval()(views)
+    out = m.eval()(views)
+    for a, b in zip(out.z + out.p + out.t, ref.z + ref.p + ref.t):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)

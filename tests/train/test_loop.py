@@ -244,6 +244,18 @@ def test_projector_shape_follows_the_config(sample_dir: Path, tmp_path: Path) ->
     trainer = Pretrainer(cfg, progress=False)
     kinds = [type(m).__name__ for m in trainer.model.projector.net]
     assert kinds == ["Linear", "BatchNorm1d", "ReLU", "Linear"]
+    assert trainer.model.per_view_bn is False
+
+
+def test_per_view_bn_reaches_the_model_and_trains(sample_dir: Path, tmp_path: Path) -> None:
+    cfg = load_pretrain_config(data=tiny_cfg(sample_dir, tmp_path / "r", "pnnclr", max_steps=2,
+                                             model={"per_view_bn": True}))
+    trainer = Pretrainer(cfg, progress=False)
+    assert trainer.model.per_view_bn is True
+    res = trainer.fit()
+    assert res.steps == 2 and math.isfinite(res.last_loss)
+    with pytest.raises(ConfigError, match="key 'model.per_view_bn' must be true or false, got 'yes'"):
+        load_pretrain_config(data=tiny_cfg(sample_dir, tmp_path / "r2", "pnnclr", model={"per_view_bn": "yes"}))
 
 
 @pytest.mark.parametrize("channels_last", [True, False])
