@@ -48,6 +48,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 # Bump when a recipe below changes what a run with the same spec computes (invalidates the cache).
 RECIPE_VERSION = 1
+# the benchmark's network and budget shape (issue 12): ResNet-18, small stem at 28 px, batch 128
+BACKBONE, IMAGE_SIZE, BATCH_SIZE = "resnet18", 28, 128
 FRACTIONS = {"probe@100%": 1.0, "probe@10%": 0.10, "probe@2%": 0.02}
 PROTOCOLS = (*FRACTIONS, "knn@20")
 SHIPPED_CONFIGS = {"bloodmnist": "configs/bloodmnist.yaml"}
@@ -497,7 +499,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "medmnist"))
     p.add_argument("--steps", type=int, nargs="+", default=[100])
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     p.add_argument("--cache", default="/work/quality_cache", help="finished runs (outside the repository)")
     p.add_argument("--n-boot", type=int, default=1000)
     p.add_argument("--threads", type=int, default=1)
@@ -523,7 +525,7 @@ def resolve_data(args: argparse.Namespace) -> Tuple[str, str, str, int]:
     f = Path(args.data_dir) / f"{args.dataset}.npz"
     if not f.is_file():
         raise SystemExit(f"bench_quality: no {f}; put the official MedMNIST file there or pass --data-dir")
-    return args.dataset, str(f), "resnet18", 28
+    return args.dataset, str(f), BACKBONE, IMAGE_SIZE
 
 
 def run_plan(args: argparse.Namespace, log: Callable[[str], None] = print) -> Dict[str, Any]:

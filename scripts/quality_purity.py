@@ -26,7 +26,8 @@ import bench_quality as bq  # noqa: E402
 
 
 def purity_curves(cache: Path, plan: str, rows: Optional[Sequence[str]], steps: int, seeds: Sequence[int],
-                  data_file: str, dataset: str = "bloodmnist") -> Dict[str, List[Dict[str, object]]]:
+                  data_file: str, dataset: str = "bloodmnist",
+                  batch_size: int = bq.BATCH_SIZE) -> Dict[str, List[Dict[str, object]]]:
     """``{row: [{seed, steps: [...], purity: [...]}, ...]}`` for the cached runs; rows
     without any cached run map to an empty list."""
     chosen = [r for r in bq.PLANS[plan] if (rows is None or r.name in rows) and r.kind == "medssl"]
@@ -35,7 +36,7 @@ def purity_curves(cache: Path, plan: str, rows: Optional[Sequence[str]], steps: 
         if unknown:
             raise SystemExit(f"quality_purity: no medssl row {unknown} in plan {plan!r}")
     out: Dict[str, List[Dict[str, object]]] = {r.name: [] for r in chosen}
-    for row, run in bq.runs_of(chosen, dataset, data_file, [steps], seeds, 128, "resnet18", 28):
+    for row, run in bq.runs_of(chosen, dataset, data_file, [steps], seeds, batch_size, bq.BACKBONE, bq.IMAGE_SIZE):
         done = bq.Cache(cache).trained(run)
         if done is None:
             continue
@@ -53,10 +54,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--rows", nargs="+", default=None)
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--batch-size", type=int, default=bq.BATCH_SIZE)
     p.add_argument("--data", default=str(bq.REPO.parent / "shared" / "data" / "medmnist" / "bloodmnist.npz"))
     p.add_argument("--out", required=True, help="figure (.png); the curves go to the same name with .json")
     args = p.parse_args(argv)
-    curves = purity_curves(Path(args.cache), args.plan, args.rows, args.steps, args.seeds, args.data)
+    curves = purity_curves(Path(args.cache), args.plan, args.rows, args.steps, args.seeds, args.data,
+                            batch_size=args.batch_size)
     import matplotlib
 
     matplotlib.use("Agg")

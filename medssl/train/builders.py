@@ -227,6 +227,9 @@ def warmup_notice(cfg: PretrainConfig, total_steps: int) -> Optional[str]:
     warmup = o.warmup_for(total_steps)
     if warmup < total_steps:
         return None
+    if o.warmup_fraction is not None:
+        return (f"warning: optim.warmup_fraction={o.warmup_fraction:g} gives {warmup} warm-up steps, not fewer than "
+                f"this run's {total_steps} steps, so the learning rate never reaches optim.lr={o.lr:g}; lower it")
     return (f"warning: optim.warmup_steps={o.warmup_steps} is not shorter than this run's {total_steps} steps, "
             f"so the learning rate never reaches optim.lr={o.lr:g}; lower it or set optim.warmup_fraction "
             "(e.g. 0.05) instead, which scales with the run's length")

@@ -271,3 +271,18 @@ def test_channels_last_is_the_cpu_layout_unless_turned_off(sample_dir: Path, tmp
     views, _, _ = trainer._views(next(iter(trainer.loader)))
     assert all(v.is_contiguous(memory_format=torch.channels_last) == channels_last for v in views)
 
+
+
+def test_warmup_notice_names_the_key_that_filled_the_run(tmp_path: Path) -> None:
+    from medssl.train.builders import warmup_notice
+
+    def notice(optim: Dict[str, Any], steps: int) -> Any:
+        cfg = load_pretrain_config(data={"data": {"name": "folder", "root": str(tmp_path)}, "optim": optim})
+        return warmup_notice(cfg, steps)
+
+    # a fraction that rounds up to the whole of a 2-step run is named as the fraction
+    msg = notice({"warmup_fraction": 0.8, "warmup_steps": 0}, 2)
+    assert msg is not None and "optim.warmup_fraction=0.8 gives 2 warm-up steps" in msg and "warmup_steps" not in msg
+    assert notice({"warmup_fraction": 0.8}, 100) is None
+    assert "optim.warmup_steps=10 is not shorter than this run's 10 steps" in notice({"warmup_steps": 10}, 10)
+    assert notice({"warmup_steps": 10}, 11) is None
