@@ -15,6 +15,11 @@ Rows (``--plan``):
 * ``ablate-simclr`` / ``ablate-nn`` / ``ablate-recipe``: one factor at a time against medssl as the issue ran
   it (issue 12), to explain the gap to lightly.
 
+Data sets (``--dataset``): ``bloodmnist`` (the default) and ``pneumoniamnist`` are scored on
+their official val / test splits, ``pathmnist-1000`` (the first 1000 images of PathMNIST's
+train split, ../shared/data) by 5-fold cross-validation on those images (``--split cv``);
+each medssl row starts from the data set's shipped config.
+
 Each finished run is cached under ``--cache`` (default ``/work/quality_cache``, outside the
 repository) in a directory named by the hash of everything that defines it (recipe, config
 overrides, data file, steps, batch, seed, medssl version); evaluations are cached per split
@@ -24,6 +29,7 @@ processes may share a cache (a run in progress is locked). ``--no-train`` only r
     python scripts/bench_quality.py --plan ablate-simclr --split val       # hours on 2 CPU cores
     python scripts/bench_quality.py --plan table --split test --steps 100 300 --seeds 0 1 2
     python scripts/bench_quality.py --plan table --no-train --out docs/figures/quality.json
+    python scripts/bench_quality.py --plan table --dataset pathmnist-1000   # --split cv
     python scripts/bench_quality.py --smoke --cache /tmp/q                  # seconds
 """
 
@@ -52,7 +58,29 @@ RECIPE_VERSION = 1
 BACKBONE, IMAGE_SIZE, BATCH_SIZE = "resnet18", 28, 128
 FRACTIONS = {"probe@100%": 1.0, "probe@10%": 0.10, "probe@2%": 0.02}
 PROTOCOLS = (*FRACTIONS, "knn@20")
-SHIPPED_CONFIGS = {"bloodmnist": "configs/bloodmnist.yaml"}
+
+
+@dataclass(frozen=True)
+class BenchData:
+    """A benchmark data set: its file under ``--data-dir``, its MedMNIST flag when the file
+    name is not one, the shipped config its medssl rows start from, and how it is scored:
+    ``split`` (the official val / test splits) or ``cv5`` (5-fold cross-validation on the
+    train split, for a subset that has no other split)."""
+
+    file: str
+    config: str
+    flag: Optional[str] = None
+    scoring: str = "split"
+
+
+DATASETS: Dict[str, BenchData] = {
+    "bloodmnist": BenchData("bloodmnist.npz", "configs/bloodmnist.yaml"),
+    "pneumoniamnist": BenchData("pneumoniamnist.npz", "configs/pneumoniamnist.yaml"),
+    # rows 0..999 of PathMNIST's official train split (../shared/data/MANIFEST.md)
+    "pathmnist-1000": BenchData("pathmnist_train_first1000.npz", "configs/pathmnist.yaml", flag="pathmnist",
+                                scoring="cv5"),
+}
+CV_FOLDS = 5
 # The ablations start from configs/bloodmnist.yaml as the issue ran it (before the small-data
 # recipe became its default); a frozen copy, read in its place, keeps their cache keys.
 ISSUE_CONFIG_FILE = "scripts/quality_configs/bloodmnist_issue12.yaml"
@@ -213,7 +241,7 @@ def runs_of(rows: Sequence[Row], dataset: str, data_file: str, steps: Sequence[i
     for n in steps:
         for seed in seeds:
             for row in rows:
-                config = SHIPPED_CONFIGS.get(dataset, SHIPPED_CONFIGS["bloodmnist"]) if row.kind == "medssl" else None
+                config = DATASETS.get(dataset, DATASETS["bloodmnist"]).config if row.kind == "medssl" else None
                 yield row, Run(row.kind, dataset, data_file, n, batch_size, seed, image_size, backbone, config,
                                tuple(row.overrides) + tuple(extra) if row.kind == "medssl" else (),
                                config_file=row.config_file if row.kind == "medssl" else None)
@@ -221,7 +249,9 @@ def runs_of(rows: Sequence[Row], dataset: str, data_file: str, steps: Sequence[i
 
 # ---------------------------------------------------------------------------- training
 def data_spec(run: Run, split: str) -> Dict[str, Any]:
-    return {"name": "medmnist", "path": run.data_file, "split": split}
+    spec = {"name": "medmnist", "path": run.data_file, "split": split}
+    flag = DATASETS[run.dataset].flag if run.dataset in DATASETS else None
+    return {**spec, "flag": flag} if flag else spec
 
 
 def train_medssl(run: Run, out: Path) -> Dict[str, Any]:
@@ -340,12 +370,16 @@ def train_peer(run: Run, out: Path) -> Dict[str, Any]:
 # ---------------------------------------------------------------------------- evaluation
 def evaluate(run: Run, encoder_dir: Path, split: str, n_boot: int) -> Dict[str, Any]:
     """The one evaluator: probe on 100 / 10 / 2 % of the train labels (drawn with the run's
-    seed, stratified) and kNN-20 on all of them, scored on ``split`` with bootstrap CIs."""
+    seed, stratified) and kNN-20 on all of them, scored on ``split`` with bootstrap CIs
+    (``split="cv"``: :func:`evaluate_cv`)."""
     import medssl
     from medssl.eval.subsets import stratified_fraction
 
     model, preprocess = medssl.load_encoder(encoder_dir)
-    train, query = medssl.open_dataset(data_spec(run, "train")), medssl.open_dataset(data_spec(run, split))
+    train = medssl.open_dataset(data_spec(run, "train"))
+    if split == "cv":
+        return evaluate_cv(run, *medssl.embed(model, train, preprocess), train.task, int(train.num_classes), n_boot)
+    query = medssl.open_dataset(data_spec(run, split))
     x, y = medssl.embed(model, train, preprocess)
     xq, yq = medssl.embed(model, query, preprocess)
     y, yq = (np.asarray(v).reshape(len(v), -1)[:, 0].astype(np.int64) for v in (y, yq))
@@ -451,6 +485,45 @@ class Cache:
         return ev
 
 
+def evaluate_cv(run: Run, x: np.ndarray, y: Any, task: str, num_classes: int, n_boot: int,
+                folds: int = CV_FOLDS) -> Dict[str, Any]:
+    """The same protocols, cross-validated on the train split alone: stratified ``folds``
+    folds (seeded by the run's seed); each fold is scored by a probe / kNN fitted on the
+    other folds (the probe on 100 / 10 / 2 % of their labels), and the metrics and their
+    bootstrap CIs are computed once over the pooled out-of-fold scores of every image.
+    The encoder saw every image without labels during pretraining, as the issue's
+    protocol for a subset without a test split has it."""
+    import medssl
+    from sklearn.model_selection import StratifiedKFold
+
+    from medssl.eval import evaluate_predictions, knn_predict
+    from medssl.eval.subsets import stratified_fraction
+
+    y = np.asarray(y).reshape(len(y), -1)[:, 0].astype(np.int64)
+    split = list(StratifiedKFold(folds, shuffle=True, random_state=run.seed).split(x, y))
+    out: Dict[str, Any] = {}
+    for name, frac in (*FRACTIONS.items(), ("knn@20", None)):
+        scores: Optional[np.ndarray] = None
+        n_labels = []
+        for tr, te in split:
+            if frac is not None and frac < 1.0:
+                tr = tr[stratified_fraction(y[tr], frac, run.seed)]
+            n_labels.append(int(tr.size))
+            if frac is None:
+                s = knn_predict(x[tr], y[tr], x[te], k=20, num_classes=num_classes).numpy()
+            else:
+                s = medssl.linear_probe(x[tr], y[tr], x[te], y[te], task=task, num_classes=num_classes,
+                                        seed=run.seed).scores
+            s = np.asarray(s, dtype=np.float64).reshape(len(te), -1)
+            if scores is None:
+                scores = np.zeros((len(y), s.shape[1]))
+            scores[te] = s
+        m = evaluate_predictions(y, scores, task, ci=True, n_boot=n_boot, seed=run.seed)
+        out[name] = {"accuracy": m["accuracy"], "accuracy_ci": m.get("accuracy_ci"), "auc": m["auc"],
+                     "auc_ci": m.get("auc_ci"), "n_labels": int(np.mean(n_labels)), "folds": folds}
+    return out
+
+
 # ---------------------------------------------------------------------------- report
 def summarise(values: Sequence[Dict[str, Any]], proto: str, key: str) -> Dict[str, Any]:
     """Mean over seeds; with one seed its bootstrap CI, with more the sample sd."""
@@ -494,8 +567,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--plan", choices=sorted(PLANS), default="table")
     p.add_argument("--rows", nargs="+", default=None, help="only these rows of the plan (by name)")
-    p.add_argument("--split", choices=("val", "test"), default="val", help="tune on val; report test once")
-    p.add_argument("--dataset", default="bloodmnist", help="a MedMNIST flag under --data-dir")
+    p.add_argument("--split", choices=("val", "test", "cv"), default=None,
+                   help="tune on val; report test once; cv: 5-fold cross-validation on train (the default "
+                        "for a data set without val / test splits, else val)")
+    p.add_argument("--dataset", default="bloodmnist",
+                   help=f"one of {sorted(DATASETS)} (its file under --data-dir), or any MedMNIST flag there")
     p.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "medmnist"))
     p.add_argument("--steps", type=int, nargs="+", default=[100])
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -522,7 +598,8 @@ def resolve_data(args: argparse.Namespace) -> Tuple[str, str, str, int]:
         if not f.is_file():
             write_sample(root, seed=0)
         return "ihcstain", str(f), "test_resnet", 28
-    f = Path(args.data_dir) / f"{args.dataset}.npz"
+    known = DATASETS.get(args.dataset)
+    f = Path(args.data_dir) / (known.file if known else f"{args.dataset}.npz")
     if not f.is_file():
         raise SystemExit(f"bench_quality: no {f}; put the official MedMNIST file there or pass --data-dir")
     return args.dataset, str(f), BACKBONE, IMAGE_SIZE
@@ -532,6 +609,13 @@ def run_plan(args: argparse.Namespace, log: Callable[[str], None] = print) -> Di
     """Train (unless --no-train) and evaluate every run of the plan in order; return the report."""
     torch.set_num_threads(args.threads)
     dataset, data_file, backbone, image_size = resolve_data(args)
+    scoring = DATASETS[dataset].scoring if dataset in DATASETS else "split"
+    if args.split is None:
+        args.split = "cv" if scoring == "cv5" else "val"
+    if (args.split == "cv") != (scoring == "cv5"):
+        raise SystemExit(f"bench_quality: --split {args.split} does not fit {dataset}, which is scored by "
+                         + ("5-fold cross-validation on train (--split cv)" if scoring == "cv5"
+                            else "its official val / test splits (--split val or test)"))
     rows = PLANS[args.plan]
     if args.rows:
         unknown = sorted(set(args.rows) - {r.name for r in rows})

@@ -158,7 +158,7 @@ def test_a_stopped_medssl_run_is_not_cached(bq: ModuleType, smoke, tmp_path: Pat
     assert bq.Cache(tmp_path).trained(run) is None and not list(tmp_path.glob("*.lock"))
 
 
-@pytest.mark.parametrize("plan", ["table", "ablate-simclr", "ablate-recipe", "ablate-nn"])
+@pytest.mark.parametrize("plan", ["table", "ablate-simclr", "ablate-recipe", "ablate-nn", "ablate-views"])
 def test_every_medssl_row_of_a_plan_is_a_valid_config(bq: ModuleType, smoke, plan: str) -> None:
     """A misspelt override would fail hours into a queue; it fails here instead."""
     import medssl
@@ -172,3 +172,50 @@ def test_every_medssl_row_of_a_plan_is_a_valid_config(bq: ModuleType, smoke, pla
             overrides = [f"data={json.dumps(bq.data_spec(run, 'train'))}", "val_data=null", *run.overrides]
             cfg = medssl.load_pretrain_config(run.config_path(), overrides)
             assert cfg.objective["name"] == run.overrides[0].split("=")[1]
+
+
+def test_cross_validation_scores_every_image_by_a_model_that_never_saw_its_label(bq: ModuleType) -> None:
+    """Random labels on unique random features: a fold scored by a probe or kNN fitted on
+    itself would be right every time (kNN finds the image itself); out of fold it is chance."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 32)).astype(np.float32)
+    y = rng.integers(0, 3, size=300)
+    run = bq.Run("random", "pathmnist-1000", "unused.npz", 0, 16, 0)
+    ev = bq.evaluate_cv(run, x, y, "multiclass", 3, n_boot=50)
+    assert set(ev) == set(bq.PROTOCOLS)
+    for proto, m in ev.items():
+        assert 0.2 < m["accuracy"] < 0.47, proto  # chance is 1/3
+        assert m["folds"] == 5 and m["accuracy_ci"][0] < m["accuracy"] < m["accuracy_ci"][1]
+    assert ev["probe@100%"]["n_labels"] == 240 and ev["probe@10%"]["n_labels"] == 24
+    # features that carry the label: every protocol finds it out of fold
+    x[np.arange(300), y] += 4.0
+    ev = bq.evaluate_cv(run, x, y, "multiclass", 3, n_boot=50)
+    assert ev["probe@100%"]["accuracy"] > 0.9 and ev["knn@20"]["accuracy"] > 0.9
+
+
+def test_the_pathmnist_subset_is_cross_validated_only(bq: ModuleType, tmp_path: Path) -> None:
+    (tmp_path / "pathmnist_train_first1000.npz").write_bytes(b"")
+    args = bq.parse_args(["--dataset", "pathmnist-1000", "--split", "test", "--data-dir", str(tmp_path),
+                          "--cache", str(tmp_path / "c")])
+    with pytest.raises(SystemExit, match=r"--split test does not fit pathmnist-1000.*--split cv"):
+        bq.run_plan(args, log=lambda s: None)
+    args = bq.parse_args(["--split", "cv", "--data-dir", str(tmp_path), "--cache", str(tmp_path / "c")])
+    (tmp_path / "bloodmnist.npz").write_bytes(b"")
+    with pytest.raises(SystemExit, match=r"--split cv does not fit bloodmnist.*--split val or test"):
+        bq.run_plan(args, log=lambda s: None)
+    run = bq.Run("random", "pathmnist-1000", str(tmp_path / "pathmnist_train_first1000.npz"), 0, 16, 0)
+    assert bq.data_spec(run, "train")["flag"] == "pathmnist"
+    assert "flag" not in bq.data_spec(bq.Run("random", "bloodmnist", "b.npz", 0, 16, 0), "train")
+
+
+def test_the_subset_opens_with_its_flag() -> None:
+    import medssl
+
+    bq = load()
+    f = REPO.parent / "shared" / "data" / "medmnist" / "pathmnist_train_first1000.npz"
+    if not f.is_file():
+        pytest.skip(f"{f} not present (../shared/data)")
+    ds = medssl.open_dataset(bq.data_spec(bq.Run("random", "pathmnist-1000", str(f), 0, 16, 0), "train"))
+    assert len(ds) == 1000 and ds.num_classes == 9
