@@ -217,6 +217,16 @@ PLANS: Dict[str, List[Row]] = {
         medssl_row("pnnclr", *ISSUE_OVERRIDES, *RECIPE[:-1], *LIGHTLY_LIKE_AUG_D4, "model.per_view_bn=true",
                    name="pnnclr + recipe + D4 + per-view BN", why="both"),
     ],
+    # the NN objectives at the temperature that helped SimCLR most (lightly's NTXentLoss default)
+    "ablate-tau": [
+        medssl_row("pnnclr", *ISSUE_OVERRIDES, *RECIPE, "objective.tau=0.5", name="pnnclr + recipe + tau 0.5",
+                   why="tau 0.2 gave +0.008 / +0.003"),
+        medssl_row("nnclr", *ISSUE_OVERRIDES, *RECIPE, "objective.tau=0.5", name="nnclr + recipe + tau 0.5",
+                   why="lightly's NNCLR trains at 0.5"),
+        medssl_row("psm", *ISSUE_OVERRIDES, *RECIPE, "objective.tau=0.5", name="psm + recipe + tau 0.5", why="temperature"),
+        medssl_row("snclr", *ISSUE_OVERRIDES, *RECIPE, "objective.tau=0.5", name="snclr + recipe + tau 0.5",
+                   why="temperature"),
+    ],
     "ablate-nn": [
         Row("lightly nnclr", "lightly_nnclr", why="lightly 1.6 recipe"),
         medssl_row("nnclr", *ISSUE_OVERRIDES, name="medssl nnclr (issue)", why="baseline"),
