@@ -227,6 +227,13 @@ PLANS: Dict[str, List[Row]] = {
         medssl_row("snclr", *ISSUE_OVERRIDES, *RECIPE, "objective.tau=0.5", name="snclr + recipe + tau 0.5",
                    why="temperature"),
     ],
+    # pNNCLR's interpolation: alpha 1 is the query itself (no neighbour), 0 the neighbour
+    "ablate-alpha": [
+        medssl_row("pnnclr", *ISSUE_OVERRIDES, *RECIPE, "objective.alpha=0.75", name="pnnclr + recipe + alpha 0.75",
+                   why="a quarter of the way to the neighbour"),
+        medssl_row("pnnclr", *ISSUE_OVERRIDES, *RECIPE, "objective.alpha=0.5", name="pnnclr + recipe + alpha 0.5",
+                   why="half way"),
+    ],
     "ablate-nn": [
         Row("lightly nnclr", "lightly_nnclr", why="lightly 1.6 recipe"),
         medssl_row("nnclr", *ISSUE_OVERRIDES, name="medssl nnclr (issue)", why="baseline"),
