@@ -543,25 +543,31 @@ def evaluate_cv(run: Run, x: np.ndarray, y: Any, task: str, num_classes: int, n_
 
 # ---------------------------------------------------------------------------- report
 def summarise(values: Sequence[Dict[str, Any]], proto: str, key: str) -> Dict[str, Any]:
-    """Mean over seeds; with one seed its bootstrap CI, with more the sample sd."""
+    """Mean over seeds; with one seed its bootstrap CI (the evaluation set's sampling
+    only), with more the sample sd and a 95 % Student-t CI of the mean over seeds (the
+    training's seed-to-seed spread)."""
+    from scipy import stats
+
     vals = [v[proto][key] for v in values]
     out: Dict[str, Any] = {"mean": float(np.mean(vals)), "n": len(vals)}
     if len(vals) == 1:
         out["ci"] = values[0][proto].get(f"{key}_ci")
     else:
-        out["sd"] = float(np.std(vals, ddof=1))
+        sd = float(np.std(vals, ddof=1))
+        half = float(stats.t.ppf(0.975, len(vals) - 1)) * sd / np.sqrt(len(vals))
+        out.update(sd=sd, ci=[out["mean"] - half, out["mean"] + half], ci_kind="t over seeds")
     return out
 
 
 def cell(s: Dict[str, Any]) -> str:
-    if "sd" in s:
-        return f"{s['mean']:.3f} ± {s['sd']:.3f}"
     ci = s.get("ci") or [float("nan")] * 2
-    return f"{s['mean']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+    sd = f" ± {s['sd']:.3f}" if "sd" in s else ""
+    return f"{s['mean']:.3f}{sd} [{ci[0]:.3f}, {ci[1]:.3f}]"
 
 
 def markdown(report: Dict[str, Any]) -> str:
-    """One table per budget: accuracy (mean ± sd over seeds, or [95 % CI] for one seed)."""
+    """One table per budget: accuracy; one seed: mean [95 % bootstrap CI]; several seeds:
+    mean ± sd [95 % t-CI of the mean over seeds]."""
     lines = []
     for steps, rows in report["tables"].items():
         lines += [f"**{report['dataset']}, {report['split']} split, {steps} steps, batch {report['batch_size']}**",

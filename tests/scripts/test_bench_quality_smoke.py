@@ -219,3 +219,14 @@ def test_the_subset_opens_with_its_flag() -> None:
         pytest.skip(f"{f} not present (../shared/data)")
     ds = medssl.open_dataset(bq.data_spec(bq.Run("random", "pathmnist-1000", str(f), 0, 16, 0), "train"))
     assert len(ds) == 1000 and ds.num_classes == 9
+
+
+def test_several_seeds_are_summarised_with_a_t_interval_over_seeds(bq: ModuleType) -> None:
+    evs = [{"knn@20": {"accuracy": a, "accuracy_ci": [a - 0.01, a + 0.01]}} for a in (0.70, 0.72, 0.74)]
+    s = bq.summarise(evs, "knn@20", "accuracy")
+    assert s["n"] == 3 and s["mean"] == pytest.approx(0.72) and s["sd"] == pytest.approx(0.02)
+    half = 4.302653 * 0.02 / math.sqrt(3)  # t(0.975, 2 d.o.f.)
+    assert s["ci"] == pytest.approx([0.72 - half, 0.72 + half], abs=1e-6)
+    assert bq.cell(s) == "0.720 ± 0.020 [0.670, 0.770]"
+    one = bq.summarise(evs[:1], "knn@20", "accuracy")
+    assert one["ci"] == [0.69, 0.71] and "sd" not in one and bq.cell(one) == "0.700 [0.690, 0.710]"
