@@ -233,6 +233,11 @@ PLANS: Dict[str, List[Row]] = {
                    why="a quarter of the way to the neighbour"),
         medssl_row("pnnclr", *ISSUE_OVERRIDES, *RECIPE, "objective.alpha=0.5", name="pnnclr + recipe + alpha 0.5",
                    why="half way"),
+        medssl_row("pnnclr", *ISSUE_OVERRIDES, *RECIPE, "objective.alpha=1.0", "objective.beta=0.0",
+                   name="pnnclr + recipe + alpha 1, no noise", why="no neighbour at all: prediction vs EMA target"),
+        medssl_row("pnnclr", *ISSUE_OVERRIDES, *RECIPE, "objective.alpha=1.0", "objective.beta=0.0", "model.ema_base=0.0",
+                   name="pnnclr + recipe + alpha 1, no noise, ema base 0",
+                   why="and a target that starts as the online network each step (cosine from 0 to 1)"),
     ],
     "ablate-nn": [
         Row("lightly nnclr", "lightly_nnclr", why="lightly 1.6 recipe"),
