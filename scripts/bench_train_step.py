@@ -27,7 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import header, interleaved, load_average, median, table  # noqa: E402
 
 from medssl.models import build_backbone, build_ssl_model  # noqa: E402
-from medssl.models.outputs import ViewOutputs  # noqa: E402
 from medssl.objectives.nnclr import NNCLR  # noqa: E402
 from medssl.objectives.support_set import SupportSet  # noqa: E402
 
@@ -36,15 +35,17 @@ def medssl_step(args: argparse.Namespace, views: List[torch.Tensor], split_views
                 channels_last: bool = False) -> Callable[[], float]:
     """One medssl NNCLR step (forward, loss with look-up and enqueue, backward, SGD).
 
-    ``split_views`` runs the model once per view, as lightly's recipe does, instead of on
-    both views concatenated (medssl's default): this isolates the cost of that choice.
+    ``split_views`` runs the model once per view (``per_view_bn``), as lightly's recipe
+    does, instead of on both views concatenated (medssl's default): this isolates the cost
+    of that choice.
     ``channels_last`` converts the model once and the views every step, as ``medssl
     pretrain`` does by default (``train.channels_last``).
     """
     torch.manual_seed(0)
     objective = NNCLR(tau=0.1)
     model = build_ssl_model(build_backbone(args.backbone, image_size=args.image_size), objective,
-                            proj_hidden=args.proj_hidden, proj_dim=args.proj_dim, pred_hidden=args.pred_hidden)
+                            proj_hidden=args.proj_hidden, proj_dim=args.proj_dim, pred_hidden=args.pred_hidden,
+                            per_view_bn=split_views)
     support = SupportSet(args.queue, args.proj_dim)
     support.enqueue(F.normalize(torch.randn(args.queue, args.proj_dim), dim=1))
     if channels_last:
@@ -53,16 +54,9 @@ def medssl_step(args: argparse.Namespace, views: List[torch.Tensor], split_views
     index = torch.arange(views[0].shape[0])
     model.train()
 
-    def forward() -> ViewOutputs:
-        if channels_last:
-            return model([v.contiguous(memory_format=torch.channels_last) for v in views], indices=index)
-        if not split_views:
-            return model(views, indices=index)
-        outs = [model([v], indices=index) for v in views]
-        return ViewOutputs(z=[o.z[0] for o in outs], p=[o.p[0] for o in outs], indices=index)
-
     def step() -> float:
-        loss, _ = objective(forward(), support)
+        batch = [v.contiguous(memory_format=torch.channels_last) for v in views] if channels_last else views
+        loss, _ = objective(model(batch, indices=index), support)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
