@@ -81,6 +81,12 @@ DATASETS: Dict[str, BenchData] = {
                                 scoring="cv5"),
 }
 CV_FOLDS = 5
+
+
+def bench_data(dataset: str) -> BenchData:
+    """The table's entry, or for any other MedMNIST flag (and the smoke test's sample) its
+    official file scored on its splits, medssl rows from the BloodMNIST config."""
+    return DATASETS.get(dataset) or BenchData(f"{dataset}.npz", DATASETS["bloodmnist"].config)
 # The ablations start from configs/bloodmnist.yaml as the issue ran it (before the small-data
 # recipe became its default); a frozen copy, read in its place, keeps their cache keys.
 ISSUE_CONFIG_FILE = "scripts/quality_configs/bloodmnist_issue12.yaml"
@@ -263,7 +269,7 @@ def runs_of(rows: Sequence[Row], dataset: str, data_file: str, steps: Sequence[i
     for n in steps:
         for seed in seeds:
             for row in rows:
-                config = DATASETS.get(dataset, DATASETS["bloodmnist"]).config if row.kind == "medssl" else None
+                config = bench_data(dataset).config if row.kind == "medssl" else None
                 yield row, Run(row.kind, dataset, data_file, n, batch_size, seed, image_size, backbone, config,
                                tuple(row.overrides) + tuple(extra) if row.kind == "medssl" else (),
                                config_file=row.config_file if row.kind == "medssl" else None)
@@ -272,7 +278,7 @@ def runs_of(rows: Sequence[Row], dataset: str, data_file: str, steps: Sequence[i
 # ---------------------------------------------------------------------------- training
 def data_spec(run: Run, split: str) -> Dict[str, Any]:
     spec = {"name": "medmnist", "path": run.data_file, "split": split}
-    flag = DATASETS[run.dataset].flag if run.dataset in DATASETS else None
+    flag = bench_data(run.dataset).flag
     return {**spec, "flag": flag} if flag else spec
 
 
@@ -390,6 +396,17 @@ def train_peer(run: Run, out: Path) -> Dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- evaluation
+def _labels(v: Any) -> np.ndarray:
+    """Single-label int labels ``[N]`` from ``[N]`` or ``[N, 1]``."""
+    return np.asarray(v).reshape(len(v), -1)[:, 0].astype(np.int64)
+
+
+def _record(m: Dict[str, Any], n_labels: int, **extra: Any) -> Dict[str, Any]:
+    """What the cache keeps of one protocol's metrics."""
+    return {"accuracy": m["accuracy"], "accuracy_ci": m.get("accuracy_ci"), "auc": m["auc"],
+            "auc_ci": m.get("auc_ci"), "n_labels": int(n_labels), **extra}
+
+
 def evaluate(run: Run, encoder_dir: Path, split: str, n_boot: int) -> Dict[str, Any]:
     """The one evaluator: probe on 100 / 10 / 2 % of the train labels (drawn with the run's
     seed, stratified) and kNN-20 on all of them, scored on ``split`` with bootstrap CIs
@@ -399,23 +416,56 @@ def evaluate(run: Run, encoder_dir: Path, split: str, n_boot: int) -> Dict[str, 
 
     model, preprocess = medssl.load_encoder(encoder_dir)
     train = medssl.open_dataset(data_spec(run, "train"))
-    if split == "cv":
-        return evaluate_cv(run, *medssl.embed(model, train, preprocess), train.task, int(train.num_classes), n_boot)
-    query = medssl.open_dataset(data_spec(run, split))
     x, y = medssl.embed(model, train, preprocess)
-    xq, yq = medssl.embed(model, query, preprocess)
-    y, yq = (np.asarray(v).reshape(len(v), -1)[:, 0].astype(np.int64) for v in (y, yq))
+    if split == "cv":
+        return evaluate_cv(run, x, y, train.task, int(train.num_classes), n_boot)
+    xq, yq = medssl.embed(model, medssl.open_dataset(data_spec(run, split)), preprocess)
+    y, yq = _labels(y), _labels(yq)
     k = dict(task=train.task, num_classes=int(train.num_classes), ci=True, n_boot=n_boot, seed=run.seed)
     out: Dict[str, Any] = {}
     for name, frac in FRACTIONS.items():
         idx = np.arange(len(y)) if frac >= 1.0 else stratified_fraction(y, frac, run.seed)
-        m = medssl.linear_probe(x[idx], y[idx], xq, yq, **k).metrics
-        out[name] = {"accuracy": m["accuracy"], "accuracy_ci": m.get("accuracy_ci"), "auc": m["auc"],
-                     "auc_ci": m.get("auc_ci"), "n_labels": int(idx.size)}
-    m = medssl.knn_evaluate(x, y, xq, yq, k=20, **k)
-    out["knn@20"] = {"accuracy": m["accuracy"], "accuracy_ci": m.get("accuracy_ci"), "auc": m["auc"],
-                     "auc_ci": m.get("auc_ci"), "n_labels": int(len(y))}
+        out[name] = _record(medssl.linear_probe(x[idx], y[idx], xq, yq, **k).metrics, idx.size)
+    out["knn@20"] = _record(medssl.knn_evaluate(x, y, xq, yq, k=20, **k), len(y))
     out["n_query"] = int(len(yq))
+    return out
+
+
+def evaluate_cv(run: Run, x: np.ndarray, y: Any, task: str, num_classes: int, n_boot: int,
+                folds: int = CV_FOLDS) -> Dict[str, Any]:
+    """The same protocols, cross-validated on the train split alone: stratified ``folds``
+    folds (seeded by the run's seed); each fold is scored by a probe / kNN fitted on the
+    other folds (the probe on 100 / 10 / 2 % of their labels), and the metrics and their
+    bootstrap CIs are computed once over the pooled out-of-fold scores of every image.
+    The encoder saw every image without labels during pretraining, as the issue's
+    protocol for a subset without a test split has it."""
+    import medssl
+    from sklearn.model_selection import StratifiedKFold
+
+    from medssl.eval import evaluate_predictions, knn_predict
+    from medssl.eval.subsets import stratified_fraction
+
+    y = _labels(y)
+    split = list(StratifiedKFold(folds, shuffle=True, random_state=run.seed).split(x, y))
+    out: Dict[str, Any] = {}
+    for name, frac in (*FRACTIONS.items(), ("knn@20", None)):
+        scores: Optional[np.ndarray] = None
+        n_labels = []
+        for tr, te in split:
+            if frac is not None and frac < 1.0:
+                tr = tr[stratified_fraction(y[tr], frac, run.seed)]
+            n_labels.append(int(tr.size))
+            if frac is None:
+                s = knn_predict(x[tr], y[tr], x[te], k=20, num_classes=num_classes).numpy()
+            else:
+                s = medssl.linear_probe(x[tr], y[tr], x[te], y[te], task=task, num_classes=num_classes,
+                                        seed=run.seed).scores
+            s = np.asarray(s, dtype=np.float64).reshape(len(te), -1)
+            if scores is None:
+                scores = np.zeros((len(y), s.shape[1]))
+            scores[te] = s
+        m = evaluate_predictions(y, scores, task, ci=True, n_boot=n_boot, seed=run.seed)
+        out[name] = _record(m, np.mean(n_labels), folds=folds)
     return out
 
 
@@ -507,45 +557,6 @@ class Cache:
         return ev
 
 
-def evaluate_cv(run: Run, x: np.ndarray, y: Any, task: str, num_classes: int, n_boot: int,
-                folds: int = CV_FOLDS) -> Dict[str, Any]:
-    """The same protocols, cross-validated on the train split alone: stratified ``folds``
-    folds (seeded by the run's seed); each fold is scored by a probe / kNN fitted on the
-    other folds (the probe on 100 / 10 / 2 % of their labels), and the metrics and their
-    bootstrap CIs are computed once over the pooled out-of-fold scores of every image.
-    The encoder saw every image without labels during pretraining, as the issue's
-    protocol for a subset without a test split has it."""
-    import medssl
-    from sklearn.model_selection import StratifiedKFold
-
-    from medssl.eval import evaluate_predictions, knn_predict
-    from medssl.eval.subsets import stratified_fraction
-
-    y = np.asarray(y).reshape(len(y), -1)[:, 0].astype(np.int64)
-    split = list(StratifiedKFold(folds, shuffle=True, random_state=run.seed).split(x, y))
-    out: Dict[str, Any] = {}
-    for name, frac in (*FRACTIONS.items(), ("knn@20", None)):
-        scores: Optional[np.ndarray] = None
-        n_labels = []
-        for tr, te in split:
-            if frac is not None and frac < 1.0:
-                tr = tr[stratified_fraction(y[tr], frac, run.seed)]
-            n_labels.append(int(tr.size))
-            if frac is None:
-                s = knn_predict(x[tr], y[tr], x[te], k=20, num_classes=num_classes).numpy()
-            else:
-                s = medssl.linear_probe(x[tr], y[tr], x[te], y[te], task=task, num_classes=num_classes,
-                                        seed=run.seed).scores
-            s = np.asarray(s, dtype=np.float64).reshape(len(te), -1)
-            if scores is None:
-                scores = np.zeros((len(y), s.shape[1]))
-            scores[te] = s
-        m = evaluate_predictions(y, scores, task, ci=True, n_boot=n_boot, seed=run.seed)
-        out[name] = {"accuracy": m["accuracy"], "accuracy_ci": m.get("accuracy_ci"), "auc": m["auc"],
-                     "auc_ci": m.get("auc_ci"), "n_labels": int(np.mean(n_labels)), "folds": folds}
-    return out
-
-
 # ---------------------------------------------------------------------------- report
 def summarise(values: Sequence[Dict[str, Any]], proto: str, key: str) -> Dict[str, Any]:
     """Mean over seeds; with one seed its bootstrap CI (the evaluation set's sampling
@@ -626,8 +637,7 @@ def resolve_data(args: argparse.Namespace) -> Tuple[str, str, str, int]:
         if not f.is_file():
             write_sample(root, seed=0)
         return "ihcstain", str(f), "test_resnet", 28
-    known = DATASETS.get(args.dataset)
-    f = Path(args.data_dir) / (known.file if known else f"{args.dataset}.npz")
+    f = Path(args.data_dir) / bench_data(args.dataset).file
     if not f.is_file():
         raise SystemExit(f"bench_quality: no {f}; put the official MedMNIST file there or pass --data-dir")
     return args.dataset, str(f), BACKBONE, IMAGE_SIZE
@@ -637,7 +647,7 @@ def run_plan(args: argparse.Namespace, log: Callable[[str], None] = print) -> Di
     """Train (unless --no-train) and evaluate every run of the plan in order; return the report."""
     torch.set_num_threads(args.threads)
     dataset, data_file, backbone, image_size = resolve_data(args)
-    scoring = DATASETS[dataset].scoring if dataset in DATASETS else "split"
+    scoring = bench_data(dataset).scoring
     if args.split is None:
         args.split = "cv" if scoring == "cv5" else "val"
     if (args.split == "cv") != (scoring == "cv5"):
