@@ -210,10 +210,9 @@ def test_the_pathmnist_subset_is_cross_validated_only(bq: ModuleType, tmp_path: 
     assert "flag" not in bq.data_spec(bq.Run("random", "bloodmnist", "b.npz", 0, 16, 0), "train")
 
 
-def test_the_subset_opens_with_its_flag() -> None:
+def test_the_subset_opens_with_its_flag(bq: ModuleType) -> None:
     import medssl
 
-    bq = load()
     f = REPO.parent / "shared" / "data" / "medmnist" / "pathmnist_train_first1000.npz"
     if not f.is_file():
         pytest.skip(f"{f} not present (../shared/data)")
