@@ -146,6 +146,11 @@ def medssl_row(objective: str, *extra: str, name: Optional[str] = None, why: str
                config_file=ISSUE_CONFIG_FILE)
 
 
+def shipped_row(objective: str, *extra: str, name: str, why: str = "") -> Row:
+    """An ablation row on the data set's shipped config (as the test table trains it)."""
+    return Row(name, "medssl", (f"objective.name={objective}", *extra), why)
+
+
 LIGHTLY_HEADS = ("model.proj_hidden=512", "model.proj_dim=128", "model.pred_hidden=512")
 CONSTANT_LR = ("optim.warmup_steps=0", "optim.final_lr_ratio=1.0")
 # lightly's augmentation as far as the natural preset reaches (no vertical flip there)
@@ -244,6 +249,20 @@ PLANS: Dict[str, List[Row]] = {
         medssl_row("pnnclr", *ISSUE_OVERRIDES, *RECIPE, "objective.alpha=1.0", "objective.beta=0.0", "model.ema_base=0.0",
                    name="pnnclr + recipe + alpha 1, no noise, ema base 0",
                    why="and a target that starts as the online network each step (cosine from 0 to 1)"),
+    ],
+    # every NN objective has a predictor head and SimCLR none; the third round left it the
+    # untested difference (pNNCLR without a neighbour scored what it scores with them)
+    "ablate-predictor": [
+        shipped_row("pnnclr", "model.predictor=false", name="pnnclr (shipped) + no predictor",
+                    why="the projections are the predictions"),
+        medssl_row("pnnclr", *ISSUE_OVERRIDES, *RECIPE, "model.predictor=false", name="pnnclr + recipe + no predictor",
+                   why="against pnnclr + recipe"),
+        medssl_row("nnclr", *ISSUE_OVERRIDES, *RECIPE, "model.predictor=false", name="nnclr + recipe + no predictor",
+                   why="against nnclr + recipe"),
+        shipped_row("psm", "model.predictor=false", name="psm (shipped) + no predictor", why="against shipped psm"),
+        shipped_row("snclr", "model.predictor=false", name="snclr (shipped) + no predictor", why="against shipped snclr"),
+        medssl_row("pnnclr", *ISSUE_OVERRIDES, *RECIPE, "model.predictor=false", "model.ema_base=0.0",
+                   name="pnnclr + recipe + no predictor, ema base 0", why="and a target that follows early"),
     ],
     "ablate-nn": [
         Row("lightly nnclr", "lightly_nnclr", why="lightly 1.6 recipe"),

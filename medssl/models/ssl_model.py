@@ -20,7 +20,7 @@ parameters are frozen and change only through :meth:`SSLModel.update_target`).
 
 from __future__ import annotations
 
-from typing import Any, Iterator, List, Optional, Sequence
+from typing import Any, Iterator, List, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +42,8 @@ class SSLModel(nn.Module):
     Args:
         backbone: encoder ``[B, C, H, W] -> [B, F]``.
         projector: ``[B, F] -> [B, D]``.
-        predictor: ``[B, D] -> [B, D]`` or ``None``.
+        predictor: ``[B, D] -> [B, D]`` or ``None``; ``nn.Identity()`` makes the
+            (normalised) projections the predictions, ``p = z``.
         use_target: keep an EMA copy of (backbone, projector) giving ``t``.
         ema_base: starting EMA momentum λ0 of the cosine schedule.
         per_view_bn: forward each view separately (BatchNorm statistics per view)
@@ -104,7 +105,9 @@ class SSLModel(nn.Module):
         proj = self._run(views, online)
         z = [_normalize(g) for g in proj]
         p = None
-        if self.predictor is not None:
+        if isinstance(self.predictor, nn.Identity):
+            p = z  # no predictor head: the projections are the predictions
+        elif self.predictor is not None:
             # The predictor batches views the way the networks before it did.
             p = [_normalize(q) for q in self._run(proj, self.predictor)]
         t = None
@@ -136,11 +139,16 @@ def build_ssl_model(
     ema_base: float = 0.99,
     proj_last_bn: bool = True,
     per_view_bn: bool = False,
+    predictor: Union[bool, str] = "auto",
 ) -> SSLModel:
     """An :class:`SSLModel` with the heads an objective needs.
 
     ``objective`` is an Objective instance or class; its ``requirements.predictor`` /
     ``requirements.target`` decide whether a predictor and an EMA target are built.
+    ``predictor``: ``"auto"`` builds a predictor head exactly when the objective uses
+    predictions; ``False`` builds none, and an objective that uses predictions receives its
+    projections as its predictions (``p = z``: the predictor is the identity); ``True``
+    insists on the head and is refused for an objective that never reads predictions.
     ``ema_base`` is the target's starting EMA momentum (``model.ema_base`` in a config).
     ``proj_layers`` / ``proj_last_bn`` shape the projector (see :class:`ProjectionHead`);
     ``per_view_bn`` see :class:`SSLModel`.
@@ -153,11 +161,20 @@ def build_ssl_model(
         )
     projector = ProjectionHead(num_features, proj_hidden, proj_dim, num_layers=proj_layers, last_bn=proj_last_bn)
     needs = getattr(objective, "requirements", None)
-    predictor = PredictionHead(proj_dim, pred_hidden) if getattr(needs, "predictor", False) else None
+    uses_predictions = bool(getattr(needs, "predictor", False))
+    if predictor not in ("auto", True, False):
+        raise ConfigError(f"model.predictor must be auto, true or false; got {predictor!r}")
+    if predictor is True and not uses_predictions:
+        name = getattr(objective, "name", type(objective).__name__)
+        raise ConfigError(f"model.predictor=true, but objective {name!r} never reads predictions, so a "
+                          "predictor head would not be trained; remove the key (auto) or set it to false")
+    head: Optional[nn.Module] = None
+    if uses_predictions:
+        head = nn.Identity() if predictor is False else PredictionHead(proj_dim, pred_hidden)
     return SSLModel(
         backbone,
         projector,
-        predictor=predictor,
+        predictor=head,
         use_target=bool(getattr(needs, "target", False)),
         ema_base=ema_base,
         per_view_bn=per_view_bn,

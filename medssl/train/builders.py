@@ -172,7 +172,7 @@ def build_model(cfg: PretrainConfig, in_chans: int, dataset_size: int, device: t
                               small_input_stem=m.small_input_stem, weights=m.weights)
     model: nn.Module = build_ssl_model(backbone, objective, proj_hidden=m.proj_hidden, proj_dim=m.proj_dim,
                                        proj_layers=m.proj_layers, proj_last_bn=m.proj_last_bn,
-                                       per_view_bn=m.per_view_bn,
+                                       per_view_bn=m.per_view_bn, predictor=m.predictor,
                                        pred_hidden=m.pred_hidden, ema_base=m.ema_base)
     if m.sync_batchnorm and dist.enabled:
         model = convert_sync_batchnorm(model, device.type)

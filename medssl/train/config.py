@@ -63,6 +63,7 @@ class ModelConfig:
     proj_layers: int = 3
     proj_last_bn: bool = True
     per_view_bn: bool = False
+    predictor: Union[bool, Literal["auto"]] = "auto"
     pred_hidden: int = 4096
     sync_batchnorm: bool = False
     ema_base: float = 0.99
@@ -238,6 +239,13 @@ def load_pretrain_config(path: Optional[Union[str, Path]] = None, overrides: Seq
     if cfg.val_data is not None:
         DATASETS.check(cfg.val_data, source, "val_data")
     OBJECTIVES.check(cfg.objective, source, "objective")
+    if cfg.model.predictor is True:
+        # caught here rather than when the model is built, after the data has loaded
+        needs = getattr(OBJECTIVES.get(cfg.objective["name"]), "requirements", None)
+        if not getattr(needs, "predictor", False):
+            raise ConfigError(f"{source + ': ' if source else ''}model.predictor=true, but objective "
+                              f"{cfg.objective['name']!r} never reads predictions, so the head would not be "
+                              "trained; remove the key (auto) or set it to false")
     cfg.augment.resolve(source)
     return cfg
 
