@@ -144,3 +144,30 @@ def test_per_view_bn_from_the_builder_and_equal_in_eval_mode() -> None:
     out = m.eval()(views)
     for a, b in zip(out.z + out.p + out.t, ref.z + ref.p + ref.t):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_predictor_false_makes_the_projections_the_predictions() -> None:
+    torch.manual_seed(0)
+    backbone = build_backbone("test_resnet", in_chans=1, image_size=16)
+    m = build_ssl_model(backbone, _PredTarget, proj_hidden=32, proj_dim=8, pred_hidden=16, predictor=False)
+    assert isinstance(m.predictor, nn.Identity)
+    out = m(_views())
+    for z, p in zip(out.z, out.p):
+        assert p is z  # the same unit rows, so the loss's gradient reaches the projector directly
+    assert out.t is not None  # the target network does not depend on the predictor
+    # the head's parameters are gone from what the optimiser trains
+    with_head = _model()
+    n_params = sum(p.numel() for p in m.online_parameters())
+    assert n_params == sum(p.numel() for p in with_head.online_parameters()) - sum(
+        p.numel() for p in with_head.predictor.parameters())
+
+
+def test_predictor_auto_follows_the_objective_and_true_is_refused_without_predictions() -> None:
+    backbone = build_backbone("test_resnet", in_chans=1, image_size=16)
+    assert build_ssl_model(backbone, _Plain, proj_hidden=32, proj_dim=8).predictor is None
+    assert build_ssl_model(backbone, _PredTarget, proj_hidden=32, proj_dim=8, pred_hidden=16,
+                           predictor=True).predictor is not None
+    with pytest.raises(ConfigError, match="never reads predictions"):
+        build_ssl_model(backbone, _Plain, proj_hidden=32, proj_dim=8, predictor=True)
+    with pytest.raises(ConfigError, match="model.predictor must be auto, true or false"):
+        build_ssl_model(backbone, _PredTarget, proj_hidden=32, proj_dim=8, predictor="no")

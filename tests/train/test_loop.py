@@ -259,6 +259,18 @@ def test_per_view_bn_reaches_the_model_and_trains(sample_dir: Path, tmp_path: Pa
         load_pretrain_config(data=tiny_cfg(sample_dir, tmp_path / "r2", "pnnclr", model={"per_view_bn": "yes"}))
 
 
+def test_predictor_false_reaches_the_model_and_trains(sample_dir: Path, tmp_path: Path) -> None:
+    cfg = load_pretrain_config(data=tiny_cfg(sample_dir, tmp_path / "r", "pnnclr", max_steps=2,
+                                             model={"predictor": False}))
+    trainer = Pretrainer(cfg, progress=False)
+    assert isinstance(trainer.model.predictor, torch.nn.Identity)
+    res = trainer.fit()
+    assert res.steps == 2 and math.isfinite(res.last_loss)
+    # SimCLR never reads predictions: asking for a head is refused when the config loads
+    with pytest.raises(ConfigError, match="model.predictor=true, but objective 'simclr' never reads predictions"):
+        load_pretrain_config(data=tiny_cfg(sample_dir, tmp_path / "r2", "simclr", model={"predictor": True}))
+
+
 @pytest.mark.parametrize("channels_last", [True, False])
 def test_channels_last_is_the_cpu_layout_unless_turned_off(sample_dir: Path, tmp_path: Path, channels_last: bool) -> None:
     """On a CPU channels_last measured 1.1-1.3x faster (docs/benchmarks.md, "CPU fast path"):
