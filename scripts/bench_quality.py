@@ -264,6 +264,14 @@ PLANS: Dict[str, List[Row]] = {
         medssl_row("pnnclr", *ISSUE_OVERRIDES, *RECIPE, "model.predictor=false", "model.ema_base=0.0",
                    name="pnnclr + recipe + no predictor, ema base 0", why="and a target that follows early"),
     ],
+    # a one-epoch budget may want a larger step than lightly's (and the recipe's) Adam 1e-3
+    "ablate-lr": [
+        shipped_row("pnnclr", "optim.lr=3.0e-3", name="pnnclr (shipped) + lr 3e-3", why="against shipped pnnclr (1e-3)"),
+        shipped_row("simclr", "optim.lr=3.0e-3", name="simclr (shipped) + lr 3e-3", why="against shipped simclr (1e-3)"),
+        shipped_row("pnnclr", "model.predictor=false", "optim.lr=3.0e-3", name="pnnclr (shipped) + no predictor + lr 3e-3",
+                    why="both"),
+        shipped_row("pnnclr", "optim.lr=5.0e-4", name="pnnclr (shipped) + lr 5e-4", why="the other direction"),
+    ],
     "ablate-nn": [
         Row("lightly nnclr", "lightly_nnclr", why="lightly 1.6 recipe"),
         medssl_row("nnclr", *ISSUE_OVERRIDES, name="medssl nnclr (issue)", why="baseline"),
