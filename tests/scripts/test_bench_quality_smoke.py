@@ -158,7 +158,15 @@ def test_a_stopped_medssl_run_is_not_cached(bq: ModuleType, smoke, tmp_path: Pat
     assert bq.Cache(tmp_path).trained(run) is None and not list(tmp_path.glob("*.lock"))
 
 
-@pytest.mark.parametrize("plan", ["table", "ablate-simclr", "ablate-recipe", "ablate-nn", "ablate-views", "ablate-tau", "ablate-alpha"])
+PLAN_NAMES = ["table", "ablate-simclr", "ablate-recipe", "ablate-nn", "ablate-views", "ablate-tau", "ablate-alpha",
+              "ablate-predictor", "ablate-lr"]
+
+
+def test_the_config_check_below_covers_every_plan(bq: ModuleType) -> None:
+    assert sorted(bq.PLANS) == sorted(PLAN_NAMES)
+
+
+@pytest.mark.parametrize("plan", PLAN_NAMES)
 def test_every_medssl_row_of_a_plan_is_a_valid_config(bq: ModuleType, smoke, plan: str) -> None:
     """A misspelt override would fail hours into a queue; it fails here instead."""
     import medssl
