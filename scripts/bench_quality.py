@@ -133,10 +133,30 @@ class Run:
         spec.pop("config_file")  # the text below is what defines the run
         if self.config:
             spec["config_text"] = self.config_path().read_text()
+            recipe = recipe_of(spec["config_text"], self.overrides)
+            if recipe is not None:
+                # a recipe lives in medssl's code, not in the config's text: what it sets for
+                # this run is part of what defines it (runs without a recipe keep their keys)
+                spec["recipe_applied"] = recipe
         return spec
 
     def key(self) -> str:
         return hashlib.sha256(json.dumps(self.spec(), sort_keys=True).encode()).hexdigest()[:20]
+
+
+def recipe_of(config_text: str, overrides: Sequence[str]) -> Optional[Dict[str, Any]]:
+    """The keys the config's named recipe (after ``overrides``) sets for its objective, or None."""
+    import yaml
+
+    from medssl.config import apply_overrides
+    from medssl.train.recipes import applied_recipe
+
+    raw = apply_overrides(yaml.safe_load(config_text) or {}, list(overrides))
+    if raw.get("recipe") is None:
+        return None
+    objective = raw.get("objective")
+    name = objective.get("name", "pnnclr") if isinstance(objective, dict) else "pnnclr"
+    return applied_recipe(raw["recipe"], name)
 
 
 # ---------------------------------------------------------------------------- plans

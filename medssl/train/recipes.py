@@ -14,8 +14,9 @@ from typing import Any, Dict, Mapping, Optional
 from medssl.config import closest
 from medssl.errors import ConfigError
 
-# ``objective_options`` are merged into ``objective`` only for the objective they name
-# (an option one objective accepts is an unknown key for another).
+# ``objective_options`` and ``model_options`` are merged into ``objective`` / ``model``
+# only for the objective they name (an option one objective accepts is an unknown key for
+# another; a head one objective trains better without is another's loss).
 RECIPES: Dict[str, Dict[str, Any]] = {
     # Small medical data (MedMNIST-size sets, 28-64 px, budgets of 100s of steps). Measured
     # on BloodMNIST's val split at 100 steps (docs/benchmarks.md, "Representation quality"):
@@ -26,6 +27,11 @@ RECIPES: Dict[str, Dict[str, Any]] = {
     "small-data": {
         "optim": {"warmup_steps": 0, "warmup_fraction": None, "final_lr_ratio": 1.0},
         "objective_options": {"simclr": {"tau": 0.5}},
+        # PSM without its predictor head (anchors are the online projections): +0.030 at a
+        # 2 % label probe and +0.026 kNN over two seeds on BloodMNIST's val split at 100
+        # steps; pNNCLR and NNCLR lost 0.01-0.03 without theirs and SNCLR moved +0.009 / -0.001,
+        # so only PSM's head goes (docs/benchmarks.md, "Fourth round").
+        "model_options": {"psm": {"predictor": False}},
     },
 }
 
@@ -41,25 +47,37 @@ def _merge_under(base: Mapping[str, Any], top: Mapping[str, Any]) -> Dict[str, A
     return out
 
 
+_PER_OBJECTIVE = ("objective_options", "model_options")
+
+
+def applied_recipe(name: str, objective_name: str, source: Optional[str] = None) -> Dict[str, Any]:
+    """The config keys recipe ``name`` sets for a run of ``objective_name``: its shared keys
+    plus that objective's ``objective`` and ``model`` options (a fresh copy)."""
+    if not isinstance(name, str) or name not in RECIPES:
+        where = f"{source}: " if source else ""
+        hint = closest(str(name), RECIPES) if isinstance(name, str) else None
+        raise ConfigError(f"{where}recipe: unknown recipe {name!r}; known: {sorted(RECIPES)}"
+                          + (f" (did you mean {hint!r}?)" if hint else "") + "; or remove the key")
+    spec = RECIPES[name]
+    recipe = copy.deepcopy({k: v for k, v in spec.items() if k not in _PER_OBJECTIVE})
+    objective_options = spec.get("objective_options", {})
+    if objective_name in objective_options:
+        recipe["objective"] = {"name": objective_name, **copy.deepcopy(objective_options[objective_name])}
+    model_options = spec.get("model_options", {})
+    if objective_name in model_options:
+        recipe["model"] = {**recipe.get("model", {}), **copy.deepcopy(model_options[objective_name])}
+    return recipe
+
+
 def apply_recipe(raw: Dict[str, Any], source: Optional[str] = None) -> Dict[str, Any]:
     """``raw`` with its ``recipe`` (if any) filled in under it; ``recipe`` itself is kept
     so that the saved config says which recipe the run used."""
     name = raw.get("recipe")
     if name is None:
         return raw
-    where = f"{source}: " if source else ""
-    if not isinstance(name, str) or name not in RECIPES:
-        hint = closest(str(name), RECIPES) if isinstance(name, str) else None
-        raise ConfigError(f"{where}recipe: unknown recipe {name!r}; known: {sorted(RECIPES)}"
-                          + (f" (did you mean {hint!r}?)" if hint else "") + "; or remove the key")
-    # _merge_under copies what it takes from the recipe; RECIPES itself is never changed
-    recipe = {k: v for k, v in RECIPES[name].items() if k != "objective_options"}
-    options = RECIPES[name].get("objective_options", {})
     objective = raw.get("objective")
     objective_name = objective.get("name", "pnnclr") if isinstance(objective, Mapping) else "pnnclr"
-    if objective_name in options:
-        recipe["objective"] = {"name": objective_name, **options[objective_name]}
-    return _merge_under(recipe, raw)
+    return _merge_under(applied_recipe(name, objective_name, source), raw)
 
 
-__all__ = ["RECIPES", "apply_recipe"]
+__all__ = ["RECIPES", "applied_recipe", "apply_recipe"]

@@ -9,7 +9,7 @@ import yaml
 
 from medssl.errors import ConfigError
 from medssl.train.config import load_pretrain_config
-from medssl.train.recipes import RECIPES, apply_recipe
+from medssl.train.recipes import RECIPES, applied_recipe, apply_recipe
 
 
 def _cfg(tmp_path: Path, text: str, overrides=()):
@@ -41,6 +41,28 @@ def test_objective_options_only_reach_the_objective_they_name() -> None:
     raw = apply_recipe({"recipe": "small-data", "data": {"name": "folder"}})  # no objective: pnnclr
     assert "objective" not in raw or "tau" not in raw["objective"]
     assert all(isinstance(v, dict) for v in RECIPES.values())
+
+
+def test_model_options_reach_only_the_objective_they_name(tmp_path: Path) -> None:
+    text = "recipe: small-data\ndata: {name: folder, root: x}\nobjective: {name: %s}\n"
+    assert _cfg(tmp_path, text % "psm").model.predictor is False  # PSM trains without its predictor
+    for other in ("pnnclr", "nnclr", "snclr", "simclr"):
+        assert _cfg(tmp_path, text % other).model.predictor == "auto"
+    # what the file says still wins
+    assert _cfg(tmp_path, text % "psm", ["model.predictor=auto"]).model.predictor == "auto"
+    kept = _cfg(tmp_path, text % "psm" + "model: {proj_dim: 64}\n")
+    assert kept.model.proj_dim == 64 and kept.model.predictor is False  # merged, not replaced
+
+
+def test_applied_recipe_is_what_a_run_of_that_objective_gets() -> None:
+    psm = applied_recipe("small-data", "psm")
+    assert psm["model"] == {"predictor": False} and "objective" not in psm
+    assert applied_recipe("small-data", "simclr")["objective"] == {"name": "simclr", "tau": 0.5}
+    assert "model" not in applied_recipe("small-data", "pnnclr")
+    psm["model"]["predictor"] = True  # a copy: the registry of recipes is never changed
+    assert applied_recipe("small-data", "psm")["model"] == {"predictor": False}
+    with pytest.raises(ConfigError, match="unknown recipe 'big'"):
+        applied_recipe("big", "psm")
 
 
 def test_unknown_recipe_names_the_file_and_the_known_ones(tmp_path: Path) -> None:
