@@ -129,6 +129,20 @@ class SSLModel(nn.Module):
         return momentum
 
 
+def check_predictor_option(predictor: Union[bool, str], objective: Any) -> bool:
+    """Validate ``model.predictor`` for ``objective`` (instance or class); returns whether the
+    objective reads predictions. ``True`` for one that never does is refused: the head would
+    never be trained."""
+    if predictor not in ("auto", True, False):
+        raise ConfigError(f"model.predictor must be auto, true or false; got {predictor!r}")
+    uses_predictions = bool(getattr(getattr(objective, "requirements", None), "predictor", False))
+    if predictor is True and not uses_predictions:
+        name = getattr(objective, "name", type(objective).__name__)
+        raise ConfigError(f"model.predictor=true, but objective {name!r} never reads predictions, so a "
+                          "predictor head would not be trained; remove the key (auto) or set it to false")
+    return uses_predictions
+
+
 def build_ssl_model(
     backbone: nn.Module,
     objective: Any,
@@ -161,13 +175,7 @@ def build_ssl_model(
         )
     projector = ProjectionHead(num_features, proj_hidden, proj_dim, num_layers=proj_layers, last_bn=proj_last_bn)
     needs = getattr(objective, "requirements", None)
-    uses_predictions = bool(getattr(needs, "predictor", False))
-    if predictor not in ("auto", True, False):
-        raise ConfigError(f"model.predictor must be auto, true or false; got {predictor!r}")
-    if predictor is True and not uses_predictions:
-        name = getattr(objective, "name", type(objective).__name__)
-        raise ConfigError(f"model.predictor=true, but objective {name!r} never reads predictions, so a "
-                          "predictor head would not be trained; remove the key (auto) or set it to false")
+    uses_predictions = check_predictor_option(predictor, objective)
     head: Optional[nn.Module] = None
     if uses_predictions:
         head = nn.Identity() if predictor is False else PredictionHead(proj_dim, pred_hidden)

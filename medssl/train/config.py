@@ -239,13 +239,13 @@ def load_pretrain_config(path: Optional[Union[str, Path]] = None, overrides: Seq
     if cfg.val_data is not None:
         DATASETS.check(cfg.val_data, source, "val_data")
     OBJECTIVES.check(cfg.objective, source, "objective")
-    if cfg.model.predictor is True:
-        # caught here rather than when the model is built, after the data has loaded
-        needs = getattr(OBJECTIVES.get(cfg.objective["name"]), "requirements", None)
-        if not getattr(needs, "predictor", False):
-            raise ConfigError(f"{source + ': ' if source else ''}model.predictor=true, but objective "
-                              f"{cfg.objective['name']!r} never reads predictions, so the head would not be "
-                              "trained; remove the key (auto) or set it to false")
+    # caught here rather than when the model is built, after the data has loaded
+    from medssl.models.ssl_model import check_predictor_option
+
+    try:
+        check_predictor_option(cfg.model.predictor, OBJECTIVES.get(cfg.objective["name"]))
+    except ConfigError as exc:
+        raise ConfigError(f"{source + ': ' if source else ''}{exc}") from exc
     cfg.augment.resolve(source)
     return cfg
 
