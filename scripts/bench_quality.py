@@ -149,14 +149,9 @@ def recipe_of(config_text: str, overrides: Sequence[str]) -> Optional[Dict[str, 
     import yaml
 
     from medssl.config import apply_overrides
-    from medssl.train.recipes import applied_recipe
+    from medssl.train import recipes
 
-    raw = apply_overrides(yaml.safe_load(config_text) or {}, list(overrides))
-    if raw.get("recipe") is None:
-        return None
-    objective = raw.get("objective")
-    name = objective.get("name", "pnnclr") if isinstance(objective, dict) else "pnnclr"
-    return applied_recipe(raw["recipe"], name)
+    return recipes.recipe_of(apply_overrides(yaml.safe_load(config_text) or {}, list(overrides)))
 
 
 # ---------------------------------------------------------------------------- plans

@@ -69,15 +69,22 @@ def applied_recipe(name: str, objective_name: str, source: Optional[str] = None)
     return recipe
 
 
+def recipe_of(raw: Mapping[str, Any], source: Optional[str] = None) -> Optional[Dict[str, Any]]:
+    """What the ``recipe`` named in a raw config mapping sets for its objective
+    (:func:`applied_recipe`), or None when it names none."""
+    name = raw.get("recipe")
+    if name is None:
+        return None
+    objective = raw.get("objective")
+    objective_name = objective.get("name", "pnnclr") if isinstance(objective, Mapping) else "pnnclr"
+    return applied_recipe(name, objective_name, source)
+
+
 def apply_recipe(raw: Dict[str, Any], source: Optional[str] = None) -> Dict[str, Any]:
     """``raw`` with its ``recipe`` (if any) filled in under it; ``recipe`` itself is kept
     so that the saved config says which recipe the run used."""
-    name = raw.get("recipe")
-    if name is None:
-        return raw
-    objective = raw.get("objective")
-    objective_name = objective.get("name", "pnnclr") if isinstance(objective, Mapping) else "pnnclr"
-    return _merge_under(applied_recipe(name, objective_name, source), raw)
+    recipe = recipe_of(raw, source)
+    return raw if recipe is None else _merge_under(recipe, raw)
 
 
-__all__ = ["RECIPES", "applied_recipe", "apply_recipe"]
+__all__ = ["RECIPES", "applied_recipe", "apply_recipe", "recipe_of"]

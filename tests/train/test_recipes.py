@@ -9,7 +9,7 @@ import yaml
 
 from medssl.errors import ConfigError
 from medssl.train.config import load_pretrain_config
-from medssl.train.recipes import RECIPES, applied_recipe, apply_recipe
+from medssl.train.recipes import RECIPES, applied_recipe, apply_recipe, recipe_of
 
 
 def _cfg(tmp_path: Path, text: str, overrides=()):
@@ -63,6 +63,10 @@ def test_applied_recipe_is_what_a_run_of_that_objective_gets() -> None:
     assert applied_recipe("small-data", "psm")["model"] == {"predictor": False}
     with pytest.raises(ConfigError, match="unknown recipe 'big'"):
         applied_recipe("big", "psm")
+    # read from a raw config: its objective (pnnclr when it names none), None without a recipe
+    assert recipe_of({"recipe": "small-data", "objective": {"name": "psm"}}) == applied_recipe("small-data", "psm")
+    assert recipe_of({"recipe": "small-data"}) == applied_recipe("small-data", "pnnclr")
+    assert recipe_of({"objective": {"name": "psm"}}) is None
 
 
 def test_unknown_recipe_names_the_file_and_the_known_ones(tmp_path: Path) -> None:
