@@ -31,6 +31,11 @@ processes may share a cache (a run in progress is locked). ``--no-train`` only r
     python scripts/bench_quality.py --plan table --no-train --out docs/figures/quality.json
     python scripts/bench_quality.py --plan table --dataset pathmnist-1000   # --split cv
     python scripts/bench_quality.py --smoke --cache /tmp/q                  # seconds
+    python scripts/bench_quality.py --plan table --split test --device cuda --jobs 12 --deadline 400
+
+On a GPU machine ``--device cuda --jobs N`` trains N runs at once (N processes of this
+script take turns through the plan via the cache's locks); ``--deadline`` starts no run
+after that many seconds, so a lease ends with every started run finished and cached.
 """
 
 from __future__ import annotations
@@ -120,6 +125,7 @@ class Run:
     config: Optional[str] = None
     overrides: Tuple[str, ...] = ()
     config_file: Optional[str] = None  # where the config's text is read (default: ``config``)
+    device: str = "cpu"  # where it trains (``cuda``: medssl's CUDA defaults, bf16 autocast and GPU views)
 
     def config_path(self) -> Path:
         return REPO / (self.config_file or self.config or "")
@@ -131,6 +137,8 @@ class Run:
         spec = {**asdict(self), "data_file": f.name, "data_bytes": f.stat().st_size,
                 "recipe_version": RECIPE_VERSION, "medssl": medssl.__version__}
         spec.pop("config_file")  # the text below is what defines the run
+        if self.device == "cpu":
+            spec.pop("device")  # CPU runs keep the keys they had before GPUs were a choice
         if self.config:
             spec["config_text"] = self.config_path().read_text()
             recipe = recipe_of(spec["config_text"], self.overrides)
@@ -287,6 +295,21 @@ PLANS: Dict[str, List[Row]] = {
                     why="both"),
         shipped_row("pnnclr", "optim.lr=5.0e-4", name="pnnclr (shipped) + lr 5e-4", why="the other direction"),
     ],
+    # lightly's NNCLR recipe led at 300 steps (round four): its factors one at a time on the
+    # shipped NNCLR config, at 300 steps on val (docs/benchmarks.md, "Fifth round")
+    "ablate-nn-lightly": [
+        Row("lightly nnclr", "lightly_nnclr", why="lightly 1.6 recipe"),
+        shipped_row("nnclr", name="nnclr (shipped)", why="baseline"),
+        shipped_row("nnclr", "objective.tau=0.5", name="nnclr + tau 0.5", why="lightly's NTXentLoss temperature"),
+        shipped_row("nnclr", *LIGHTLY_HEADS, name="nnclr + heads 512/128", why="lightly's NNCLR heads"),
+        shipped_row("nnclr", "support_set.size=4096", name="nnclr + queue 4096", why="lightly's memory bank size"),
+        shipped_row("nnclr", *LIGHTLY_LIKE_AUG_D4, name="nnclr + lightly aug + D4", why="lightly's augmentation"),
+        shipped_row("nnclr", "optim.weight_decay=0.0", name="nnclr + wd 0", why="lightly: Adam without decay"),
+        shipped_row("nnclr", "objective.tau=0.5", *LIGHTLY_HEADS, "support_set.size=4096", *LIGHTLY_LIKE_AUG_D4,
+                    "optim.weight_decay=0.0", name="nnclr + all of lightly's", why="every factor above"),
+        shipped_row("pnnclr", "objective.tau=0.5", *LIGHTLY_HEADS, "support_set.size=4096", *LIGHTLY_LIKE_AUG_D4,
+                    "optim.weight_decay=0.0", name="pnnclr + all of lightly's", why="the same for pNNCLR"),
+    ],
     "ablate-nn": [
         Row("lightly nnclr", "lightly_nnclr", why="lightly 1.6 recipe"),
         medssl_row("nnclr", *ISSUE_OVERRIDES, name="medssl nnclr (issue)", why="baseline"),
@@ -305,7 +328,8 @@ PLANS: Dict[str, List[Row]] = {
 
 
 def runs_of(rows: Sequence[Row], dataset: str, data_file: str, steps: Sequence[int], seeds: Sequence[int],
-            batch_size: int, backbone: str, image_size: int, extra: Sequence[str] = ()) -> Iterator[Tuple[Row, Run]]:
+            batch_size: int, backbone: str, image_size: int, extra: Sequence[str] = (),
+            device: str = "cpu") -> Iterator[Tuple[Row, Run]]:
     """Every (row, run) of a plan, budgets outermost, seeds next: the first seed of every row
     finishes before any second seed starts."""
     for n in steps:
@@ -314,7 +338,7 @@ def runs_of(rows: Sequence[Row], dataset: str, data_file: str, steps: Sequence[i
                 config = bench_data(dataset).config if row.kind == "medssl" else None
                 yield row, Run(row.kind, dataset, data_file, n, batch_size, seed, image_size, backbone, config,
                                tuple(row.overrides) + tuple(extra) if row.kind == "medssl" else (),
-                               config_file=row.config_file if row.kind == "medssl" else None)
+                               config_file=row.config_file if row.kind == "medssl" else None, device=device)
 
 
 # ---------------------------------------------------------------------------- training
@@ -331,7 +355,7 @@ def train_medssl(run: Run, out: Path) -> Dict[str, Any]:
     overrides = [
         f"data={json.dumps(data_spec(run, 'train'))}", "val_data=null", f"seed={run.seed}", f"out_dir={out}",
         f"train.max_steps={run.steps}", f"train.batch_size={run.batch_size}", "train.num_workers=0",
-        "train.device=cpu", "train.knn_every=0", f"train.ckpt_every={run.steps}", "train.keep_last=1",
+        f"train.device={run.device}", "train.knn_every=0", f"train.ckpt_every={run.steps}", "train.keep_last=1",
         f"train.log_every={max(1, run.steps // 20)}", f"model.backbone={run.backbone}",
         f"augment.image_size={run.image_size}", *run.overrides,
     ]
@@ -390,6 +414,7 @@ def train_peer(run: Run, out: Path) -> Dict[str, Any]:
     import medssl
 
     torch.manual_seed(run.seed)
+    dev = torch.device(run.device)
     enc = medssl.build_backbone(run.backbone, in_chans=3, image_size=run.image_size, small_input_stem=True)
     losses: List[float] = []
     if run.kind != "random":
@@ -410,14 +435,18 @@ def train_peer(run: Run, out: Path) -> Dict[str, Any]:
             heads["fc"] = torch.nn.Linear(f, num_classes)
         else:
             raise ValueError(f"unknown run kind {run.kind!r}")
-        model = torch.nn.ModuleDict({"enc": enc, **heads})
+        model = torch.nn.ModuleDict({"enc": enc, **heads}).to(dev)
+        if run.kind == "lightly_nnclr":
+            bank.to(dev)
         crit = NTXentLoss()
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         model.train()
         for idx in _batches(len(x_all), run.batch_size, run.steps, run.seed):
-            views = [torch.stack([aug(img) for img in x_all[idx]]) for _ in range(1 if run.kind == "supervised" else 2)]
+            # per image on the CPU, as lightly's examples do in their DataLoader workers
+            views = [torch.stack([aug(img) for img in x_all[idx]]).to(dev, non_blocking=True)
+                     for _ in range(1 if run.kind == "supervised" else 2)]
             if run.kind == "supervised":
-                loss = torch.nn.functional.cross_entropy(model["fc"](enc(views[0])), y_all[idx])
+                loss = torch.nn.functional.cross_entropy(model["fc"](enc(views[0])), y_all[idx].to(dev))
             elif run.kind == "lightly_simclr":
                 loss = crit(model["proj"](enc(views[0])), model["proj"](enc(views[1])))
             else:
@@ -429,7 +458,7 @@ def train_peer(run: Run, out: Path) -> Dict[str, Any]:
             loss.backward()
             opt.step()
             losses.append(float(loss.detach()))
-    medssl.export_encoder(enc, out / "encoder.safetensors", backbone=run.backbone, in_chans=3,
+    medssl.export_encoder(enc.cpu(), out / "encoder.safetensors", backbone=run.backbone, in_chans=3,
                           image_size=run.image_size, small_input_stem=True, mean=[0.5] * 3, std=[0.5] * 3,
                           extra={"objective": run.kind, "steps": run.steps, "seed": run.seed})
     with open(out / "metrics.jsonl", "w") as fh:
@@ -458,10 +487,12 @@ def evaluate(run: Run, encoder_dir: Path, split: str, n_boot: int) -> Dict[str, 
 
     model, preprocess = medssl.load_encoder(encoder_dir)
     train = medssl.open_dataset(data_spec(run, "train"))
-    x, y = medssl.embed(model, train, preprocess)
+    dev = torch.device(run.device)
+    model.to(dev)
+    x, y = medssl.embed(model, train, preprocess, device=dev)
     if split == "cv":
         return evaluate_cv(run, x, y, train.task, int(train.num_classes), n_boot)
-    xq, yq = medssl.embed(model, medssl.open_dataset(data_spec(run, split)), preprocess)
+    xq, yq = medssl.embed(model, medssl.open_dataset(data_spec(run, split)), preprocess, device=dev)
     y, yq = _labels(y), _labels(yq)
     k = dict(task=train.task, num_classes=int(train.num_classes), ci=True, n_boot=n_boot, seed=run.seed)
     out: Dict[str, Any] = {}
@@ -593,7 +624,7 @@ class Cache:
         t0 = time.perf_counter()
         ev = evaluate(run, d / "run", split, n_boot)
         ev["wall_s"] = time.perf_counter() - t0
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")  # two processes may evaluate one run
         tmp.write_text(json.dumps(ev, indent=1))
         tmp.rename(path)
         return ev
@@ -660,13 +691,61 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--cache", default="/work/quality_cache", help="finished runs (outside the repository)")
     p.add_argument("--n-boot", type=int, default=1000)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                   help="where runs train and embed (cuda: medssl rows run with their CUDA defaults - bf16 "
+                        "autocast, views made on the GPU; a GPU run is cached apart from its CPU twin)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="train this many runs at once, in worker processes sharing the cache (a GPU machine: "
+                        "several per GPU; each worker uses --threads CPU threads)")
+    p.add_argument("--deadline", type=float, default=None,
+                   help="seconds: start no new run after this long (the finished ones stay cached)")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one of --jobs' processes
     p.add_argument("--no-train", action="store_true", help="report what the cache holds; train nothing")
     p.add_argument("--out", default=None, help="write the report JSON here (and the table next to it as .md)")
     p.add_argument("--smoke", action="store_true",
                    help="seconds: the embedded sample, timm's test_resnet, 2 steps, batch 16")
     args = p.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
+    if args.jobs < 1:
+        p.error(f"--jobs must be at least 1, got {args.jobs}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: torch sees no CUDA device here; use --device cpu")
     return args
+
+
+def worker_argv(argv: Sequence[str], deadline: Optional[float]) -> List[str]:
+    """The command line of one ``--jobs`` worker: this one without ``--jobs`` / ``--out`` /
+    ``--deadline`` (the worker gets what is left of the deadline), plus ``--worker``."""
+    out: List[str] = []
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        name = a.split("=", 1)[0]
+        if name in ("--jobs", "--out", "--deadline"):
+            skip = "=" not in a
+            continue
+        out.append(a)
+    if deadline is not None:
+        out += ["--deadline", f"{deadline:.0f}"]
+    return [*out, "--worker"]
+
+
+def run_workers(args: argparse.Namespace, log: Callable[[str], None]) -> None:
+    """Train the plan in ``args.jobs`` processes of this script at once: each takes the
+    next run nobody holds (the cache's locks share the work) and evaluates it."""
+    import subprocess
+
+    cmd = [sys.executable, str(Path(__file__).resolve()), *worker_argv(args.argv, args.deadline)]
+    log(f"bench_quality: {args.jobs} workers: {' '.join(cmd[1:])}")
+    procs = []
+    for i in range(args.jobs):
+        procs.append(subprocess.Popen(cmd))
+        time.sleep(2.0)  # staggered: the workers claim different first runs
+    failed = [p.args for p in procs if p.wait() != 0]
+    if failed:
+        log(f"bench_quality: {len(failed)} of {args.jobs} workers failed (their runs are retried on the next call)")
 
 
 def resolve_data(args: argparse.Namespace) -> Tuple[str, str, str, int]:
@@ -687,6 +766,7 @@ def resolve_data(args: argparse.Namespace) -> Tuple[str, str, str, int]:
 
 def run_plan(args: argparse.Namespace, log: Callable[[str], None] = print) -> Dict[str, Any]:
     """Train (unless --no-train) and evaluate every run of the plan in order; return the report."""
+    start = time.monotonic()
     torch.set_num_threads(args.threads)
     dataset, data_file, backbone, image_size = resolve_data(args)
     scoring = bench_data(dataset).scoring
@@ -710,28 +790,44 @@ def run_plan(args: argparse.Namespace, log: Callable[[str], None] = print) -> Di
              ) if args.smoke else ()
     cache = Cache(Path(args.cache))
     pending: List[Tuple[Row, Run]] = []
-    for row, run in runs_of(rows, dataset, data_file, steps, args.seeds, batch, backbone, image_size, extra):
-        if args.no_train or cache.trained(run):
+    plan = list(runs_of(rows, dataset, data_file, steps, args.seeds, batch, backbone, image_size, extra, args.device))
+    if args.jobs > 1 and not args.no_train:
+        run_workers(args, log)
+    for row, run in plan:
+        if args.no_train or args.jobs > 1 or cache.trained(run):
             continue
+        if args.deadline is not None and time.monotonic() - start > args.deadline:
+            log(f"bench_quality: past the {args.deadline:.0f} s deadline; the runs left are not started")
+            break
         t0 = time.perf_counter()
-        if cache.train(run) is None:
+        try:
+            trained = cache.train(run)
+        except Exception as exc:  # noqa: BLE001 - a worker goes on with the next run
+            if not args.worker:
+                raise
+            log(f"{row.name} seed {run.seed} {run.steps} steps: FAILED ({type(exc).__name__}: {exc}); not cached")
+            continue
+        if trained is None:
             log(f"{row.name} seed {run.seed} {run.steps} steps: another process is training it, skipped")
             pending.append((row, run))
             continue
         ev = cache.evaluation(run, args.split, n_boot, compute=True)
         log(f"{row.name} seed {run.seed} {run.steps} steps: {time.perf_counter() - t0:.0f} s, "
             f"probe@2% {ev['probe@2%']['accuracy']:.3f} knn@20 {ev['knn@20']['accuracy']:.3f}")
+    if args.worker:
+        return {}
     report: Dict[str, Any] = {
         "command": "python scripts/bench_quality.py " + " ".join(args.argv), "plan": args.plan,
         "dataset": dataset, "data_file": data_file, "split": args.split, "batch_size": batch,
         "backbone": backbone, "image_size": image_size, "small_input_stem": True, "n_boot": n_boot,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
-                    "threads": args.threads, "load": os.getloadavg()},
+                    "threads": args.threads, "load": os.getloadavg(), "device": args.device, "jobs": args.jobs,
+                    **({"gpu": torch.cuda.get_device_name()} if args.device == "cuda" else {})},
         "tables": {}, "runs": [],
     }
-    for row, run in runs_of(rows, dataset, data_file, steps, args.seeds, batch, backbone, image_size, extra):
-        ev = cache.evaluation(run, args.split, n_boot, compute=not args.no_train)
+    for row, run in plan:
+        ev = cache.evaluation(run, args.split, n_boot, compute=not args.no_train and not past(args, start))
         d = cache.trained(run)
         entry = {"row": row.name, "why": row.why, "key": run.key(), "run": asdict(run), "eval": ev,
                  "train": json.loads((d / "train.json").read_text()) if d else None}
@@ -757,10 +853,16 @@ def run_plan(args: argparse.Namespace, log: Callable[[str], None] = print) -> Di
     return report
 
 
+def past(args: argparse.Namespace, start: float) -> bool:
+    """Whether ``--deadline`` has passed (then the report evaluates nothing new either)."""
+    return args.deadline is not None and time.monotonic() - start > args.deadline
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     report = run_plan(args, log=lambda s: print(s, flush=True))
-    print(markdown(report))
+    if not args.worker:
+        print(markdown(report))
     return 0
 
 

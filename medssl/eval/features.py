@@ -48,7 +48,8 @@ def embed(
     ``data`` is a medssl dataset (items ``(image HWC uint8, label)``) or an array of images
     ``[N, H, W(, C)]`` uint8 (labels then come back as ``-1``). ``indices`` selects a subset
     of a dataset. The encoder is run in eval mode and left in the mode it was in, under
-    ``torch.inference_mode`` (no autograd bookkeeping at all).
+    ``torch.inference_mode`` (no autograd bookkeeping at all). ``device`` (default: where the
+    encoder's parameters are) moves the encoder there first.
     ``progress`` shows the images done under the name ``stage`` (:mod:`medssl.progress`).
     Both outputs are numpy so they go straight to scikit-learn, ``np.savez`` or pandas;
     ``torch.from_numpy`` turns the features back into a tensor without a copy.
@@ -57,6 +58,8 @@ def embed(
         arr = data if data.ndim == 4 else data[..., None]
         data = _ArrayDataset(arr)
     ds = _Preprocessed(data, preprocess, indices)
+    if device is not None:
+        encoder.to(device)  # the features are computed where the images are sent
     device = device or next(encoder.parameters()).device
     was_training = encoder.training
     encoder.eval()

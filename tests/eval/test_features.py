@@ -50,3 +50,13 @@ def test_progress_names_the_stage(encoder: Path, sample_dir: Path, capsys: pytes
     assert f"medssl: embed test (test): {len(ds)}/{len(ds)} img (100 %), done in" in err
     embed(model, ds, preprocess, batch_size=16)
     assert capsys.readouterr().err == ""  # quiet by default, as a library call should be
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_device_cuda_embeds_a_cpu_encoder_on_the_gpu(encoder: Path, sample_dir: Path) -> None:
+    model, preprocess = load_encoder(encoder)
+    ds = open_dataset(sample_dir / "pcam", split="test")
+    ref, _ = embed(model, ds, preprocess, batch_size=16)
+    feats, _ = embed(model, ds, preprocess, batch_size=16, device=torch.device("cuda"))
+    assert next(model.parameters()).is_cuda
+    np.testing.assert_allclose(feats, ref, rtol=1e-3, atol=1e-3)  # TF32 convolutions on the GPU

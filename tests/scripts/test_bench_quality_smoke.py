@@ -159,7 +159,7 @@ def test_a_stopped_medssl_run_is_not_cached(bq: ModuleType, smoke, tmp_path: Pat
 
 
 PLAN_NAMES = ["table", "ablate-simclr", "ablate-recipe", "ablate-nn", "ablate-views", "ablate-tau", "ablate-alpha",
-              "ablate-predictor", "ablate-lr"]
+              "ablate-predictor", "ablate-lr", "ablate-nn-lightly"]
 
 
 def test_the_config_check_below_covers_every_plan(bq: ModuleType) -> None:
@@ -237,3 +237,52 @@ def test_several_seeds_are_summarised_with_a_t_interval_over_seeds(bq: ModuleTyp
     assert bq.cell(s) == "0.720 ± 0.020 [0.670, 0.770]"
     one = bq.summarise(evs[:1], "knn@20", "accuracy")
     assert one["ci"] == [0.69, 0.71] and "sd" not in one and bq.cell(one) == "0.700 [0.690, 0.710]"
+
+
+def test_a_gpu_run_is_cached_apart_from_its_cpu_twin(bq: ModuleType, tmp_path: Path) -> None:
+    f = tmp_path / "x.npz"
+    f.write_bytes(b"0" * 10)
+    cpu = bq.Run("random", "x", str(f), 2, 16, 0, backbone="test_resnet")
+    gpu = bq.replace(cpu, device="cuda")
+    assert "device" not in cpu.spec()  # CPU keys are the ones cached before the option existed
+    assert gpu.spec()["device"] == "cuda" and gpu.key() != cpu.key()
+
+
+def test_a_worker_gets_the_command_without_jobs_out_or_the_old_deadline(bq: ModuleType) -> None:
+    argv = ["--plan", "table", "--jobs", "4", "--out=r.json", "--deadline", "100", "--seeds", "0", "1"]
+    assert bq.worker_argv(argv, 60.0) == ["--plan", "table", "--seeds", "0", "1", "--deadline", "60", "--worker"]
+    assert bq.worker_argv(["--jobs=2"], None) == ["--worker"]
+
+
+def test_bad_jobs_and_a_missing_gpu_are_refused(bq: ModuleType, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        bq.parse_args(["--jobs", "0"])
+    assert "--jobs must be at least 1" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit):
+            bq.parse_args(["--device", "cuda"])
+        assert "no CUDA device" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_jobs_share_the_plan_and_train_each_run_once(bq: ModuleType, smoke, tmp_path: Path) -> None:
+    cache, _ = smoke
+    (tmp_path / "sample_data").symlink_to(cache / "sample_data")
+    rows = ["random init", "lightly simclr", "medssl simclr"]
+    report = bq.run_plan(bq.parse_args(["--smoke", "--rows", *rows, "--seeds", "0", "1", "--cache", str(tmp_path),
+                                        "--jobs", "2"]), log=lambda s: None)
+    table = report["tables"]["2"]
+    assert [table[r]["n"] for r in rows] == [2, 2, 2]
+    entries = [p for p in tmp_path.iterdir() if (p / "train.json").is_file()]
+    assert len(entries) == 6  # every (row, seed) once: the workers took turns, none trained a run twice
+    assert not list(tmp_path.glob("*.partial")) and not list(tmp_path.glob("*.lock"))
+
+
+@pytest.mark.slow
+def test_past_the_deadline_no_run_is_started(bq: ModuleType, smoke, tmp_path: Path) -> None:
+    cache, _ = smoke
+    (tmp_path / "sample_data").symlink_to(cache / "sample_data")
+    report = bq.run_plan(bq.parse_args(["--smoke", "--rows", "random init", "--cache", str(tmp_path),
+                                        "--deadline", "0"]), log=lambda s: None)
+    assert report["tables"]["2"]["random init"]["n"] == 0
+    assert not [p for p in tmp_path.iterdir() if p.name != "sample_data"]
