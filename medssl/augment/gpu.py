@@ -104,8 +104,8 @@ def crop_theta(boxes: torch.Tensor, height: int, width: int) -> Tuple[torch.Tens
 def hed_jitter_batch(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """HED jitter of a ``[B, 3, H, W]`` float batch in [0, 1] with per-sample ``a``, ``b``
     ``[B, 3]``: one 3x3 matrix + offset per sample in optical-density space."""
-    m_in = torch.as_tensor(hed.HED_FROM_RGB, dtype=torch.float64)
-    m_out = torch.as_tensor(hed.RGB_FROM_HED, dtype=torch.float64)
+    m_in = torch.as_tensor(hed.HED_FROM_RGB, dtype=torch.float64, device=x.device)
+    m_out = torch.as_tensor(hed.RGB_FROM_HED, dtype=torch.float64, device=x.device)
     k = m_in @ torch.diag_embed(a.double()) @ m_out  # [B, 3, 3]
     c = b.double() @ m_out  # [B, 3]
     od = -torch.log(x.clamp(min=hed.OD_EPS))

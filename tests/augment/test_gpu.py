@@ -155,3 +155,15 @@ def test_crop_boxes_fall_back_to_the_cpu_paths_centred_crop():
     boxes = gpu.sample_crop_boxes(torch.Generator().manual_seed(0), 7, 10, 40, (1.0, 1.0), (1.0, 1.0))
     assert geometry.fallback_crop(10, 40, (1.0, 1.0)) == (0, 15, 10, 10)
     assert boxes.tolist() == [[0, 15, 10, 10]] * 7
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", ["histo", "natural", "gray", "eval"])
+def test_every_preset_runs_on_the_gpu_and_matches_the_cpu(name: str, batch: torch.Tensor) -> None:
+    """The pipeline is meant for GPUs: a CUDA batch stays there (every constant it uses too)
+    and, with the same generator (draws are made on the CPU), gives the CPU's views."""
+    aug = build_batch_augmentation(name, 64)
+    on_gpu = aug(batch.cuda(), torch.Generator().manual_seed(5))
+    on_cpu = aug(batch, torch.Generator().manual_seed(5))
+    assert on_gpu.is_cuda
+    torch.testing.assert_close(on_gpu.cpu(), on_cpu, rtol=1e-3, atol=1e-3)
