@@ -159,7 +159,7 @@ def test_a_stopped_medssl_run_is_not_cached(bq: ModuleType, smoke, tmp_path: Pat
 
 
 PLAN_NAMES = ["table", "ablate-simclr", "ablate-recipe", "ablate-nn", "ablate-views", "ablate-tau", "ablate-alpha",
-              "ablate-predictor", "ablate-lr", "ablate-nn-lightly"]
+              "ablate-predictor", "ablate-lr", "ablate-nn-lightly", "ablate-aug"]
 
 
 def test_the_config_check_below_covers_every_plan(bq: ModuleType) -> None:
@@ -262,6 +262,7 @@ def test_bad_jobs_and_a_missing_gpu_are_refused(bq: ModuleType, capsys: pytest.C
         with pytest.raises(SystemExit):
             bq.parse_args(["--device", "cuda"])
         assert "no CUDA device" in capsys.readouterr().err
+        assert bq.parse_args(["--device", "cuda", "--no-train"]).device == "cuda"  # reports GPU runs anywhere
 
 
 @pytest.mark.slow
