@@ -662,6 +662,59 @@ def cell(s: Dict[str, Any]) -> str:
     return f"{s['mean']:.3f}{sd} [{ci[0]:.3f}, {ci[1]:.3f}]"
 
 
+def paired(runs: Sequence[Dict[str, Any]], row: str, reference: str, steps: int,
+           protos: Sequence[str] = ("probe@2%", "knn@20")) -> Dict[str, Any]:
+    """``row`` minus ``reference`` in accuracy, seed by seed (one seed draws the same label
+    subset and probe split for both, so the difference cancels that draw): mean, sd and a
+    95 % Student-t CI of the mean difference over the seeds both have."""
+    from scipy import stats
+
+    def by_seed(name: str) -> Dict[int, Dict[str, Any]]:
+        return {e["run"]["seed"]: e["eval"] for e in runs
+                if e["row"] == name and e["run"]["steps"] == steps and e["eval"]}
+
+    a, b = by_seed(row), by_seed(reference)
+    seeds = sorted(set(a) & set(b))
+    out: Dict[str, Any] = {"seeds": seeds}
+    for p in protos:
+        d = np.array([a[s][p]["accuracy"] - b[s][p]["accuracy"] for s in seeds])
+        entry: Dict[str, Any] = {"mean": float(d.mean()) if d.size else None, "n": int(d.size)}
+        if d.size > 1:
+            sd = float(d.std(ddof=1))
+            half = float(stats.t.ppf(0.975, d.size - 1)) * sd / np.sqrt(d.size)
+            entry.update(sd=sd, ci=[entry["mean"] - half, entry["mean"] + half])
+        out[p] = entry
+    return out
+
+
+def paired_markdown(report: Dict[str, Any], reference: str) -> str:
+    """Each row against ``reference``, paired by seed (:func:`paired`)."""
+    lines = []
+    for steps, rows in report["tables"].items():
+        lines += [f"**{report['dataset']}, {report['split']} split, {steps} steps: minus {reference}, paired by seed**",
+                  "", "| row | seeds | probe@2% | knn@20 |", "|---|---|---:|---:|"]
+        for name in rows:
+            if name == reference:
+                continue
+            d = paired(report["runs"], name, reference, int(steps))
+            if not d["seeds"]:
+                continue
+            cells = []
+            for p in ("probe@2%", "knn@20"):
+                e = d[p]
+                ci = f" [{e['ci'][0]:+.3f}, {e['ci'][1]:+.3f}]" if "ci" in e else ""
+                cells.append(f"{e['mean']:+.3f}{ci}")
+            lines.append(f"| {name} | {len(d['seeds'])} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def full_markdown(report: Dict[str, Any]) -> str:
+    """The tables, then the paired differences when the report has them."""
+    ref = report.get("paired_against")
+    return markdown(report) + ("\n" + paired_markdown(report, ref) if ref else "")
+
+
 def markdown(report: Dict[str, Any]) -> str:
     """One table per budget: accuracy; one seed: mean [95 % bootstrap CI]; several seeds:
     mean ± sd [95 % t-CI of the mean over seeds]."""
@@ -709,6 +762,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--deadline", type=float, default=None,
                    help="seconds: start training no new run after this long (runs already trained, by this "
                         "process or another, are still evaluated; every finished run stays cached)")
+    p.add_argument("--paired-against", default=None, metavar="ROW",
+                   help="also report each row minus this row, seed by seed, with a t-interval over seeds")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one of --jobs' processes
     p.add_argument("--no-train", action="store_true", help="report what the cache holds; train nothing")
     p.add_argument("--out", default=None, help="write the report JSON here (and the table next to it as .md)")
@@ -856,11 +911,18 @@ def run_plan(args: argparse.Namespace, log: Callable[[str], None] = print) -> Di
                 "auc": {p: summarise(evs, p, "auc") for p in PROTOCOLS} if done else {},
             }
         report["tables"][str(n)] = table
+    if args.paired_against:
+        if args.paired_against not in {r.name for r in rows}:
+            raise SystemExit(f"bench_quality: --paired-against {args.paired_against!r} is not a row of this report; "
+                             f"rows: {[r.name for r in rows]}")
+        report["paired_against"] = args.paired_against
+        report["paired"] = {str(n): {r.name: paired(report["runs"], r.name, args.paired_against, n)
+                                     for r in rows if r.name != args.paired_against} for n in steps}
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=1))
-        out.with_suffix(".md").write_text(markdown(report))
+        out.with_suffix(".md").write_text(full_markdown(report))
     return report
 
 
@@ -868,7 +930,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     report = run_plan(args, log=lambda s: print(s, flush=True))
     if not args.worker:
-        print(markdown(report))
+        print(full_markdown(report))
     return 0
 
 

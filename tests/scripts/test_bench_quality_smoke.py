@@ -287,3 +287,28 @@ def test_past_the_deadline_no_run_is_started(bq: ModuleType, smoke, tmp_path: Pa
                                         "--deadline", "0"]), log=lambda s: None)
     assert report["tables"]["2"]["random init"]["n"] == 0
     assert not [p for p in tmp_path.iterdir() if p.name != "sample_data"]
+
+
+def test_paired_differences_are_taken_seed_by_seed(bq: ModuleType) -> None:
+    def run(row: str, seed: int, p2: float, knn: float):
+        return {"row": row, "run": {"steps": 100, "seed": seed},
+                "eval": {"probe@2%": {"accuracy": p2}, "knn@20": {"accuracy": knn}}}
+
+    # the reference is better by 0.01 on every seed although seeds differ by 0.1: pairing sees it
+    runs = [run("ours", s, 0.6 + 0.1 * s, 0.7) for s in range(3)] + [run("ref", s, 0.61 + 0.1 * s, 0.7) for s in range(4)]
+    runs.append(run("ours", 9, 0.9, 0.9))  # a seed the reference lacks is left out
+    d = bq.paired(runs, "ours", "ref", 100)
+    assert d["seeds"] == [0, 1, 2]
+    assert d["probe@2%"]["mean"] == pytest.approx(-0.01) and d["probe@2%"]["ci"] == pytest.approx([-0.01, -0.01])
+    assert d["knn@20"]["mean"] == pytest.approx(0.0)
+    report = {"dataset": "x", "split": "val", "tables": {"100": {"ours": {}, "ref": {}}}, "runs": runs}
+    assert "| ours | 3 | -0.010 [-0.010, -0.010] | +0.000 [+0.000, +0.000] |" in bq.paired_markdown(report, "ref")
+
+
+@pytest.mark.slow
+def test_paired_against_must_name_a_row(bq: ModuleType, smoke) -> None:
+    cache, _ = smoke
+    with pytest.raises(SystemExit, match="not a row of this report"):
+        bq.run_plan(_smoke_args(bq, cache, "--no-train", "--paired-against", "nope"), log=lambda s: None)
+    report = bq.run_plan(_smoke_args(bq, cache, "--no-train", "--paired-against", "random init"), log=lambda s: None)
+    assert report["paired"]["2"]["medssl simclr"]["seeds"] == [0]
