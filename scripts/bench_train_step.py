@@ -10,6 +10,10 @@ full queues; steps alternate between the two in one process and the medians of
 ``--iters`` steps are compared.
 
     python scripts/bench_train_step.py --image-size 32 --batch 64 --queue 8192 --iters 10 --threads 1 --split-views
+    python scripts/bench_train_step.py --image-size 96 --batch 256 --queue 65536 --iters 20 --warmup 5 --device cuda
+
+``--device cuda`` runs both on the GPU in float32 (neither side's autocast), synchronised
+around every timed step.
 """
 
 from __future__ import annotations
@@ -46,12 +50,13 @@ def medssl_step(args: argparse.Namespace, views: List[torch.Tensor], split_views
     model = build_ssl_model(build_backbone(args.backbone, image_size=args.image_size), objective,
                             proj_hidden=args.proj_hidden, proj_dim=args.proj_dim, pred_hidden=args.pred_hidden,
                             per_view_bn=split_views)
-    support = SupportSet(args.queue, args.proj_dim)
-    support.enqueue(F.normalize(torch.randn(args.queue, args.proj_dim), dim=1))
+    model = model.to(args.device)
+    support = SupportSet(args.queue, args.proj_dim).to(args.device)
+    support.enqueue(F.normalize(torch.randn(args.queue, args.proj_dim, device=args.device), dim=1))
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.online_parameters(), lr=0.06, momentum=0.9)
-    index = torch.arange(views[0].shape[0])
+    index = torch.arange(views[0].shape[0], device=args.device)
     model.train()
 
     def step() -> float:
@@ -75,7 +80,8 @@ def lightly_step(args: argparse.Namespace, views: List[torch.Tensor]) -> Callabl
     projector = NNCLRProjectionHead(backbone.num_features, args.proj_hidden, args.proj_dim)
     predictor = NNCLRPredictionHead(args.proj_dim, args.pred_hidden, args.proj_dim)
     model = nn.ModuleDict({"backbone": backbone, "projector": projector, "predictor": predictor}).train()
-    bank = NNMemoryBankModule(size=(args.queue, args.proj_dim))  # initialised full (random unit rows)
+    model = model.to(args.device)
+    bank = NNMemoryBankModule(size=(args.queue, args.proj_dim)).to(args.device)  # full of random unit rows
     criterion = NTXentLoss(temperature=0.1)
     opt = torch.optim.SGD(model.parameters(), lr=0.06, momentum=0.9)
 
@@ -97,6 +103,10 @@ def lightly_step(args: argparse.Namespace, views: List[torch.Tensor]) -> Callabl
     return step
 
 
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--backbone", default="resnet18")
@@ -112,8 +122,12 @@ def main(argv: Optional[List[str]] = None) -> int:
                     help="torch CPU threads (1: more threads thrash on a shared 2-core machine)")
     ap.add_argument("--split-views", action="store_true",
                     help="also time medssl with one model call per view (lightly's pattern)")
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda (both sides on the GPU, float32)")
     ap.add_argument("--smoke", action="store_true", help="tiny setting for tests (a few seconds)")
     args = ap.parse_args(argv)
+    args.device = torch.device(args.device)
+    if args.device.type == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda: torch sees no CUDA device here")
     if args.smoke:
         args.backbone, args.image_size, args.batch, args.queue = "resnet18", 16, 8, 256
         args.proj_hidden, args.pred_hidden, args.iters, args.warmup = 64, 64, 1, 1
@@ -121,14 +135,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(header("NNCLR training step: medssl vs lightly"))
     print(f"setting: {args.backbone}, {args.image_size} px, batch {args.batch} x 2 views, |Q| {args.queue}, "
           f"projector {args.proj_hidden}-{args.proj_hidden}-{args.proj_dim}, predictor {args.pred_hidden}, "
-          f"{args.iters} interleaved steps after {args.warmup} warm-up, CPU\n")
+          f"{args.iters} interleaved steps after {args.warmup} warm-up, {device_name(args.device)}\n")
     gen = torch.Generator().manual_seed(0)
-    views = [torch.rand(args.batch, 3, args.image_size, args.image_size, generator=gen) for _ in range(2)]
+    views = [torch.rand(args.batch, 3, args.image_size, args.image_size, generator=gen).to(args.device)
+             for _ in range(2)]
     steps = {"medssl": medssl_step(args, views), "lightly": lightly_step(args, views),
              "medssl, channels_last (pretrain's default)": medssl_step(args, views, channels_last=True)}
     if args.split_views:
         steps["medssl, one forward per view"] = medssl_step(args, views, split_views=True)
-    times = interleaved(steps, args.iters, warmup=args.warmup)
+    sync = (lambda: torch.cuda.synchronize(args.device)) if args.device.type == "cuda" else None
+    times = interleaved(steps, args.iters, warmup=args.warmup, sync=sync)
     base = median(times["lightly"])
     rows = [[k, f"{1e3 * median(ts):.0f}", f"{1e3 * min(ts):.0f}", f"{base / median(ts):.2f}x"]
             for k, ts in times.items()]

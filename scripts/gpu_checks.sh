@@ -2,8 +2,8 @@
 # What one short GPU lease checks and measures (docs/benchmarks.md, "On a GPU"), in one go:
 #   1. the CUDA-only tests and a pretraining run on the GPU (bf16 autocast, channels_last,
 #      views made on the GPU);
-#   2. the GPU benchmarks the CPU sections leave open (objective step at the issue's scale,
-#      the batched augmentation on the GPU);
+#   2. the GPU benchmarks the CPU sections leave open (objective step and NNCLR step against
+#      lightly's at the issues' scale, the batched augmentation on the GPU);
 #   3. the quality table on the test split and the lightly-NNCLR ablation on val, many runs
 #      at once (scripts/bench_quality.py --device cuda --jobs N --deadline S).
 # Usage, from the repository root on the GPU machine:
@@ -44,6 +44,9 @@ ln -sf "$DATA/he_patches_96x96_unlabeled.npz" ../shared/data/histology/ 2>/dev/n
   stamp "objective step at the issue's scale (ResNet-18, 32 px, batch 256, |Q| 65536)"
   timeout 150 python3 scripts/bench_objectives.py --backbone resnet18 --image-size 32 --batch 256 --queue 65536 \
     --iters 20 --warmup 5 --device cuda 2>&1 | tail -30
+  stamp "NNCLR step against lightly's at the issue's scale (96 px, batch 256, |Q| 65536)"
+  timeout 150 python3 scripts/bench_train_step.py --image-size 96 --batch 256 --queue 65536 --iters 20 --warmup 5 \
+    --device cuda --split-views 2>&1 | tail -12
   stamp "augmentation throughput with the CUDA column"
   timeout 120 python3 scripts/bench_augment.py --sizes 28 64 96 --images 300 --batch-size 256 --batches 3 \
     --threads 1 --data "$DATA/he_patches_96x96_unlabeled.npz" 2>&1 | tail -20

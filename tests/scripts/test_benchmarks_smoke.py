@@ -12,6 +12,7 @@ from typing import List
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import REPO, shared_file
 
@@ -106,6 +107,21 @@ def test_train_step_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     assert [r[0] for r in rows] == ["medssl", "lightly", "medssl, channels_last (pretrain's default)"]
     assert rows[1][3] == "1.00x"
     assert all(number(r[1]) > 0 for r in rows)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_train_step_on_cuda_without_a_gpu_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        load_script("bench_train_step").main(["--smoke", "--device", "cuda"])
+    assert "torch sees no CUDA device here" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_train_step_smoke_on_cuda(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("lightly")
+    assert load_script("bench_train_step").main(["--smoke", "--device", "cuda"]) == 0
+    out = capsys.readouterr().out
+    assert torch.cuda.get_device_name() in out and len(table_rows(out, "implementation")) == 3
 
 
 def test_scaling_smoke(capsys: pytest.CaptureFixture[str]) -> None:
