@@ -6,7 +6,7 @@ features, weight decay chosen on a held-out part of the probe's labels) on a str
 100 / 10 / 2 % of the train labels, and kNN-20 (cosine), against ``--split val`` (for
 tuning) or ``--split test`` (report once), with 95 % bootstrap CIs.
 
-Rows (``--plan``):
+Rows (``--plan``; each plan's rows and overrides are in ``scripts/quality_plans.py``):
 
 * ``table``: medssl SimCLR, NNCLR, pNNCLR, SNCLR, PSM (the shipped config, only steps and
   batch overridden), lightly 1.6's SimCLR and NNCLR recipes (lightly's heads, memory bank
@@ -49,7 +49,7 @@ import platform
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace  # noqa: F401 - replace: Run variants (tests)
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -57,6 +57,8 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from quality_plans import PLANS, Row  # noqa: E402
 # Bump when a recipe below changes what a run with the same spec computes (invalidates the cache).
 RECIPE_VERSION = 1
 # the benchmark's network and budget shape (issue 12): ResNet-18, small stem at 28 px, batch 128
@@ -92,24 +94,6 @@ def bench_data(dataset: str) -> BenchData:
     """The table's entry, or for any other MedMNIST flag (and the smoke test's sample) its
     official file scored on its splits, medssl rows from the BloodMNIST config."""
     return DATASETS.get(dataset) or BenchData(f"{dataset}.npz", DATASETS["bloodmnist"].config)
-# The ablations start from configs/bloodmnist.yaml as the issue ran it (before the small-data
-# recipe became its default); a frozen copy, read in its place, keeps their cache keys.
-ISSUE_CONFIG_FILE = "scripts/quality_configs/bloodmnist_issue12.yaml"
-# The issue's medssl command: the shipped config with a 10-step warm-up and a 4096-row queue.
-ISSUE_OVERRIDES = ("optim.warmup_steps=10", "support_set.size=4096")
-
-
-@dataclass(frozen=True)
-class Row:
-    """One line of a table: a recipe (``kind``) and what sets it apart."""
-
-    name: str
-    kind: str  # medssl | lightly_simclr | lightly_nnclr | random | supervised
-    overrides: Tuple[str, ...] = ()  # medssl dotted config overrides
-    why: str = ""
-    config_file: Optional[str] = None  # read instead of the shipped config (same name in the spec)
-
-
 @dataclass(frozen=True)
 class Run:
     """Everything that defines one trained encoder (its cache key is a hash of this)."""
@@ -162,175 +146,6 @@ def recipe_of(config_text: str, overrides: Sequence[str]) -> Optional[Dict[str, 
     return recipes.recipe_of(apply_overrides(yaml.safe_load(config_text) or {}, list(overrides)))
 
 
-# ---------------------------------------------------------------------------- plans
-def medssl_row(objective: str, *extra: str, name: Optional[str] = None, why: str = "") -> Row:
-    """An ablation row: the issue-time BloodMNIST config with ``extra`` overrides."""
-    return Row(name or f"medssl {objective}", "medssl", (f"objective.name={objective}", *extra), why,
-               config_file=ISSUE_CONFIG_FILE)
-
-
-def shipped_row(objective: str, *extra: str, name: str, why: str = "") -> Row:
-    """An ablation row on the data set's shipped config (as the test table trains it)."""
-    return Row(name, "medssl", (f"objective.name={objective}", *extra), why)
-
-
-LIGHTLY_HEADS = ("model.proj_hidden=512", "model.proj_dim=128", "model.pred_hidden=512")
-CONSTANT_LR = ("optim.warmup_steps=0", "optim.final_lr_ratio=1.0")
-# lightly's augmentation as far as the natural preset reaches (no vertical flip there)
-LIGHTLY_LIKE_AUG = ("augment.params={scale: [0.2, 1.0], saturation: 0.2, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5]}",)
-# the same with D4 (lightly's recipe flips vertically too)
-LIGHTLY_LIKE_AUG_D4 = ("augment.preset=histo", "augment.params={scale: [0.2, 1.0], d4: true, hed_p: 0.0, brightness: 0.4, "
-                       "contrast: 0.4, saturation: 0.2, hue: 0.1, grayscale_p: 0.2, mean: [0.5, 0.5, 0.5], "
-                       "std: [0.5, 0.5, 0.5]}")
-# D4 and a crop that keeps the centred cell (the histo preset's geometry, natural colour ops)
-D4_CENTRE = ("augment.preset=histo", "augment.params={scale: [0.3, 1.0], keep_center: 14, d4: true, hed_p: 0.0, "
-             "brightness: 0.4, contrast: 0.4, saturation: 0.4, hue: 0.1, grayscale_p: 0.2}")
-D4_ONLY = ("augment.preset=histo", "augment.params={scale: [0.3, 1.0], d4: true, hed_p: 0.0, "
-           "brightness: 0.4, contrast: 0.4, saturation: 0.4, hue: 0.1, grayscale_p: 0.2}")
-# every factor of lightly's SimCLR recipe that helped or was neutral alone, for any objective
-# (its temperature is the objective's own: the NN papers tune theirs)
-RECIPE = (*LIGHTLY_HEADS, *CONSTANT_LR, "optim.weight_decay=0.0", *LIGHTLY_LIKE_AUG)
-LIGHTLY_PROJECTOR = ("model.proj_layers=2", "model.proj_last_bn=false")  # SimCLRProjectionHead(F, 512, 128)
-
-PLANS: Dict[str, List[Row]] = {
-    "table": [
-        *(Row(f"medssl {m}", "medssl", (f"objective.name={m}",), "shipped config") for m in
-          ("simclr", "nnclr", "pnnclr", "snclr", "psm")),
-        Row("lightly simclr", "lightly_simclr", why="lightly 1.6 recipe"),
-        Row("lightly nnclr", "lightly_nnclr", why="lightly 1.6 recipe"),
-        Row("random init", "random"),
-        Row("supervised", "supervised", why="cross-entropy on all train labels"),
-    ],
-    # ordered by how much each row is expected to discriminate: the runs go in this order
-    "ablate-simclr": [
-        Row("lightly simclr", "lightly_simclr", why="lightly 1.6 recipe"),
-        medssl_row("simclr", *ISSUE_OVERRIDES, name="medssl simclr (issue)", why="baseline"),
-        medssl_row("simclr", *ISSUE_OVERRIDES, *LIGHTLY_HEADS, *CONSTANT_LR, "objective.tau=0.5", *LIGHTLY_LIKE_AUG,
-                   "optim.weight_decay=0.0", name="+ lightly's recipe", why="all of the factors below together"),
-        medssl_row("simclr", *ISSUE_OVERRIDES, "objective.tau=0.5", name="+ tau 0.5", why="lightly's temperature"),
-        medssl_row("simclr", *ISSUE_OVERRIDES, *CONSTANT_LR, name="+ constant lr", why="no warm-up, no cosine"),
-        medssl_row("simclr", *ISSUE_OVERRIDES, *LIGHTLY_HEADS, name="+ heads 512/128", why="head widths"),
-        medssl_row("simclr", *ISSUE_OVERRIDES, *LIGHTLY_LIKE_AUG, name="+ lightly-like aug",
-                   why="crop 0.2, saturation 0.2, normalise 0.5/0.5"),
-        medssl_row("simclr", *ISSUE_OVERRIDES, *D4_CENTRE, name="+ D4 + centre crop", why="blood-smear priors"),
-        medssl_row("simclr", *ISSUE_OVERRIDES, *D4_ONLY, name="+ D4", why="D4 without the centre constraint"),
-        medssl_row("simclr", *ISSUE_OVERRIDES, "augment.device=batch", name="+ batched aug",
-                   why="batched vs per-image augmentation"),
-        medssl_row("simclr", *ISSUE_OVERRIDES, "optim.weight_decay=0.0", name="+ wd 0", why="lightly: Adam, wd 0"),
-        medssl_row("simclr", *ISSUE_OVERRIDES, *LIGHTLY_HEADS, *CONSTANT_LR, "objective.tau=0.5", "optim.weight_decay=0.0",
-                   *LIGHTLY_LIKE_AUG_D4, name="+ lightly's recipe + D4", why="lightly's flips include the vertical one"),
-    ],
-    # the recipe candidates for the small-data defaults, most informative first
-    "ablate-recipe": [
-        medssl_row("simclr", *ISSUE_OVERRIDES, *RECIPE, "objective.tau=0.5", *LIGHTLY_PROJECTOR,
-                   name="simclr + lightly's recipe + projector", why="lightly's 2-layer projector, no output BN"),
-        medssl_row("pnnclr", *ISSUE_OVERRIDES, *RECIPE, name="pnnclr + recipe", why="the recipe, pNNCLR's own tau"),
-        medssl_row("pnnclr", *ISSUE_OVERRIDES, *RECIPE, "objective.min_fill=1.0", name="pnnclr + recipe + queue warm-up",
-                   why="in-batch positives until the queue is full (32 steps)"),
-        medssl_row("nnclr", *ISSUE_OVERRIDES, *RECIPE, name="nnclr + recipe", why="the recipe"),
-        medssl_row("snclr", *ISSUE_OVERRIDES, *RECIPE, name="snclr + recipe", why="the recipe"),
-        medssl_row("psm", *ISSUE_OVERRIDES, *RECIPE, name="psm + recipe", why="the recipe"),
-        medssl_row("pnnclr", *ISSUE_OVERRIDES, *CONSTANT_LR, name="pnnclr + constant lr",
-                   why="the one factor that helped SimCLR alone"),
-        medssl_row("pnnclr", *ISSUE_OVERRIDES, *RECIPE, "objective.tau=0.2", name="pnnclr + recipe + tau 0.2",
-                   why="temperature"),
-        medssl_row("pnnclr", *ISSUE_OVERRIDES, *RECIPE, "model.ema_base=0.9", name="pnnclr + recipe + ema 0.9",
-                   why="a target that follows within 100 steps"),
-        medssl_row("pnnclr", *ISSUE_OVERRIDES, *RECIPE, *LIGHTLY_PROJECTOR, name="pnnclr + recipe + projector",
-                   why="lightly's 2-layer projector"),
-    ],
-    # how the views meet BatchNorm: one concatenated batch (medssl's default) or one forward
-    # per view (lightly's loop), with the best recipes of the rounds before
-    "ablate-views": [
-        medssl_row("simclr", *ISSUE_OVERRIDES, *RECIPE[:-1], "objective.tau=0.5", *LIGHTLY_LIKE_AUG_D4,
-                   "model.per_view_bn=true", name="simclr + recipe + D4 + per-view BN", why="lightly's BatchNorm batching"),
-        medssl_row("pnnclr", *ISSUE_OVERRIDES, *RECIPE, "model.per_view_bn=true", name="pnnclr + recipe + per-view BN",
-                   why="lightly's BatchNorm batching"),
-        medssl_row("simclr", *ISSUE_OVERRIDES, *RECIPE, "objective.tau=0.5", "model.per_view_bn=true",
-                   name="simclr + recipe + per-view BN", why="without D4"),
-        medssl_row("pnnclr", *ISSUE_OVERRIDES, *RECIPE[:-1], *LIGHTLY_LIKE_AUG_D4, "model.per_view_bn=true",
-                   name="pnnclr + recipe + D4 + per-view BN", why="both"),
-    ],
-    # the NN objectives at the temperature that helped SimCLR most (lightly's NTXentLoss default)
-    "ablate-tau": [
-        medssl_row("pnnclr", *ISSUE_OVERRIDES, *RECIPE, "objective.tau=0.5", name="pnnclr + recipe + tau 0.5",
-                   why="tau 0.2 gave +0.008 / +0.003"),
-        medssl_row("nnclr", *ISSUE_OVERRIDES, *RECIPE, "objective.tau=0.5", name="nnclr + recipe + tau 0.5",
-                   why="lightly's NNCLR trains at 0.5"),
-        medssl_row("psm", *ISSUE_OVERRIDES, *RECIPE, "objective.tau=0.5", name="psm + recipe + tau 0.5", why="temperature"),
-        medssl_row("snclr", *ISSUE_OVERRIDES, *RECIPE, "objective.tau=0.5", name="snclr + recipe + tau 0.5",
-                   why="temperature"),
-    ],
-    # pNNCLR's interpolation: alpha 1 is the query itself (no neighbour), 0 the neighbour
-    "ablate-alpha": [
-        medssl_row("pnnclr", *ISSUE_OVERRIDES, *RECIPE, "objective.alpha=0.75", name="pnnclr + recipe + alpha 0.75",
-                   why="a quarter of the way to the neighbour"),
-        medssl_row("pnnclr", *ISSUE_OVERRIDES, *RECIPE, "objective.alpha=0.5", name="pnnclr + recipe + alpha 0.5",
-                   why="half way"),
-        medssl_row("pnnclr", *ISSUE_OVERRIDES, *RECIPE, "objective.alpha=1.0", "objective.beta=0.0",
-                   name="pnnclr + recipe + alpha 1, no noise", why="no neighbour at all: prediction vs EMA target"),
-        medssl_row("pnnclr", *ISSUE_OVERRIDES, *RECIPE, "objective.alpha=1.0", "objective.beta=0.0", "model.ema_base=0.0",
-                   name="pnnclr + recipe + alpha 1, no noise, ema base 0",
-                   why="and a target that starts as the online network each step (cosine from 0 to 1)"),
-    ],
-    # every NN objective has a predictor head and SimCLR none; the third round left it the
-    # untested difference (pNNCLR without a neighbour scored what it scores with them)
-    "ablate-predictor": [
-        shipped_row("pnnclr", "model.predictor=false", name="pnnclr (shipped) + no predictor",
-                    why="the projections are the predictions"),
-        medssl_row("pnnclr", *ISSUE_OVERRIDES, *RECIPE, "model.predictor=false", name="pnnclr + recipe + no predictor",
-                   why="against pnnclr + recipe"),
-        medssl_row("nnclr", *ISSUE_OVERRIDES, *RECIPE, "model.predictor=false", name="nnclr + recipe + no predictor",
-                   why="against nnclr + recipe"),
-        shipped_row("psm", "model.predictor=false", name="psm (shipped) + no predictor", why="against shipped psm"),
-        shipped_row("snclr", "model.predictor=false", name="snclr (shipped) + no predictor", why="against shipped snclr"),
-        medssl_row("pnnclr", *ISSUE_OVERRIDES, *RECIPE, "model.predictor=false", "model.ema_base=0.0",
-                   name="pnnclr + recipe + no predictor, ema base 0", why="and a target that follows early"),
-    ],
-    # a one-epoch budget may want a larger step than lightly's (and the recipe's) Adam 1e-3
-    "ablate-lr": [
-        shipped_row("pnnclr", "optim.lr=3.0e-3", name="pnnclr (shipped) + lr 3e-3", why="against shipped pnnclr (1e-3)"),
-        shipped_row("simclr", "optim.lr=3.0e-3", name="simclr (shipped) + lr 3e-3", why="against shipped simclr (1e-3)"),
-        shipped_row("pnnclr", "model.predictor=false", "optim.lr=3.0e-3", name="pnnclr (shipped) + no predictor + lr 3e-3",
-                    why="both"),
-        shipped_row("pnnclr", "optim.lr=5.0e-4", name="pnnclr (shipped) + lr 5e-4", why="the other direction"),
-    ],
-    # lightly's NNCLR recipe led at 300 steps (round four): its factors one at a time on the
-    # shipped NNCLR config, at 300 steps on val (docs/benchmarks.md, "Fifth round")
-    "ablate-nn-lightly": [
-        Row("lightly nnclr", "lightly_nnclr", why="lightly 1.6 recipe"),
-        shipped_row("nnclr", name="nnclr (shipped)", why="baseline"),
-        shipped_row("nnclr", "objective.tau=0.5", name="nnclr + tau 0.5", why="lightly's NTXentLoss temperature"),
-        shipped_row("nnclr", *LIGHTLY_HEADS, name="nnclr + heads 512/128", why="lightly's NNCLR heads"),
-        shipped_row("nnclr", "support_set.size=4096", name="nnclr + queue 4096", why="lightly's memory bank size"),
-        shipped_row("nnclr", *LIGHTLY_LIKE_AUG_D4, name="nnclr + lightly aug + D4", why="lightly's augmentation"),
-        shipped_row("nnclr", "optim.weight_decay=0.0", name="nnclr + wd 0", why="lightly: Adam without decay"),
-        shipped_row("nnclr", "objective.tau=0.5", *LIGHTLY_HEADS, "support_set.size=4096", *LIGHTLY_LIKE_AUG_D4,
-                    "optim.weight_decay=0.0", name="nnclr + all of lightly's", why="every factor above"),
-        shipped_row("pnnclr", "objective.tau=0.5", *LIGHTLY_HEADS, "support_set.size=4096", *LIGHTLY_LIKE_AUG_D4,
-                    "optim.weight_decay=0.0", name="pnnclr + all of lightly's", why="the same for pNNCLR"),
-    ],
-    # lightly's augmentation with D4 was the one factor of its NNCLR recipe that helped at 300
-    # steps (GPU, val): the same on every shipped objective at 100 steps
-    "ablate-aug": [
-        *(shipped_row(m, *LIGHTLY_LIKE_AUG_D4, name=f"{m} + lightly aug + D4", why=f"against shipped {m}")
-          for m in ("pnnclr", "psm", "snclr", "nnclr", "simclr")),
-    ],
-    "ablate-nn": [
-        Row("lightly nnclr", "lightly_nnclr", why="lightly 1.6 recipe"),
-        medssl_row("nnclr", *ISSUE_OVERRIDES, name="medssl nnclr (issue)", why="baseline"),
-        medssl_row("pnnclr", *ISSUE_OVERRIDES, name="medssl pnnclr (issue)", why="baseline"),
-        medssl_row("nnclr", *ISSUE_OVERRIDES, "objective.tau=0.5", name="nnclr + tau 0.5", why="lightly's temperature"),
-        medssl_row("nnclr", *ISSUE_OVERRIDES, *LIGHTLY_HEADS, name="nnclr + heads 512/128", why="head widths"),
-        medssl_row("pnnclr", *ISSUE_OVERRIDES, "model.ema_base=0.9", name="pnnclr + ema 0.9",
-                   why="EMA target that follows within 100 steps"),
-        medssl_row("pnnclr", *ISSUE_OVERRIDES, "objective.queue_source=online", name="pnnclr + online queue",
-                   why="queue of online predictions"),
-        medssl_row("pnnclr", *ISSUE_OVERRIDES, "objective.tau=0.2", name="pnnclr + tau 0.2", why="temperature"),
-        medssl_row("pnnclr", *ISSUE_OVERRIDES[:1], "support_set.size=1024", name="pnnclr + queue 1024",
-                   why="a queue refreshed every 8 steps"),
-    ],
-}
 
 
 def runs_of(rows: Sequence[Row], dataset: str, data_file: str, steps: Sequence[int], seeds: Sequence[int],
