@@ -34,8 +34,8 @@ processes may share a cache (a run in progress is locked). ``--no-train`` only r
     python scripts/bench_quality.py --plan table --split test --device cuda --jobs 12 --deadline 400
 
 On a GPU machine ``--device cuda --jobs N`` trains N runs at once (N processes of this
-script take turns through the plan via the cache's locks); ``--deadline`` starts no run
-after that many seconds, so a lease ends with every started run finished and cached.
+script take turns through the plan via the cache's locks); ``--deadline`` starts training
+no new run after that many seconds, so a lease ends with every started run finished and cached.
 """
 
 from __future__ import annotations
@@ -94,6 +94,8 @@ def bench_data(dataset: str) -> BenchData:
     """The table's entry, or for any other MedMNIST flag (and the smoke test's sample) its
     official file scored on its splits, medssl rows from the BloodMNIST config."""
     return DATASETS.get(dataset) or BenchData(f"{dataset}.npz", DATASETS["bloodmnist"].config)
+
+
 @dataclass(frozen=True)
 class Run:
     """Everything that defines one trained encoder (its cache key is a hash of this)."""
@@ -144,8 +146,6 @@ def recipe_of(config_text: str, overrides: Sequence[str]) -> Optional[Dict[str, 
     from medssl.train import recipes
 
     return recipes.recipe_of(apply_overrides(yaml.safe_load(config_text) or {}, list(overrides)))
-
-
 
 
 def runs_of(rows: Sequence[Row], dataset: str, data_file: str, steps: Sequence[int], seeds: Sequence[int],
