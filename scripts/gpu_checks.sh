@@ -4,13 +4,15 @@
 #      views made on the GPU);
 #   2. the GPU benchmarks the CPU sections leave open (objective step and NNCLR step against
 #      lightly's at the issues' scale, the batched augmentation on the GPU);
-#   3. the quality table on the test split and the lightly-NNCLR ablation on val, many runs
-#      at once (scripts/bench_quality.py --device cuda --jobs N --deadline S).
+#   3. quality runs, many at once (scripts/bench_quality.py --device cuda --jobs N --deadline S):
+#      the groups in QUALITY_RUNS (see below), each group's report, and the cache's records.
 # Usage, from the repository root on the GPU machine:
 #   bash scripts/gpu_checks.sh DATA_DIR OUT_DIR [QUALITY_SECONDS]
-# DATA_DIR holds bloodmnist.npz, pathmnist_train_first1000.npz and
-# he_patches_96x96_unlabeled.npz (../shared/data); OUT_DIR gets the logs and a tarball of
-# the quality cache's records (specs, training and evaluation JSON; no encoders).
+# DATA_DIR holds the files the runs read (bloodmnist.npz, pneumoniamnist.npz,
+# pathmnist_train_first1000.npz, he_patches_96x96_unlabeled.npz from ../shared/data); OUT_DIR
+# gets the logs and a tarball of the quality cache's records (specs, training and
+# evaluation JSON; no encoders), which `tar xzf` into a local cache makes readable by
+# bench_quality.py --device cuda --no-train. QUALITY_RUNS (below) overrides what trains.
 set -u
 DATA=$(realpath "$1")
 OUT=$(realpath "$2")
@@ -54,18 +56,33 @@ ln -sf "$DATA/he_patches_96x96_unlabeled.npz" ../shared/data/histology/ 2>/dev/n
 } > "$OUT/bench.log" 2>&1
 
 stamp "quality" > "$OUT/quality.log"
-# one CPU thread per worker (14 workers on the machine's 16 cores); a run started just
-# before the deadline still has 180 s to finish (a 300-step run under this load), then the
-# workers are stopped so the reports and the tarball always come back
+# QUALITY_RUNS: one bench_quality.py argument line per concurrent group (each with its own
+# --jobs; 14 workers in all fit the machine's 16 cores). The default is what the lease of
+# 2026-11-29 left open (docs/benchmarks.md, fifth round); the first lease ran
+# "--plan table --split test --steps 100 300 --seeds 0 1 2 --jobs 10" and
+# "--plan ablate-nn-lightly --split val --steps 300 --seeds 0 1 --jobs 4".
+QUALITY_RUNS=${QUALITY_RUNS:-"--plan table --dataset pneumoniamnist --split test --steps 100 --seeds 0 1 2 --jobs 6
+--plan table --dataset pathmnist-1000 --split cv --steps 100 --seeds 0 1 2 --jobs 4
+--plan ablate-aug --split val --steps 100 300 --seeds 0 1 --jobs 4"}
+# one CPU thread per worker; a run started just before the deadline still has 180 s to
+# finish (a 300-step run under this load), then the workers are stopped so the reports and
+# the tarball always come back
 export OMP_NUM_THREADS=1
 Q="timeout $((QSEC + 180)) python3 scripts/bench_quality.py --cache /tmp/qc --data-dir $DATA --device cuda --deadline $QSEC"
-$Q --plan table --split test --steps 100 300 --seeds 0 1 2 --jobs 10 > "$OUT/quality_table.log" 2>&1 &
-sleep 5
-$Q --plan ablate-nn-lightly --split val --steps 300 --seeds 0 1 --jobs 4 > "$OUT/quality_ablate.log" 2>&1 &
+n=0
+while IFS= read -r line; do
+  [ -z "$line" ] && continue
+  n=$((n + 1))
+  eval "$Q $line" > "$OUT/quality_$n.log" 2>&1 &
+  sleep 5
+done <<< "$QUALITY_RUNS"
 wait
 stamp "reports" >> "$OUT/quality.log"
-R="python3 scripts/bench_quality.py --cache /tmp/qc --data-dir $DATA --device cuda --no-train"
-$R --plan table --split test --steps 100 300 --seeds 0 1 2 --out /tmp/qc/report_table_test.json >> "$OUT/quality.log" 2>&1
-$R --plan ablate-nn-lightly --split val --steps 300 --seeds 0 1 --out /tmp/qc/report_ablate_val.json >> "$OUT/quality.log" 2>&1
+while IFS= read -r line; do
+  [ -z "$line" ] && continue
+  # the same report, from the cache, without training (a --jobs option is harmless there)
+  eval "python3 scripts/bench_quality.py --cache /tmp/qc --data-dir $DATA --device cuda --no-train $line" \
+    >> "$OUT/quality.log" 2>&1
+done <<< "$QUALITY_RUNS"
 (cd /tmp/qc && tar czf "$OUT/quality_records.tgz" --exclude='*.safetensors' --exclude=sample_data .)
 stamp "end" >> "$OUT/quality.log"
