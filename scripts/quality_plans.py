@@ -177,6 +177,8 @@ PLANS: Dict[str, List[Row]] = {
     "ablate-aug": [
         *(shipped_row(m, *LIGHTLY_LIKE_AUG_D4, name=f"{m} + lightly aug + D4", why=f"against shipped {m}")
           for m in ("pnnclr", "psm", "snclr", "nnclr", "simclr")),
+        # the baselines: the table's shipped runs (same keys, read from the cache)
+        *(shipped_row(m, name=f"{m} (shipped)", why="baseline") for m in ("pnnclr", "psm", "snclr", "nnclr", "simclr")),
     ],
     "ablate-nn": [
         Row("lightly nnclr", "lightly_nnclr", why="lightly 1.6 recipe"),
