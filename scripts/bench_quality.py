@@ -435,6 +435,17 @@ class Cache:
         finally:
             (self.root / f"{key}.lock").unlink(missing_ok=True)
 
+    def record_failure(self, run: Run, why: str) -> None:
+        """``<key>.failed``: the run failed in one ``--jobs`` worker, so the others skip it."""
+        (self.root / f"{run.key()}.failed").write_text(why)
+
+    def failure(self, run: Run) -> Optional[str]:
+        f = self.root / f"{run.key()}.failed"
+        return f.read_text() if f.is_file() else None
+
+    def clear_failure(self, run: Run) -> None:
+        (self.root / f"{run.key()}.failed").unlink(missing_ok=True)
+
     def evaluation(self, run: Run, split: str, n_boot: int, compute: bool) -> Optional[Dict[str, Any]]:
         d = self.trained(run)
         if d is None:
@@ -672,10 +683,18 @@ def run_plan(args: argparse.Namespace, log: Callable[[str], None] = print) -> Di
     pending: List[Tuple[Row, Run]] = []
     plan = list(runs_of(rows, dataset, data_file, steps, args.seeds, batch, backbone, image_size, extra, args.device))
     if args.jobs > 1 and not args.no_train:
+        for _, run in plan:
+            cache.clear_failure(run)  # this call tries every unfinished run again, once
         run_workers(args, log)
+        for row, run in plan:
+            why = cache.failure(run)
+            if why is not None:
+                log(f"bench_quality: {row.name} seed {run.seed} {run.steps} steps failed: {why}")
     for row, run in plan:
         if args.no_train or args.jobs > 1 or cache.trained(run):
             continue
+        if args.worker and cache.failure(run) is not None:
+            continue  # another worker of this call tried it and failed: once is enough
         if args.deadline is not None and time.monotonic() - start > args.deadline:
             log(f"bench_quality: past the {args.deadline:.0f} s deadline; the runs left are not started")
             break
@@ -685,6 +704,7 @@ def run_plan(args: argparse.Namespace, log: Callable[[str], None] = print) -> Di
         except Exception as exc:  # noqa: BLE001 - a worker goes on with the next run
             if not args.worker:
                 raise
+            cache.record_failure(run, f"{type(exc).__name__}: {exc}")
             log(f"{row.name} seed {run.seed} {run.steps} steps: FAILED ({type(exc).__name__}: {exc}); not cached")
             continue
         if trained is None:

@@ -312,3 +312,34 @@ def test_paired_against_must_name_a_row(bq: ModuleType, smoke) -> None:
         bq.run_plan(_smoke_args(bq, cache, "--no-train", "--paired-against", "nope"), log=lambda s: None)
     report = bq.run_plan(_smoke_args(bq, cache, "--no-train", "--paired-against", "random init"), log=lambda s: None)
     assert report["paired"]["2"]["medssl simclr"]["seeds"] == [0]
+
+
+@pytest.mark.slow
+def test_a_run_that_fails_in_a_worker_is_tried_once_per_call(bq: ModuleType, smoke, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    cache, _ = smoke
+    (tmp_path / "sample_data").symlink_to(cache / "sample_data")
+    calls = []
+
+    def broken(run, out):
+        calls.append(run.key())
+        raise RuntimeError("Expected all tensors to be on the same device")
+
+    monkeypatch.setattr(bq, "train_medssl", broken)
+    args = ["--smoke", "--rows", "medssl simclr", "--cache", str(tmp_path), "--worker"]
+    logs: list = []
+    assert bq.run_plan(bq.parse_args(args), log=logs.append) == {}  # a worker goes on, reports nothing
+    key = calls[0]
+    assert "same device" in (tmp_path / f"{key}.failed").read_text() and any("FAILED" in line for line in logs)
+    bq.run_plan(bq.parse_args(args), log=logs.append)  # a second worker of the same call skips it
+    assert calls == [key] and not (tmp_path / key).exists()
+    # a new --jobs call clears the marker and tries the run again (here: nothing to train it with)
+    c = bq.Cache(tmp_path)
+    run = next(r for _, r in bq.runs_of(bq.PLANS["table"][:1], "ihcstain", str(cache / "sample_data" / "medmnist" /
+                                                                                  "ihcstain.npz"),
+                                        [2], [0], 16, "test_resnet", 28,
+                                        ("model.proj_hidden=64", "model.pred_hidden=64", "model.proj_dim=32",
+                                         "support_set.size=64")))
+    assert run.key() == key and c.failure(run) is not None
+    c.clear_failure(run)
+    assert c.failure(run) is None
