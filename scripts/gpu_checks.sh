@@ -61,8 +61,9 @@ stamp "quality" > "$OUT/quality.log"
 # 2026-11-29 left open (docs/benchmarks.md, fifth round); the first lease ran
 # "--plan table --split test --steps 100 300 --seeds 0 1 2 --jobs 10" and
 # "--plan ablate-nn-lightly --split val --steps 300 --seeds 0 1 --jobs 4".
-QUALITY_RUNS=${QUALITY_RUNS:-"--plan table --dataset pneumoniamnist --split test --steps 100 --seeds 0 1 2 --jobs 6
---plan table --dataset pathmnist-1000 --split cv --steps 100 --seeds 0 1 2 --jobs 4
+QUALITY_RUNS=${QUALITY_RUNS:-"--plan table --split test --steps 300 --seeds 0 --rows 'medssl nnclr' 'lightly nnclr' --jobs 2
+--plan table --dataset pneumoniamnist --split test --steps 100 --seeds 0 1 2 --jobs 5
+--plan table --dataset pathmnist-1000 --split cv --steps 100 --seeds 0 1 2 --jobs 3
 --plan ablate-aug --split val --steps 100 300 --seeds 0 1 --jobs 4"}
 # one CPU thread per worker; a run started just before the deadline still has 180 s to
 # finish (a 300-step run under this load), then the workers are stopped so the reports and
