@@ -309,7 +309,6 @@ def evaluate(run: Run, encoder_dir: Path, split: str, n_boot: int) -> Dict[str, 
     model, preprocess = medssl.load_encoder(encoder_dir)
     train = medssl.open_dataset(data_spec(run, "train"))
     dev = torch.device(run.device)
-    model.to(dev)
     x, y = medssl.embed(model, train, preprocess, device=dev)
     if split == "cv":
         return evaluate_cv(run, x, y, train.task, int(train.num_classes), n_boot)
@@ -435,16 +434,19 @@ class Cache:
         finally:
             (self.root / f"{key}.lock").unlink(missing_ok=True)
 
+    def _failure_file(self, run: Run) -> Path:
+        return self.root / f"{run.key()}.failed"
+
     def record_failure(self, run: Run, why: str) -> None:
         """``<key>.failed``: the run failed in one ``--jobs`` worker, so the others skip it."""
-        (self.root / f"{run.key()}.failed").write_text(why)
+        self._failure_file(run).write_text(why)
 
     def failure(self, run: Run) -> Optional[str]:
-        f = self.root / f"{run.key()}.failed"
+        f = self._failure_file(run)
         return f.read_text() if f.is_file() else None
 
     def clear_failure(self, run: Run) -> None:
-        (self.root / f"{run.key()}.failed").unlink(missing_ok=True)
+        self._failure_file(run).unlink(missing_ok=True)
 
     def evaluation(self, run: Run, split: str, n_boot: int, compute: bool) -> Optional[Dict[str, Any]]:
         d = self.trained(run)
@@ -465,20 +467,26 @@ class Cache:
 
 
 # ---------------------------------------------------------------------------- report
+def t_interval(values: Sequence[float]) -> Tuple[float, List[float]]:
+    """Sample sd and the 95 % Student-t CI of the mean of ``values`` (at least two)."""
+    from scipy import stats
+
+    mean, sd = float(np.mean(values)), float(np.std(values, ddof=1))
+    half = float(stats.t.ppf(0.975, len(values) - 1)) * sd / np.sqrt(len(values))
+    return sd, [mean - half, mean + half]
+
+
 def summarise(values: Sequence[Dict[str, Any]], proto: str, key: str) -> Dict[str, Any]:
     """Mean over seeds; with one seed its bootstrap CI (the evaluation set's sampling
     only), with more the sample sd and a 95 % Student-t CI of the mean over seeds (the
     training's seed-to-seed spread)."""
-    from scipy import stats
-
     vals = [v[proto][key] for v in values]
     out: Dict[str, Any] = {"mean": float(np.mean(vals)), "n": len(vals)}
     if len(vals) == 1:
         out["ci"] = values[0][proto].get(f"{key}_ci")
     else:
-        sd = float(np.std(vals, ddof=1))
-        half = float(stats.t.ppf(0.975, len(vals) - 1)) * sd / np.sqrt(len(vals))
-        out.update(sd=sd, ci=[out["mean"] - half, out["mean"] + half], ci_kind="t over seeds")
+        sd, ci = t_interval(vals)
+        out.update(sd=sd, ci=ci, ci_kind="t over seeds")
     return out
 
 
@@ -493,8 +501,6 @@ def paired(runs: Sequence[Dict[str, Any]], row: str, reference: str, steps: int,
     """``row`` minus ``reference`` in accuracy, seed by seed (one seed draws the same label
     subset and probe split for both, so the difference cancels that draw): mean, sd and a
     95 % Student-t CI of the mean difference over the seeds both have."""
-    from scipy import stats
-
     def by_seed(name: str) -> Dict[int, Dict[str, Any]]:
         return {e["run"]["seed"]: e["eval"] for e in runs
                 if e["row"] == name and e["run"]["steps"] == steps and e["eval"]}
@@ -506,23 +512,21 @@ def paired(runs: Sequence[Dict[str, Any]], row: str, reference: str, steps: int,
         d = np.array([a[s][p]["accuracy"] - b[s][p]["accuracy"] for s in seeds])
         entry: Dict[str, Any] = {"mean": float(d.mean()) if d.size else None, "n": int(d.size)}
         if d.size > 1:
-            sd = float(d.std(ddof=1))
-            half = float(stats.t.ppf(0.975, d.size - 1)) * sd / np.sqrt(d.size)
-            entry.update(sd=sd, ci=[entry["mean"] - half, entry["mean"] + half])
+            sd, ci = t_interval(d)
+            entry.update(sd=sd, ci=ci)
         out[p] = entry
     return out
 
 
-def paired_markdown(report: Dict[str, Any], reference: str) -> str:
-    """Each row against ``reference``, paired by seed (:func:`paired`)."""
+def paired_markdown(report: Dict[str, Any]) -> str:
+    """The report's rows against its ``paired_against`` row (``report["paired"]``, from
+    :func:`paired`)."""
     lines = []
-    for steps, rows in report["tables"].items():
+    reference = report["paired_against"]
+    for steps, rows in report["paired"].items():
         lines += [f"**{report['dataset']}, {report['split']} split, {steps} steps: minus {reference}, paired by seed**",
                   "", "| row | seeds | probe@2% | knn@20 |", "|---|---|---:|---:|"]
-        for name in rows:
-            if name == reference:
-                continue
-            d = paired(report["runs"], name, reference, int(steps))
+        for name, d in rows.items():
             if not d["seeds"]:
                 continue
             cells = []
@@ -537,8 +541,7 @@ def paired_markdown(report: Dict[str, Any], reference: str) -> str:
 
 def full_markdown(report: Dict[str, Any]) -> str:
     """The tables, then the paired differences when the report has them."""
-    ref = report.get("paired_against")
-    return markdown(report) + ("\n" + paired_markdown(report, ref) if ref else "")
+    return markdown(report) + ("\n" + paired_markdown(report) if "paired" in report else "")
 
 
 def markdown(report: Dict[str, Any]) -> str:

@@ -301,8 +301,8 @@ def test_paired_differences_are_taken_seed_by_seed(bq: ModuleType) -> None:
     assert d["seeds"] == [0, 1, 2]
     assert d["probe@2%"]["mean"] == pytest.approx(-0.01) and d["probe@2%"]["ci"] == pytest.approx([-0.01, -0.01])
     assert d["knn@20"]["mean"] == pytest.approx(0.0)
-    report = {"dataset": "x", "split": "val", "tables": {"100": {"ours": {}, "ref": {}}}, "runs": runs}
-    assert "| ours | 3 | -0.010 [-0.010, -0.010] | +0.000 [+0.000, +0.000] |" in bq.paired_markdown(report, "ref")
+    report = {"dataset": "x", "split": "val", "paired_against": "ref", "paired": {"100": {"ours": d}}}
+    assert "| ours | 3 | -0.010 [-0.010, -0.010] | +0.000 [+0.000, +0.000] |" in bq.paired_markdown(report)
 
 
 @pytest.mark.slow
