@@ -33,8 +33,9 @@ ln -sf "$DATA/he_patches_96x96_unlabeled.npz" ../shared/data/histology/ 2>/dev/n
   python3 -c "import torch, timm, sys; print(sys.version.split()[0], 'torch', torch.__version__, 'timm', timm.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())"
   nproc
   stamp "CUDA tests"
-  timeout 120 python3 -m pytest -q -p no:cacheprovider -rs tests/eval/test_knn.py tests/eval/test_features.py \
-    tests/reliability/test_numerical_faults.py tests/test_device.py -k "cuda or CUDA or device or Device" 2>&1 | tail -15
+  timeout 150 python3 -m pytest -q -p no:cacheprovider -rs tests/eval/test_knn.py tests/eval/test_features.py \
+    tests/reliability/test_numerical_faults.py tests/test_device.py tests/augment/test_gpu.py \
+    tests/scripts/test_benchmarks_smoke.py -k "cuda or CUDA or device or Device or gpu" 2>&1 | tail -15
   stamp "pretrain on the GPU (demo config, embedded sample)"
   python3 -m medssl data sample sample_data >/dev/null 2>&1
   timeout 120 python3 -m medssl pretrain configs/demo.yaml --no-progress train.device=cuda out_dir=/tmp/run_demo 2>&1 | tail -8
