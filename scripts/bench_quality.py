@@ -676,6 +676,15 @@ def run_plan(args: argparse.Namespace, log: Callable[[str], None] = print) -> Di
         if unknown:
             raise SystemExit(f"bench_quality: no row {unknown} in plan {args.plan!r}; rows: {[r.name for r in rows]}")
         rows = [r for r in rows if r.name in args.rows]
+    if scoring == "cv5" and any(r.kind == "supervised" for r in rows):
+        # cross-validation scores every image out of fold; a network trained on all the train
+        # labels has seen the label of every image it is scored on, so its row would be a leak
+        if args.rows:
+            raise SystemExit(f"bench_quality: {dataset} is scored by cross-validation on its train images, and "
+                             "the supervised row trains on all their labels (every scored image's label would "
+                             "have been seen); leave it out of --rows")
+        log(f"bench_quality: no supervised row on {dataset} (cross-validated on the images it would train on)")
+        rows = [r for r in rows if r.kind != "supervised"]
     batch = 16 if args.smoke else args.batch_size
     steps = [2] if args.smoke else args.steps
     n_boot = 50 if args.smoke else args.n_boot

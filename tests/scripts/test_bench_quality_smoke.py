@@ -218,6 +218,20 @@ def test_the_pathmnist_subset_is_cross_validated_only(bq: ModuleType, tmp_path: 
     assert "flag" not in bq.data_spec(bq.Run("random", "bloodmnist", "b.npz", 0, 16, 0), "train")
 
 
+def test_no_supervised_row_under_cross_validation(bq: ModuleType, tmp_path: Path) -> None:
+    # the supervised row trains on every train label; cross-validation scores those same images
+    (tmp_path / "pathmnist_train_first1000.npz").write_bytes(b"")
+    common = ["--dataset", "pathmnist-1000", "--data-dir", str(tmp_path), "--cache", str(tmp_path / "c"),
+              "--no-train"]
+    with pytest.raises(SystemExit, match="supervised row trains on all their labels"):
+        bq.run_plan(bq.parse_args(common + ["--rows", "supervised", "random init"]), log=lambda s: None)
+    said: list = []
+    report = bq.run_plan(bq.parse_args(common), log=said.append)
+    assert any("no supervised row on pathmnist-1000" in s for s in said)
+    rows = {row for table in report["tables"].values() for row in table}
+    assert "supervised" not in rows and "random init" in rows
+
+
 def test_the_subset_opens_with_its_flag(bq: ModuleType) -> None:
     import medssl
 
