@@ -180,6 +180,14 @@ PLANS: Dict[str, List[Row]] = {
         # the baselines: the table's shipped runs (same keys, read from the cache)
         *(shipped_row(m, name=f"{m} (shipped)", why="baseline") for m in ("pnnclr", "psm", "snclr", "nnclr", "simclr")),
     ],
+    # round four: neither the neighbours nor the predictor explain the one-epoch gap to
+    # SimCLR; what is left is the loss form (one gradient-carrying side per pair). SimCLR's
+    # own term, added to each neighbour objective at the shipped SimCLR's temperature
+    "ablate-instance": [
+        *(shipped_row(m, "objective.instance_weight=1.0", "objective.instance_tau=0.5", name=f"{m} + instance term",
+                      why=f"against shipped {m}") for m in ("pnnclr", "psm", "snclr", "nnclr")),
+        *(shipped_row(m, name=f"{m} (shipped)", why="baseline") for m in ("pnnclr", "psm", "snclr", "nnclr", "simclr")),
+    ],
     "ablate-nn": [
         Row("lightly nnclr", "lightly_nnclr", why="lightly 1.6 recipe"),
         medssl_row("nnclr", *ISSUE_OVERRIDES, name="medssl nnclr (issue)", why="baseline"),

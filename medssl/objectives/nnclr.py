@@ -50,6 +50,8 @@ class NNCLR(SupportSetObjective):
             loss over its ``k`` neighbours). The neighbour is always stop-gradient.
         min_fill: support-set warm-up, the filled fraction of the queue before neighbours
             are used (default 0: as soon as it holds ``k`` rows; see :class:`SupportSetObjective`).
+        instance_weight, instance_tau: an added SimCLR term on the online projections,
+            ``w · NT-Xent(z1, z2)`` (default 0: off; see :class:`SupportSetObjective`).
         seed: seeds the selector's noise (only a ``pnn`` selector draws any).
 
     Cold start: while the support set holds fewer rows than the selector's ``k``, each
@@ -60,8 +62,9 @@ class NNCLR(SupportSetObjective):
     requirements = Requirements(predictor=True, support_set=True)
 
     def __init__(self, tau: float = 0.1, neighbours: SelectorSpec = None, min_fill: float = 0.0,
+                 instance_weight: float = 0.0, instance_tau: float = 0.1,
                  seed: Optional[int] = None) -> None:
-        super().__init__(seed, min_fill)
+        super().__init__(seed, min_fill, instance_weight, instance_tau)
         self.tau = check_positive(self.name, "tau", tau)
         self.choose_selector(neighbours, "nn", {"topk": {"k": 1}, "pnn": {"k": 1}})
 

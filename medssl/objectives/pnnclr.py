@@ -73,6 +73,8 @@ class PNNCLR(SupportSetObjective):
         neighbours: selector override (default ``"pnn"`` built from the options above).
         min_fill: support-set warm-up, the filled fraction of the queue before neighbours
             are used (default 0: as soon as it holds ``k`` rows; see :class:`SupportSetObjective`).
+        instance_weight, instance_tau: an added SimCLR term on the online projections,
+            ``w · NT-Xent(z1, z2)`` (default 0: off; see :class:`SupportSetObjective`).
         seed: seeds the pseudo-neighbour noise.
 
     The target network's EMA momentum is the model's (``model.ema_base``).
@@ -94,9 +96,11 @@ class PNNCLR(SupportSetObjective):
         queue_source: str = "target",
         neighbours: SelectorSpec = None,
         min_fill: float = 0.0,
+        instance_weight: float = 0.0,
+        instance_tau: float = 0.1,
         seed: Optional[int] = None,
     ) -> None:
-        super().__init__(seed, min_fill)
+        super().__init__(seed, min_fill, instance_weight, instance_tau)
         self.tau = check_positive(self.name, "tau", tau)
         self.alpha = check_between(self.name, "alpha", alpha, 0.0, 1.0)
         self.beta = check_between(self.name, "beta", beta, 0.0, None)

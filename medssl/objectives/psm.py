@@ -71,6 +71,8 @@ class PSM(SupportSetObjective):
         neighbours: selector for the soft positives (default ``"topk"`` with ``k``).
         min_fill: support-set warm-up, the filled fraction of the queue before neighbours
             are used (default 0: as soon as it holds ``k`` rows; see :class:`SupportSetObjective`).
+        instance_weight, instance_tau: an added SimCLR term on the online projections,
+            ``w · NT-Xent(z1, z2)`` (default 0: off; see :class:`SupportSetObjective`).
         seed: seeds the negative sampling (and a ``pnn`` selector's noise).
 
     Cold start: while the support set holds fewer than ``k`` rows there are no soft
@@ -84,9 +86,9 @@ class PSM(SupportSetObjective):
     def __init__(self, tau: float = 0.2, k: int = 5, tau_w: float = 0.1, w_hard: float = 1.0, w_soft: float = 0.5,
                  sampler: str = "gaussian", a: float = 0.1, delta: float = 0.1, n_neg: int = 4096,
                  band_drop: int = 32, batch_negatives: bool = True, neighbours: SelectorSpec = None,
-                 min_fill: float = 0.0,
+                 min_fill: float = 0.0, instance_weight: float = 0.0, instance_tau: float = 0.1,
                  seed: Optional[int] = None) -> None:
-        super().__init__(seed, min_fill)
+        super().__init__(seed, min_fill, instance_weight, instance_tau)
         self.tau = check_positive(self.name, "tau", tau)
         self.k = check_int(self.name, "k", k, 1)
         self.tau_w = check_positive(self.name, "tau_w", tau_w)

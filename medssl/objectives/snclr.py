@@ -81,6 +81,8 @@ class SNCLR(SupportSetObjective):
             ``k`` pseudo neighbours).
         min_fill: support-set warm-up, the filled fraction of the queue before neighbours
             are used (default 0: as soon as it holds ``k`` rows; see :class:`SupportSetObjective`).
+        instance_weight, instance_tau: an added SimCLR term on the online projections,
+            ``w · NT-Xent(z1, z2)`` (default 0: off; see :class:`SupportSetObjective`).
         seed: seeds a ``pnn`` selector's noise.
 
     Cold start: while the support set holds fewer than ``k`` rows the anchor's only
@@ -93,8 +95,9 @@ class SNCLR(SupportSetObjective):
     def __init__(self, tau: float = 0.2, k: int = 30, dim: int = 256, attn_dim: int = 256, attention: str = "linear",
                  gamma: Union[str, float] = "max", loss_form: str = "weighted_positive",
                  detach_weights: bool = False, neighbours: SelectorSpec = None, min_fill: float = 0.0,
+                 instance_weight: float = 0.0, instance_tau: float = 0.1,
                  seed: Optional[int] = None) -> None:
-        super().__init__(seed, min_fill)
+        super().__init__(seed, min_fill, instance_weight, instance_tau)
         self.tau = check_positive(self.name, "tau", tau)
         self.k = check_int(self.name, "k", k, 1)
         self.dim = check_int(self.name, "dim", dim, 1)

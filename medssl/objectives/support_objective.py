@@ -28,6 +28,7 @@ from medssl.objectives.common import (
     SelectorSpec,
     SeededGenerators,
     check_between,
+    check_positive,
     look_up,
     neighbour_stats,
     require_support,
@@ -36,6 +37,7 @@ from medssl.objectives.common import (
     selector_k,
     tile,
 )
+from medssl.objectives.functional import nt_xent
 from medssl.objectives.neighbours import Neighbours
 from medssl.objectives.support_set import SupportSet
 
@@ -66,14 +68,21 @@ class SupportSetObjective(Objective):
             filled before neighbours are looked up (in [0, 1]; never with fewer rows than
             the selector's ``k``). Until then the objective's cold-start fallback (in-batch
             positives) applies. 0 (default) is the papers' behaviour; 1 waits for a full queue.
+        instance_weight: weight ``w >= 0`` of an added instance term: the loss becomes
+            ``L + w · NT-Xent(z1, z2; instance_tau)`` over the two views' online projections
+            (SimCLR's loss, both sides carrying gradient). 0 (default) is the papers' loss.
+        instance_tau: the instance term's temperature (> 0), default 0.1 (SimCLR's).
 
     A subclass checks its options, then calls :meth:`choose_selector` once.
     """
 
-    def __init__(self, seed: Optional[int], min_fill: float = 0.0) -> None:
+    def __init__(self, seed: Optional[int], min_fill: float = 0.0, instance_weight: float = 0.0,
+                 instance_tau: float = 0.1) -> None:
         super().__init__()
         self.generators = SeededGenerators(seed)
         self.min_fill = check_between(self.name, "min_fill", min_fill, 0.0, 1.0)
+        self.instance_weight = check_between(self.name, "instance_weight", instance_weight, 0.0, None)
+        self.instance_tau = check_positive(self.name, "instance_tau", instance_tau)
 
     def choose_selector(self, neighbours: SelectorSpec, default: str,
                         defaults: Mapping[str, Mapping[str, Any]]) -> None:
@@ -132,10 +141,18 @@ class SupportSetObjective(Objective):
         found = look_up(self.selector, query, support, training=self.training, generator=gen,
                         min_rows=math.ceil(self.min_fill * support.capacity))
         terms = self.terms(v, found, query, support, gen)
-        diag: Diagnostics = {"loss": float(terms.loss.detach()), **terms.diagnostics,
+        loss, extra = terms.loss, {}
+        if self.instance_weight > 0:
+            # both views' online projections, as SimCLR: the objective's own terms have one
+            # gradient-carrying side per pair (the other a queue row or an EMA target)
+            z1, z2 = self.two(outputs, "z")
+            instance = nt_xent(z1, z2, self.instance_tau)
+            loss = loss + self.instance_weight * instance
+            extra = {"loss_objective": float(terms.loss.detach()), "loss_instance": float(instance.detach())}
+        diag: Diagnostics = {"loss": float(loss.detach()), **terms.diagnostics, **extra,
                              "cold_start": float(found is None)}
         if found is not None:
             blocks = query.shape[0] // next(iter(v.values())).shape[0]
             diag.update(self.neighbour_diagnostics(found, support, outputs, blocks, terms.weights))
         support.enqueue(self.stored(v), indices=outputs.indices, labels=outputs.labels)
-        return terms.loss, diag
+        return loss, diag

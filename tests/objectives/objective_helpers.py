@@ -65,3 +65,15 @@ def ce_rows_ref(a: Tensor, b: Tensor, tau: float) -> float:
         scores = [float(a[i] @ b[j]) / tau for j in range(b.shape[0])]
         total += ce_row_ref(scores, i)
     return total / n
+
+
+def nt_xent_ref(z1: Tensor, z2: Tensor, tau: float) -> float:
+    """SimCLR's NT-Xent of two views ``[B, D]`` by loops: each of the ``2B`` rows against
+    the other ``2B - 1``, its other view the positive."""
+    rows = list(z1.detach().double()) + list(z2.detach().double())
+    b = z1.shape[0]
+    total = 0.0
+    for i in range(2 * b):
+        others = [j for j in range(2 * b) if j != i]
+        total += ce_row_ref([float(rows[i] @ rows[j]) / tau for j in others], others.index((i + b) % (2 * b)))
+    return total / (2 * b)

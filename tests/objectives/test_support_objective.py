@@ -1,4 +1,5 @@
-"""The shared support-set step: the ``min_fill`` warm-up of every neighbour objective."""
+"""The shared support-set step of every neighbour objective: the ``min_fill`` warm-up and
+the optional instance term."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import torch
 from medssl.errors import ConfigError
 from medssl.objectives.support_set import SupportSet
 from medssl.registry import OBJECTIVES
-from objective_helpers import filled_support, outputs
+from objective_helpers import filled_support, nt_xent_ref, outputs
 
 D = 8
 # small k so that an 8-row queue is past the selector's own cold start
@@ -40,3 +41,49 @@ def test_min_fill_keeps_the_cold_start_until_the_queue_is_that_full(name: str) -
 def test_min_fill_outside_zero_one_is_a_config_error(bad: float) -> None:
     with pytest.raises(ConfigError, match="min_fill"):
         OBJECTIVES.build({"name": "pnnclr", "min_fill": bad})
+
+
+def _step(name: str, **options: float):
+    """Loss, diagnostics and the gradients of z and p of one step on a fresh 8-row queue."""
+    torch.manual_seed(0)
+    obj = OBJECTIVES.build({"name": name, "seed": 1, **OPTIONS[name], **options}).double()
+    out = outputs(b=4, d=D, seed=3)
+    loss, diag = obj(out, filled_support(8, D, size=16))
+    loss.backward()
+    return loss, diag, out
+
+
+@pytest.mark.parametrize("name", sorted(OPTIONS))
+def test_the_instance_term_adds_weight_times_simclr_on_the_online_projections(name: str) -> None:
+    base, base_diag, base_out = _step(name)
+    w, tau = 0.7, 0.5
+    loss, diag, out = _step(name, instance_weight=w, instance_tau=tau)
+    instance = nt_xent_ref(out.z[0], out.z[1], tau)
+    assert float(loss.detach()) == pytest.approx(float(base.detach()) + w * instance, rel=1e-10)
+    assert diag["loss"] == pytest.approx(float(loss.detach())) and diag["loss_instance"] == pytest.approx(instance)
+    assert diag["loss_objective"] == pytest.approx(float(base.detach())) and "loss_instance" not in base_diag
+    # the term's gradient reaches both views' projections; the objective's own gradient is unchanged
+    z1, z2 = (z.detach().clone().requires_grad_(True) for z in out.z)
+    ref = torch.autograd.grad(w * torch.nn.functional.cross_entropy(
+        _simclr_logits(z1, z2, tau), _simclr_targets(4)), (z1, z2))
+    for v in range(2):
+        own = base_out.z[v].grad if base_out.z[v].grad is not None else torch.zeros_like(ref[v])
+        assert torch.allclose(out.z[v].grad, own + ref[v], atol=1e-12)
+        assert torch.allclose(out.p[v].grad, base_out.p[v].grad, atol=1e-12)
+
+
+def _simclr_logits(z1: torch.Tensor, z2: torch.Tensor, tau: float) -> torch.Tensor:
+    z = torch.cat([z1, z2])
+    sim = z @ z.T / tau
+    return sim.masked_fill(torch.eye(len(z), dtype=torch.bool), float("-inf"))
+
+
+def _simclr_targets(b: int) -> torch.Tensor:
+    return torch.cat([torch.arange(b, 2 * b), torch.arange(b)])
+
+
+@pytest.mark.parametrize("key, bad", [("instance_weight", -0.5), ("instance_weight", float("nan")),
+                                      ("instance_tau", 0.0), ("instance_tau", -1.0)])
+def test_a_bad_instance_option_is_a_config_error_naming_it(key: str, bad: float) -> None:
+    with pytest.raises(ConfigError, match=key):
+        OBJECTIVES.build({"name": "pnnclr", key: bad})

@@ -44,6 +44,16 @@ def test_misspelt_fixed_key_names_file_and_closest(tmp_path: Path) -> None:
         load_pretrain_config(p)
 
 
+def test_the_instance_term_is_an_option_of_the_neighbour_objectives_only() -> None:
+    blood = REPO / "configs" / "bloodmnist.yaml"
+    for name in ("nnclr", "pnnclr", "snclr", "psm"):
+        cfg = load_pretrain_config(blood, [f"objective.name={name}", "objective.instance_weight=0.5"])
+        assert cfg.objective["instance_weight"] == 0.5
+    # SimCLR's loss is the instance term: the key is unknown there, and the error says which keys exist
+    with pytest.raises(ConfigError, match=r"unknown key 'objective.instance_weight' in .*bloodmnist.yaml.*Valid keys: tau"):
+        load_pretrain_config(blood, ["objective.name=simclr", "objective.instance_weight=0.5"])
+
+
 def test_misspelt_objective_and_dataset_keys_are_caught_at_load(tmp_path: Path) -> None:
     p = _write(tmp_path, "data: {name: pcam, root: x}\nobjective: {name: pnnclr, alpah: 0.1}\n")
     with pytest.raises(ConfigError, match=r"unknown key 'objective.alpah' in .*c.yaml.*Did you mean 'alpha'"):
