@@ -187,6 +187,8 @@ PLANS: Dict[str, List[Row]] = {
         *(shipped_row(m, "objective.instance_weight=1.0", "objective.instance_tau=0.5", name=f"{m} + instance term",
                       why=f"against shipped {m}") for m in ("pnnclr", "psm", "snclr", "nnclr")),
         *(shipped_row(m, name=f"{m} (shipped)", why="baseline") for m in ("pnnclr", "psm", "snclr", "nnclr", "simclr")),
+        *(shipped_row("pnnclr", f"objective.instance_weight={w}", "objective.instance_tau=0.5",
+                      name=f"pnnclr + instance term x{w}", why="the term's weight") for w in (0.5, 2.0)),
     ],
     "ablate-nn": [
         Row("lightly nnclr", "lightly_nnclr", why="lightly 1.6 recipe"),
