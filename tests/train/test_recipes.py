@@ -35,6 +35,10 @@ def test_explicit_keys_and_overrides_win_over_the_recipe(tmp_path: Path) -> None
     on_cli = _cfg(tmp_path, "data: {name: folder, root: x}\nobjective: {name: pnnclr}\n", ["recipe=small-data"])
     assert on_cli.optim.final_lr_ratio == 1.0
     assert "tau" not in on_cli.objective  # simclr's option is not forced on another objective
+    assert on_cli.objective["instance_weight"] == 1.0 and on_cli.objective["instance_tau"] == 0.5
+    own = _cfg(tmp_path, "recipe: small-data\ndata: {name: folder, root: x}\n"
+                         "objective: {name: pnnclr, instance_weight: 0.0}\n")
+    assert own.objective == {"name": "pnnclr", "instance_weight": 0.0, "instance_tau": 0.5}
 
 
 def test_objective_options_only_reach_the_objective_they_name() -> None:
@@ -56,7 +60,11 @@ def test_model_options_reach_only_the_objective_they_name(tmp_path: Path) -> Non
 
 def test_applied_recipe_is_what_a_run_of_that_objective_gets() -> None:
     psm = applied_recipe("small-data", "psm")
-    assert psm["model"] == {"predictor": False} and "objective" not in psm
+    assert psm["model"] == {"predictor": False}
+    # the instance term for every neighbour objective, never for SimCLR (its loss is that term)
+    for name in ("nnclr", "pnnclr", "snclr", "psm"):
+        assert applied_recipe("small-data", name)["objective"] == {"name": name, "instance_weight": 1.0,
+                                                                  "instance_tau": 0.5}
     assert applied_recipe("small-data", "simclr")["objective"] == {"name": "simclr", "tau": 0.5}
     assert "model" not in applied_recipe("small-data", "pnnclr")
     psm["model"]["predictor"] = True  # a copy: the registry of recipes is never changed
