@@ -195,6 +195,18 @@ PLANS: Dict[str, List[Row]] = {
         *(shipped_row("pnnclr", f"objective.instance_weight={w}", name=f"pnnclr + instance term x{w}",
                       why="the term's weight") for w in (0.5, 2.0)),
     ],
+    # the instance term made pNNCLR level with SimCLR (sixth round); what else adds on top of
+    # it, one factor at a time on the shipped pNNCLR (which has the term), 100 steps on val
+    "ablate-on-instance": [
+        shipped_row("pnnclr", name="pnnclr (shipped, instance term)", why="baseline"),
+        shipped_row("pnnclr", *LIGHTLY_LIKE_AUG_D4, name="pnnclr + lightly aug + D4",
+                    why="+0.013 / +0.005 without the term (fifth round)"),
+        shipped_row("pnnclr", "objective.instance_tau=0.2", name="pnnclr + instance tau 0.2",
+                    why="a sharper instance term"),
+        shipped_row("pnnclr", "objective.tau=0.2", name="pnnclr + tau 0.2", why="the neighbour term's temperature (0.1)"),
+        shipped_row("pnnclr", "support_set.size=4096", name="pnnclr + queue 4096",
+                    why="a queue refreshed every 32 steps instead of once an epoch"),
+    ],
     "ablate-nn": [
         Row("lightly nnclr", "lightly_nnclr", why="lightly 1.6 recipe"),
         medssl_row("nnclr", *ISSUE_OVERRIDES, name="medssl nnclr (issue)", why="baseline"),
