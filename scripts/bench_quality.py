@@ -51,7 +51,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, replace  # noqa: F401 - replace: Run variants (tests)
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -110,7 +110,7 @@ class Run:
     backbone: str = "resnet18"
     config: Optional[str] = None
     overrides: Tuple[str, ...] = ()
-    config_file: Optional[str] = None  # where the config's text is read (default: ``config``)
+    config_file: Optional[str] = None  # where the config is read (default: ``config``)
     device: str = "cpu"  # where it trains (``cuda``: medssl's CUDA defaults, bf16 autocast and GPU views)
 
     def config_path(self) -> Path:
@@ -126,8 +126,9 @@ class Run:
         if self.device == "cpu":
             spec.pop("device")  # CPU runs keep the keys they had before GPUs were a choice
         if self.config:
-            spec["config_text"] = self.config_path().read_text()
-            recipe = recipe_of(spec["config_text"], self.overrides)
+            # the parsed config, not its text: a comment edited in the config retrains nothing
+            spec["config_data"] = parsed_config(self.config_path().read_text())
+            recipe = recipe_of(spec["config_data"], self.overrides)
             if recipe is not None:
                 # a recipe lives in medssl's code, not in the config's text: what it sets for
                 # this run is part of what defines it (runs without a recipe keep their keys)
@@ -135,17 +136,39 @@ class Run:
         return spec
 
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(self.spec(), sort_keys=True).encode()).hexdigest()[:20]
+        return spec_key(self.spec())
 
 
-def recipe_of(config_text: str, overrides: Sequence[str]) -> Optional[Dict[str, Any]]:
-    """The keys the config's named recipe (after ``overrides``) sets for its objective, or None."""
+def spec_key(spec: Mapping[str, Any]) -> str:
+    """The cache key of a run's spec (a hash of its canonical JSON)."""
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def parsed_config(text: str) -> Dict[str, Any]:
     import yaml
+
+    return yaml.safe_load(text) or {}
+
+
+def current_key_of(stored: Mapping[str, Any]) -> str:
+    """The key a cached run's ``spec.json`` has under today's keying. Entries written before
+    the key held the parsed config keyed the config's text (``config_text``); a copied entry
+    names its source (``rekeyed_from``), which is not part of what defines it."""
+    spec = {k: v for k, v in stored.items() if k != "rekeyed_from"}
+    if "config_text" in spec:
+        spec["config_data"] = parsed_config(spec.pop("config_text"))
+    return spec_key(spec)
+
+
+def recipe_of(config: Mapping[str, Any], overrides: Sequence[str]) -> Optional[Dict[str, Any]]:
+    """The keys the (parsed) config's named recipe, after ``overrides``, sets for its
+    objective, or None."""
+    import copy
 
     from medssl.config import apply_overrides
     from medssl.train import recipes
 
-    return recipes.recipe_of(apply_overrides(yaml.safe_load(config_text) or {}, list(overrides)))
+    return recipes.recipe_of(apply_overrides(copy.deepcopy(dict(config)), list(overrides)))
 
 
 def runs_of(rows: Sequence[Row], dataset: str, data_file: str, steps: Sequence[int], seeds: Sequence[int],
@@ -382,10 +405,32 @@ class Cache:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self._older: Optional[Dict[str, Path]] = None
 
     def trained(self, run: Run) -> Optional[Path]:
-        d = self.root / run.key()
-        return d if (d / "train.json").is_file() else None
+        """The run's finished directory: ``<key>/``, or an entry cached under an older keying
+        of the same run (:func:`current_key_of`); None when it is not trained."""
+        key = run.key()
+        d = self.root / key
+        if (d / "train.json").is_file():
+            return d
+        d = self._older_entries().get(key)
+        return d if d is not None and (d / "train.json").is_file() else None
+
+    def _older_entries(self) -> Dict[str, Path]:
+        """Today's key -> directory, for finished entries whose directory name is another key."""
+        if self._older is None:
+            self._older = {}
+            for f in sorted(self.root.glob("*/spec.json")):
+                if f.parent.name.endswith(".partial"):
+                    continue
+                try:
+                    key = current_key_of(json.loads(f.read_text()))
+                except (ValueError, OSError):
+                    continue  # not a spec this script wrote
+                if key != f.parent.name:
+                    self._older.setdefault(key, f.parent)
+        return self._older
 
     def _lock(self, key: str) -> bool:
         lock = self.root / f"{key}.lock"
@@ -410,8 +455,9 @@ class Cache:
         process holds its lock."""
         key = run.key()
         done = self.root / key
-        if (done / "train.json").is_file():
-            return done
+        cached = self.trained(run)
+        if cached is not None:
+            return cached
         if not self._lock(key):
             return None
         try:
@@ -742,7 +788,7 @@ def run_plan(args: argparse.Namespace, log: Callable[[str], None] = print) -> Di
         # runs another process trained (another plan's workers too) are scored here, deadline or not
         ev = cache.evaluation(run, args.split, n_boot, compute=not args.no_train)
         d = cache.trained(run)
-        entry = {"row": row.name, "why": row.why, "key": run.key(), "run": asdict(run), "eval": ev,
+        entry = {"row": row.name, "why": row.why, "key": d.name if d else run.key(), "run": asdict(run), "eval": ev,
                  "train": json.loads((d / "train.json").read_text()) if d else None}
         report["runs"].append(entry)
     for n in steps:

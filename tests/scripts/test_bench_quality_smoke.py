@@ -119,6 +119,50 @@ def test_key_covers_everything_that_defines_a_run(bq: ModuleType, smoke) -> None
     assert bq.replace(base).key() == base.key()
 
 
+def _config_run(bq: ModuleType, config: Path, *overrides: str):
+    data = REPO / "configs" / "demo.yaml"  # any file: the key holds its name and size
+    return bq.Run("medssl", "bloodmnist", str(data), 2, 16, 0, config="configs/bloodmnist.yaml",
+                  config_file=str(config), overrides=overrides)
+
+
+def test_key_holds_the_parsed_config_not_its_text(bq: ModuleType, tmp_path: Path) -> None:
+    text = (REPO / "configs" / "bloodmnist.yaml").read_text()
+    config = tmp_path / "bloodmnist.yaml"
+    config.write_text(text)
+    before = _config_run(bq, config, "objective.name=pnnclr").key()
+    config.write_text("# a comment the user edited\n" + text.replace("recipe: small-data", "recipe: small-data  # why"))
+    assert _config_run(bq, config, "objective.name=pnnclr").key() == before
+    config.write_text(text.replace("lr: 1.0e-3", "lr: 2.0e-3"))
+    assert _config_run(bq, config, "objective.name=pnnclr").key() != before
+
+
+def test_an_entry_keyed_by_the_config_text_is_found(bq: ModuleType, tmp_path: Path) -> None:
+    """Entries cached when the key held the config's text (``config_text``) are read back,
+    also after a comment changes; one of a different config is not."""
+    text = (REPO / "configs" / "bloodmnist.yaml").read_text()
+    config = tmp_path / "bloodmnist.yaml"
+    config.write_text(text)
+    run = _config_run(bq, config, "objective.name=simclr")
+    cache = tmp_path / "cache"
+
+    def legacy_entry(config_text: str) -> Path:
+        spec = run.spec()
+        spec["config_text"] = config_text
+        del spec["config_data"]
+        d = cache / bq.spec_key(spec)
+        d.mkdir(parents=True)
+        (d / "spec.json").write_text(json.dumps(spec))
+        (d / "train.json").write_text("{}")
+        return d
+
+    other = legacy_entry(text.replace("lr: 1.0e-3", "lr: 2.0e-3"))
+    assert bq.Cache(cache).trained(run) is None
+    old = legacy_entry("# written before the comment below changed\n" + text)
+    assert old.name != run.key() and other.name != run.key()
+    assert bq.Cache(cache).trained(run) == old
+    assert bq.Cache(cache).train(run) == old  # nothing retrained
+
+
 @pytest.mark.slow
 def test_a_live_lock_keeps_a_second_process_off_the_run(bq: ModuleType, smoke, tmp_path: Path) -> None:
     cache, _ = smoke
