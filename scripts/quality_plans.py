@@ -206,6 +206,8 @@ PLANS: Dict[str, List[Row]] = {
         shipped_row("pnnclr", "objective.tau=0.2", name="pnnclr + tau 0.2", why="the neighbour term's temperature (0.1)"),
         shipped_row("pnnclr", "support_set.size=4096", name="pnnclr + queue 4096",
                     why="a queue refreshed every 32 steps instead of once an epoch"),
+        shipped_row("pnnclr", *LIGHTLY_LIKE_AUG_D4, "objective.instance_tau=0.2", "objective.tau=0.2",
+                    name="pnnclr + aug D4 + both taus 0.2", why="the three rows above that gained on kNN at seed 0"),
     ],
     "ablate-nn": [
         Row("lightly nnclr", "lightly_nnclr", why="lightly 1.6 recipe"),
