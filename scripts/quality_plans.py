@@ -36,6 +36,9 @@ def shipped_row(objective: str, *extra: str, name: str, why: str = "") -> Row:
     return Row(name, "medssl", (f"objective.name={objective}", *extra), why)
 
 
+# the support-set objectives, in the order their rows run (the one the target names first)
+NEIGHBOUR_OBJECTIVES = ("pnnclr", "psm", "snclr", "nnclr")
+
 LIGHTLY_HEADS = ("model.proj_hidden=512", "model.proj_dim=128", "model.pred_hidden=512")
 CONSTANT_LR = ("optim.warmup_steps=0", "optim.final_lr_ratio=1.0")
 # lightly's augmentation as far as the natural preset reaches (no vertical flip there)
@@ -176,9 +179,9 @@ PLANS: Dict[str, List[Row]] = {
     # steps (GPU, val): the same on every shipped objective at 100 steps
     "ablate-aug": [
         *(shipped_row(m, *LIGHTLY_LIKE_AUG_D4, name=f"{m} + lightly aug + D4", why=f"against shipped {m}")
-          for m in ("pnnclr", "psm", "snclr", "nnclr", "simclr")),
+          for m in (*NEIGHBOUR_OBJECTIVES, "simclr")),
         # the baselines: the table's shipped runs (same keys, read from the cache)
-        *(shipped_row(m, name=f"{m} (shipped)", why="baseline") for m in ("pnnclr", "psm", "snclr", "nnclr", "simclr")),
+        *(shipped_row(m, name=f"{m} (shipped)", why="baseline") for m in (*NEIGHBOUR_OBJECTIVES, "simclr")),
     ],
     # round four: neither the neighbours nor the predictor explain the one-epoch gap to
     # SimCLR; what is left is the loss form (one gradient-carrying side per pair). SimCLR's
@@ -187,10 +190,10 @@ PLANS: Dict[str, List[Row]] = {
     # without it are the earlier shipped configs)
     "ablate-instance": [
         *(shipped_row(m, name=f"{m} (shipped, instance term)", why=f"against {m} without it")
-          for m in ("pnnclr", "psm", "snclr", "nnclr")),
+          for m in NEIGHBOUR_OBJECTIVES),
         *(shipped_row(m, "objective.instance_weight=0.0", name=f"{m} without the instance term",
                       why="baseline: the shipped config before the sixth round")
-          for m in ("pnnclr", "psm", "snclr", "nnclr")),
+          for m in NEIGHBOUR_OBJECTIVES),
         shipped_row("simclr", name="simclr (shipped)", why="the instance term alone"),
         *(shipped_row("pnnclr", f"objective.instance_weight={w}", name=f"pnnclr + instance term x{w}",
                       why="the term's weight") for w in (0.5, 2.0)),
