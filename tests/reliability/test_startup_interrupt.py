@@ -26,12 +26,20 @@ pytestmark = pytest.mark.timeout(300)
 _CLI_IMPORTED = re.compile(r"\|\s+medssl\.cli$")
 
 
+def _sigint_as_in_a_terminal() -> None:
+    # A command typed at a terminal starts with SIGINT at its default action; a test run
+    # launched in the background by a non-interactive shell (`cmd &`) inherits SIGINT
+    # *ignored*, and the child would then sleep through the Ctrl-C this test sends.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("delay", [0.0, 0.2, 0.6, 1.5])
 def test_ctrl_c_during_startup_prints_one_line(delay: float, tmp_path: Path, sample_dir: Path) -> None:
     cfg = write_yaml(tmp_path / "cfg.yaml", tiny_cfg(sample_dir, tmp_path / "run", "simclr", max_steps=50))
     env = {**os.environ, **CHILD_ENV, "PYTHONPROFILEIMPORTTIME": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "medssl", "pretrain", str(cfg), "--no-progress"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=_sigint_as_in_a_terminal)
     assert proc.stderr is not None
     for line in proc.stderr:
         if _CLI_IMPORTED.search(line.rstrip()):
