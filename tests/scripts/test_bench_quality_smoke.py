@@ -127,6 +127,7 @@ def _config_run(bq: ModuleType, config: Path, *overrides: str):
 
 def test_key_holds_the_parsed_config_not_its_text(bq: ModuleType, tmp_path: Path) -> None:
     text = (REPO / "configs" / "bloodmnist.yaml").read_text()
+    assert "lr: 1.0e-3" in text and "recipe: small-data" in text  # the edits below change something
     config = tmp_path / "bloodmnist.yaml"
     config.write_text(text)
     before = _config_run(bq, config, "objective.name=pnnclr").key()
