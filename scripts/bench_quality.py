@@ -122,12 +122,14 @@ class Run:
         f = Path(self.data_file)
         spec = {**asdict(self), "data_file": f.name, "data_bytes": f.stat().st_size,
                 "recipe_version": RECIPE_VERSION, "medssl": medssl.__version__}
-        spec.pop("config_file")  # the text below is what defines the run
+        spec.pop("config_file")  # the parsed config below is what defines the run
         if self.device == "cpu":
             spec.pop("device")  # CPU runs keep the keys they had before GPUs were a choice
         if self.config:
             # the parsed config, not its text: a comment edited in the config retrains nothing
-            spec["config_data"] = parsed_config(self.config_path().read_text())
+            from medssl.config import load_yaml
+
+            spec["config_data"] = load_yaml(self.config_path())  # as medssl reads it
             recipe = recipe_of(spec["config_data"], self.overrides)
             if recipe is not None:
                 # a recipe lives in medssl's code, not in the config's text: what it sets for
@@ -144,31 +146,25 @@ def spec_key(spec: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def parsed_config(text: str) -> Dict[str, Any]:
-    import yaml
-
-    return yaml.safe_load(text) or {}
-
-
 def current_key_of(stored: Mapping[str, Any]) -> str:
     """The key a cached run's ``spec.json`` has under today's keying. Entries written before
     the key held the parsed config keyed the config's text (``config_text``); a copied entry
     names its source (``rekeyed_from``), which is not part of what defines it."""
+    from medssl.config import parse_yaml
+
     spec = {k: v for k, v in stored.items() if k != "rekeyed_from"}
     if "config_text" in spec:
-        spec["config_data"] = parsed_config(spec.pop("config_text"))
+        spec["config_data"] = parse_yaml(spec.pop("config_text")) or {}
     return spec_key(spec)
 
 
 def recipe_of(config: Mapping[str, Any], overrides: Sequence[str]) -> Optional[Dict[str, Any]]:
     """The keys the (parsed) config's named recipe, after ``overrides``, sets for its
     objective, or None."""
-    import copy
-
     from medssl.config import apply_overrides
     from medssl.train import recipes
 
-    return recipes.recipe_of(apply_overrides(copy.deepcopy(dict(config)), list(overrides)))
+    return recipes.recipe_of(apply_overrides(dict(config), list(overrides)))  # a deep copy
 
 
 def runs_of(rows: Sequence[Row], dataset: str, data_file: str, steps: Sequence[int], seeds: Sequence[int],
