@@ -57,6 +57,11 @@ D4_ONLY = ("augment.preset=histo", "augment.params={scale: [0.3, 1.0], d4: true,
 RECIPE = (*LIGHTLY_HEADS, *CONSTANT_LR, "optim.weight_decay=0.0", *LIGHTLY_LIKE_AUG)
 LIGHTLY_PROJECTOR = ("model.proj_layers=2", "model.proj_last_bn=false")  # SimCLRProjectionHead(F, 512, 128)
 
+# the histo preset's light colour jitter on the natural preset (no grayscale), and with D4
+LIGHT_COLOUR = ("augment.params={scale: [0.3, 1.0], brightness: 0.2, contrast: 0.2, saturation: 0.2, hue: 0.05, "
+                "grayscale_p: 0.0}",)
+LIGHT_COLOUR_D4 = ("augment.preset=histo", "augment.params={scale: [0.3, 1.0], hed_p: 0.0}")
+
 PLANS: Dict[str, List[Row]] = {
     "table": [
         *(Row(f"medssl {m}", "medssl", (f"objective.name={m}",), "shipped config") for m in
@@ -211,6 +216,19 @@ PLANS: Dict[str, List[Row]] = {
                     why="a queue refreshed every 32 steps instead of once an epoch"),
         shipped_row("pnnclr", *LIGHTLY_LIKE_AUG_D4, "objective.instance_tau=0.2", "objective.tau=0.2",
                     name="pnnclr + aug D4 + both taus 0.2", why="the three rows above that gained on kNN at seed 0"),
+    ],
+    # the natural preset's colour operations (hue 0.1, saturation 0.4, grayscale p 0.2) were
+    # never varied: on a blood smear the stain's colour tells cell types apart (eosinophil
+    # granules, basophils), so invariance to it may cost more than it teaches. The histo
+    # preset's light colour jitter, without and with its D4 flips; 100 steps on val
+    "ablate-colour": [
+        *(row for m in ("pnnclr", "simclr") for row in (
+            shipped_row(m, name=f"{m} (shipped)", why="baseline"),
+            shipped_row(m, "augment.params={scale: [0.3, 1.0], grayscale_p: 0.0}", name=f"{m} + no grayscale",
+                        why="keep the stain's colour in every view"),
+            shipped_row(m, *LIGHT_COLOUR, name=f"{m} + light colour", why="the histo preset's colour jitter"),
+            shipped_row(m, *LIGHT_COLOUR_D4, name=f"{m} + light colour + D4", why="and its D4 flips"),
+        )),
     ],
     "ablate-nn": [
         Row("lightly nnclr", "lightly_nnclr", why="lightly 1.6 recipe"),
