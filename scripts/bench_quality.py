@@ -64,6 +64,7 @@ RECIPE_VERSION = 1
 # the benchmark's network and budget shape (issue 12): ResNet-18, small stem at 28 px, batch 128
 BACKBONE, IMAGE_SIZE, BATCH_SIZE = "resnet18", 28, 128
 FRACTIONS = {"probe@100%": 1.0, "probe@10%": 0.10, "probe@2%": 0.02}
+COLOUR_BINS = 8  # intensity bins per channel of the colour-histogram reference row
 PROTOCOLS = (*FRACTIONS, "knn@20")
 
 
@@ -253,6 +254,9 @@ def train_peer(run: Run, out: Path) -> Dict[str, Any]:
     recipe per image, constant Adam 1e-3 without weight decay."""
     import medssl
 
+    if run.kind == "colour_histogram":
+        out.mkdir(parents=True, exist_ok=True)  # nothing to train: evaluate() computes the features
+        return {"features": f"colour_histogram({COLOUR_BINS} bins, mean, std per channel)"}
     torch.manual_seed(run.seed)
     dev = torch.device(run.device)
     enc = medssl.build_backbone(run.backbone, in_chans=3, image_size=run.image_size, small_input_stem=True)
@@ -318,6 +322,39 @@ def _record(m: Dict[str, Any], n_labels: int, **extra: Any) -> Dict[str, Any]:
             "auc_ci": m.get("auc_ci"), "n_labels": int(n_labels), **extra}
 
 
+def colour_histogram(images: np.ndarray, bins: int = COLOUR_BINS) -> np.ndarray:
+    """Per channel: the fraction of pixels in each of ``bins`` equal intensity bins, the
+    mean and the standard deviation (intensities in [0, 1]). ``images`` uint8 ``[N, H, W]``
+    or ``[N, H, W, C]``; returns float32 ``[N, C * (bins + 2)]``. No network: the reference
+    row that shows how much a data set's labels can be told from colour alone."""
+    x = np.asarray(images)
+    if x.dtype != np.uint8:
+        raise ValueError(f"colour_histogram: expected uint8 images, got {x.dtype}")
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4:
+        raise ValueError(f"colour_histogram: expected [N, H, W] or [N, H, W, C] images, got shape {x.shape}")
+    n, c = x.shape[0], x.shape[-1]
+    px = x.reshape(n, -1, c)
+    which = px.astype(np.int64) * bins // 256  # bin of each pixel, 0 .. bins - 1: [N, P, C]
+    feats = [(which[..., ch, None] == np.arange(bins)).mean(1) for ch in range(c)]
+    v = px.astype(np.float64) / 255.0
+    return np.concatenate([*feats, v.mean(1), v.std(1)], axis=1).astype(np.float32)
+
+
+def features(run: Run, encoder_dir: Path, split: str) -> Tuple[np.ndarray, Any, Any]:
+    """(features ``[N, D]``, labels, the opened data set) of ``split``: the encoder's frozen
+    features (its own preprocessing), or the colour histogram of the raw images."""
+    import medssl
+
+    ds = medssl.open_dataset(data_spec(run, split))
+    if run.kind == "colour_histogram":
+        return colour_histogram(np.stack([ds[i][0] for i in range(len(ds))])), ds.labels(), ds
+    model, preprocess = medssl.load_encoder(encoder_dir)
+    x, y = medssl.embed(model, ds, preprocess, device=torch.device(run.device))
+    return x, y, ds
+
+
 def evaluate(run: Run, encoder_dir: Path, split: str, n_boot: int) -> Dict[str, Any]:
     """The one evaluator: probe on 100 / 10 / 2 % of the train labels (drawn with the run's
     seed, stratified) and kNN-20 on all of them, scored on ``split`` with bootstrap CIs
@@ -325,13 +362,10 @@ def evaluate(run: Run, encoder_dir: Path, split: str, n_boot: int) -> Dict[str, 
     import medssl
     from medssl.eval.subsets import stratified_fraction
 
-    model, preprocess = medssl.load_encoder(encoder_dir)
-    train = medssl.open_dataset(data_spec(run, "train"))
-    dev = torch.device(run.device)
-    x, y = medssl.embed(model, train, preprocess, device=dev)
+    x, y, train = features(run, encoder_dir, "train")
     if split == "cv":
         return evaluate_cv(run, x, y, train.task, int(train.num_classes), n_boot)
-    xq, yq = medssl.embed(model, medssl.open_dataset(data_spec(run, split)), preprocess, device=dev)
+    xq, yq, _ = features(run, encoder_dir, split)
     y, yq = _labels(y), _labels(yq)
     k = dict(task=train.task, num_classes=int(train.num_classes), ci=True, n_boot=n_boot, seed=run.seed)
     out: Dict[str, Any] = {}

@@ -19,7 +19,7 @@ class Row:
     """One line of a table: a recipe (``kind``) and what sets it apart."""
 
     name: str
-    kind: str  # medssl | lightly_simclr | lightly_nnclr | random | supervised
+    kind: str  # medssl | lightly_simclr | lightly_nnclr | random | supervised | colour_histogram
     overrides: Tuple[str, ...] = ()  # medssl dotted config overrides
     why: str = ""
     config_file: Optional[str] = None  # read instead of the shipped config (same name in the spec)
@@ -73,6 +73,7 @@ PLANS: Dict[str, List[Row]] = {
         Row("lightly nnclr", "lightly_nnclr", why="lightly 1.6 recipe"),
         Row("random init", "random"),
         Row("supervised", "supervised", why="cross-entropy on all train labels"),
+        Row("colour histogram", "colour_histogram", why="no network: 8-bin histogram, mean and std per channel"),
     ],
     # ordered by how much each row is expected to discriminate: the runs go in this order
     "ablate-simclr": [

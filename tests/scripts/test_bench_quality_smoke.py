@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -403,3 +404,41 @@ def test_a_run_that_fails_in_a_worker_is_tried_once_per_call(bq: ModuleType, smo
     assert run.key() == key and c.failure(run) is not None
     c.clear_failure(run)
     assert c.failure(run) is None
+
+
+def test_colour_histogram_counts_each_channel_and_adds_its_mean_and_std(bq: ModuleType) -> None:
+    img = np.zeros((1, 2, 2, 3), dtype=np.uint8)
+    img[0, :, :, 0] = [[0, 31], [32, 255]]  # bins 0, 0, 1, 7 of 8 (32 intensities each)
+    img[0, :, :, 1] = 128  # all in bin 4
+    f = bq.colour_histogram(img)
+    assert f.shape == (1, 3 * (8 + 2)) and f.dtype == np.float32
+    hist = f[0, :24].reshape(3, 8)
+    np.testing.assert_allclose(hist[0], [0.5, 0.25, 0, 0, 0, 0, 0, 0.25])
+    np.testing.assert_allclose(hist[1], [0, 0, 0, 0, 1, 0, 0, 0])
+    np.testing.assert_allclose(hist[2], [1, 0, 0, 0, 0, 0, 0, 0])
+    red = np.array([0, 31, 32, 255]) / 255
+    np.testing.assert_allclose(f[0, 24:27], [red.mean(), 128 / 255, 0], rtol=1e-6)
+    np.testing.assert_allclose(f[0, 27:30], [red.std(), 0, 0], atol=1e-7)
+    # gray images: one channel
+    assert bq.colour_histogram(img[..., 0]).shape == (1, 10)
+
+
+def test_colour_histogram_refuses_what_is_not_uint8_images(bq: ModuleType) -> None:
+    with pytest.raises(ValueError, match="uint8"):
+        bq.colour_histogram(np.zeros((1, 4, 4, 3), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"\[N, H, W\]"):
+        bq.colour_histogram(np.zeros((4, 4), dtype=np.uint8))
+
+
+@pytest.mark.slow
+def test_the_colour_histogram_row_is_scored_without_a_network(bq: ModuleType, smoke, tmp_path: Path) -> None:
+    cache, _ = smoke
+    (tmp_path / "sample_data").symlink_to(cache / "sample_data")
+    args = bq.parse_args(["--smoke", "--plan", "table", "--rows", "colour histogram", "--cache", str(tmp_path)])
+    report = bq.run_plan(args, log=lambda s: None)
+    (run,) = report["runs"]
+    entry = tmp_path / run["key"]
+    assert not list(entry.rglob("*.safetensors"))  # nothing was trained
+    for proto in bq.PROTOCOLS:
+        acc = report["tables"]["2"]["colour histogram"]["accuracy"][proto]
+        assert 0.0 <= acc["ci"][0] <= acc["mean"] <= acc["ci"][1] <= 1.0
