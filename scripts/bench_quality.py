@@ -222,17 +222,21 @@ def _images(run: Run) -> Tuple[torch.Tensor, torch.Tensor, int]:
     return x, y, int(ds.num_classes)
 
 
-def torchvision_recipe(image_size: int) -> Callable[[torch.Tensor], torch.Tensor]:
+def torchvision_recipe(image_size: int, colour: bool = True) -> Callable[[torch.Tensor], torch.Tensor]:
     """The augmentation of lightly's examples as issue 12 ran it: crop 0.2-1, both flips,
-    colour jitter 0.4/0.4/0.2/0.1 (p 0.8), grayscale p 0.2, normalise 0.5/0.5; per image."""
+    colour jitter 0.4/0.4/0.2/0.1 (p 0.8), grayscale p 0.2, normalise 0.5/0.5; per image.
+    ``colour=False``: without the jitter and the grayscale (crops and flips only)."""
     from torchvision.transforms import v2
 
-    return v2.Compose([
-        v2.RandomResizedCrop(image_size, scale=(0.2, 1.0), antialias=True),
-        v2.RandomHorizontalFlip(), v2.RandomVerticalFlip(),
-        v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.2, 0.1)], p=0.8), v2.RandomGrayscale(p=0.2),
-        v2.ToDtype(torch.float32, scale=True), v2.Normalize([0.5] * 3, [0.5] * 3),
-    ])
+    ops: List[Any] = [v2.RandomResizedCrop(image_size, scale=(0.2, 1.0), antialias=True),
+                      v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]
+    if colour:
+        ops += [v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.2, 0.1)], p=0.8), v2.RandomGrayscale(p=0.2)]
+    return v2.Compose([*ops, v2.ToDtype(torch.float32, scale=True), v2.Normalize([0.5] * 3, [0.5] * 3)])
+
+
+# a peer recipe with its views' colour kept: the same network, loss and loop, no colour operations
+NO_COLOUR_SUFFIX = "_no_colour"
 
 
 def _batches(n: int, batch_size: int, steps: int, seed: int) -> Iterator[torch.Tensor]:
@@ -251,7 +255,8 @@ def _batches(n: int, batch_size: int, steps: int, seed: int) -> Iterator[torch.T
 def train_peer(run: Run, out: Path) -> Dict[str, Any]:
     """lightly 1.6's SimCLR / NNCLR (its heads, NNMemoryBankModule, NTXentLoss at its default
     temperature), the supervised reference, or a random init: our backbone, the torchvision
-    recipe per image, constant Adam 1e-3 without weight decay."""
+    recipe per image, constant Adam 1e-3 without weight decay. A kind ending in
+    ``_no_colour`` is the same recipe with views that keep their colour."""
     import medssl
 
     if run.kind == "colour_histogram":
@@ -261,26 +266,28 @@ def train_peer(run: Run, out: Path) -> Dict[str, Any]:
     dev = torch.device(run.device)
     enc = medssl.build_backbone(run.backbone, in_chans=3, image_size=run.image_size, small_input_stem=True)
     losses: List[float] = []
-    if run.kind != "random":
+    colour = not run.kind.endswith(NO_COLOUR_SUFFIX)
+    kind = run.kind.removesuffix(NO_COLOUR_SUFFIX)
+    if kind != "random":
         from lightly.loss import NTXentLoss
         from lightly.models.modules import (NNCLRPredictionHead, NNCLRProjectionHead, NNMemoryBankModule,
                                             SimCLRProjectionHead)
 
         x_all, y_all, num_classes = _images(run)
-        aug = torchvision_recipe(run.image_size)
+        aug = torchvision_recipe(run.image_size, colour)
         f = enc.num_features
         heads: Dict[str, torch.nn.Module] = {}
-        if run.kind == "lightly_simclr":
+        if kind == "lightly_simclr":
             heads["proj"] = SimCLRProjectionHead(f, 512, 128)
-        elif run.kind == "lightly_nnclr":
+        elif kind == "lightly_nnclr":
             heads["proj"], heads["pred"] = NNCLRProjectionHead(f, 512, 128), NNCLRPredictionHead(128, 512, 128)
             bank = NNMemoryBankModule(size=(4096, 128))
-        elif run.kind == "supervised":
+        elif kind == "supervised":
             heads["fc"] = torch.nn.Linear(f, num_classes)
         else:
             raise ValueError(f"unknown run kind {run.kind!r}")
         model = torch.nn.ModuleDict({"enc": enc, **heads}).to(dev)
-        if run.kind == "lightly_nnclr":
+        if kind == "lightly_nnclr":
             bank.to(dev)
         crit = NTXentLoss()
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -288,10 +295,10 @@ def train_peer(run: Run, out: Path) -> Dict[str, Any]:
         for idx in _batches(len(x_all), run.batch_size, run.steps, run.seed):
             # per image on the CPU, as lightly's examples do in their DataLoader workers
             views = [torch.stack([aug(img) for img in x_all[idx]]).to(dev, non_blocking=True)
-                     for _ in range(1 if run.kind == "supervised" else 2)]
-            if run.kind == "supervised":
+                     for _ in range(1 if kind == "supervised" else 2)]
+            if kind == "supervised":
                 loss = torch.nn.functional.cross_entropy(model["fc"](enc(views[0])), y_all[idx].to(dev))
-            elif run.kind == "lightly_simclr":
+            elif kind == "lightly_simclr":
                 loss = crit(model["proj"](enc(views[0])), model["proj"](enc(views[1])))
             else:
                 z0, z1 = model["proj"](enc(views[0])), model["proj"](enc(views[1]))

@@ -22,7 +22,7 @@ class Row:
     """One line of a table: a recipe (``kind``) and what sets it apart."""
 
     name: str
-    kind: str  # medssl | lightly_simclr | lightly_nnclr | random | supervised | colour_histogram
+    kind: str  # medssl | lightly_simclr | lightly_nnclr (+ _no_colour) | random | supervised | colour_histogram
     overrides: Tuple[str, ...] = ()  # medssl dotted config overrides
     why: str = ""
     config_file: Optional[str] = None  # read instead of the shipped config (same name in the spec)
@@ -241,6 +241,10 @@ PLANS: Dict[str, List[Row]] = {
             shipped_row(m, *NO_COLOUR, name=f"{m} + no colour ops", why="crops and flips only"),
             shipped_row(m, *NO_COLOUR_D4, name=f"{m} + no colour ops + D4", why="crops and D4 only"),
         )),
+        # the same prior given to the peer: is the gain the prior's or medssl's?
+        Row("lightly simclr", "lightly_simclr", why="lightly 1.6 recipe"),
+        Row("lightly simclr, no colour ops", "lightly_simclr_no_colour",
+            why="lightly's recipe, its views keeping their colour (crops and both flips only)"),
     ],
     "ablate-nn": [
         Row("lightly nnclr", "lightly_nnclr", why="lightly 1.6 recipe"),

@@ -442,3 +442,31 @@ def test_the_colour_histogram_row_is_scored_without_a_network(bq: ModuleType, sm
     for proto in bq.PROTOCOLS:
         acc = report["tables"]["2"]["colour histogram"]["accuracy"][proto]
         assert 0.0 <= acc["ci"][0] <= acc["mean"] <= acc["ci"][1] <= 1.0
+
+
+def test_the_peer_recipe_without_colour_keeps_every_pixel_s_colour(bq: ModuleType) -> None:
+    torch.manual_seed(0)
+    img = torch.empty(3, 28, 28, dtype=torch.uint8)
+    img[0], img[1], img[2] = 200, 60, 120  # one colour everywhere: crops and flips cannot change it
+    want = (torch.tensor([200, 60, 120]) / 255 - 0.5) / 0.5
+    plain = bq.torchvision_recipe(28, colour=False)
+    for _ in range(10):
+        v = plain(img)
+        assert v.shape == (3, 28, 28)
+        torch.testing.assert_close(v, want[:, None, None].expand(3, 28, 28), atol=1e-5, rtol=0)
+    # lightly's own recipe jitters or drops that colour in most views (p 0.8 + 0.2)
+    full = bq.torchvision_recipe(28)
+    changed = sum(not torch.allclose(full(img), want[:, None, None].expand(3, 28, 28), atol=1e-3) for _ in range(20))
+    assert changed >= 10
+
+
+@pytest.mark.slow
+def test_the_peer_without_colour_is_trained_and_cached_apart(bq: ModuleType, smoke, tmp_path: Path) -> None:
+    cache, _ = smoke
+    (tmp_path / "sample_data").symlink_to(cache / "sample_data")
+    args = bq.parse_args(["--smoke", "--plan", "ablate-colour", "--rows", "lightly simclr, no colour ops",
+                          "--cache", str(tmp_path)])
+    report = bq.run_plan(args, log=lambda s: None)
+    (run,) = report["runs"]
+    assert run["run"]["kind"] == "lightly_simclr_no_colour" and run["train"]["last_loss"] > 0
+    assert (tmp_path / run["key"] / "run" / "encoder.safetensors").is_file()
