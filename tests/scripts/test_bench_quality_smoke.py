@@ -423,6 +423,14 @@ def test_colour_histogram_counts_each_channel_and_adds_its_mean_and_std(bq: Modu
     assert bq.colour_histogram(img[..., 0]).shape == (1, 10)
 
 
+def test_colour_histogram_of_many_images_is_each_image_s_own(bq: ModuleType) -> None:
+    """Images are processed in chunks; a chunk boundary must not mix images."""
+    x = np.random.default_rng(0).integers(0, 256, size=(300, 6, 5, 3), dtype=np.uint8)
+    whole = bq.colour_histogram(x)
+    for i in (0, 255, 256, 299):
+        np.testing.assert_array_equal(whole[i], bq.colour_histogram(x[i:i + 1])[0])
+
+
 def test_colour_histogram_refuses_what_is_not_uint8_images(bq: ModuleType) -> None:
     with pytest.raises(ValueError, match="uint8"):
         bq.colour_histogram(np.zeros((1, 4, 4, 3), dtype=np.float32))
