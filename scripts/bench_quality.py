@@ -209,12 +209,17 @@ def train_medssl(run: Run, out: Path) -> Dict[str, Any]:
     return {"last_loss": res.last_loss, "overrides": overrides}
 
 
+def _raw_images(ds: Any) -> np.ndarray:
+    """Every image of an opened data set as stored: uint8 ``[N, H, W]`` or ``[N, H, W, C]``."""
+    return np.stack([ds[i][0] for i in range(len(ds))])
+
+
 def _images(run: Run) -> Tuple[torch.Tensor, torch.Tensor, int]:
     """Train images ``[N, 3, H, W]`` uint8 (gray repeated), int labels ``[N]``, classes."""
     import medssl
 
     ds = medssl.open_dataset(data_spec(run, "train"))
-    arr = np.stack([ds[i][0] for i in range(len(ds))])
+    arr = _raw_images(ds)
     x = torch.from_numpy(arr if arr.ndim == 4 else arr[..., None]).permute(0, 3, 1, 2).contiguous()
     if x.shape[1] == 1:
         x = x.expand(-1, 3, -1, -1).contiguous()
@@ -352,15 +357,16 @@ def colour_histogram(images: np.ndarray, bins: int = COLOUR_BINS) -> np.ndarray:
     return out
 
 
-def features(run: Run, encoder_dir: Path, split: str) -> Tuple[np.ndarray, Any, Any]:
-    """(features ``[N, D]``, labels, the opened data set) of ``split``: the encoder's frozen
-    features (its own preprocessing), or the colour histogram of the raw images."""
+def features(run: Run, encoder: Optional[Tuple[Any, Any]], split: str) -> Tuple[np.ndarray, Any, Any]:
+    """(features ``[N, D]``, labels, the opened data set) of ``split``: the frozen features of
+    ``encoder`` (``medssl.load_encoder``'s model and preprocessing), or with ``None`` the
+    colour histogram of the raw images."""
     import medssl
 
     ds = medssl.open_dataset(data_spec(run, split))
-    if run.kind == "colour_histogram":
-        return colour_histogram(np.stack([ds[i][0] for i in range(len(ds))])), ds.labels(), ds
-    model, preprocess = medssl.load_encoder(encoder_dir)
+    if encoder is None:
+        return colour_histogram(_raw_images(ds)), ds.labels(), ds
+    model, preprocess = encoder
     x, y = medssl.embed(model, ds, preprocess, device=torch.device(run.device))
     return x, y, ds
 
@@ -372,10 +378,11 @@ def evaluate(run: Run, encoder_dir: Path, split: str, n_boot: int) -> Dict[str, 
     import medssl
     from medssl.eval.subsets import stratified_fraction
 
-    x, y, train = features(run, encoder_dir, "train")
+    encoder = None if run.kind == "colour_histogram" else medssl.load_encoder(encoder_dir)
+    x, y, train = features(run, encoder, "train")
     if split == "cv":
         return evaluate_cv(run, x, y, train.task, int(train.num_classes), n_boot)
-    xq, yq, _ = features(run, encoder_dir, split)
+    xq, yq, _ = features(run, encoder, split)
     y, yq = _labels(y), _labels(yq)
     k = dict(task=train.task, num_classes=int(train.num_classes), ci=True, n_boot=n_boot, seed=run.seed)
     out: Dict[str, Any] = {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+from types import ModuleType
 
 import pytest
 
@@ -24,9 +25,13 @@ def test_the_script_parses() -> None:
     assert subprocess.run(["bash", "-n", str(SCRIPT)], capture_output=True).returncode == 0
 
 
+@pytest.fixture(scope="module")
+def bq() -> ModuleType:
+    return load()
+
+
 @pytest.mark.parametrize("line", default_quality_runs())
-def test_every_default_quality_group_names_a_plan_and_its_rows(line: str) -> None:
-    bq = load()
+def test_every_default_quality_group_names_a_plan_and_its_rows(bq: ModuleType, line: str) -> None:
     args = bq.parse_args(shlex.split(line))
     rows = {r.name for r in bq.PLANS[args.plan]}
     assert set(args.rows or ()) <= rows, f"{sorted(set(args.rows) - rows)} not in plan {args.plan}"
