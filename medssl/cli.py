@@ -9,12 +9,15 @@ and exit status 2 (set ``MEDSSL_DEBUG=1`` for the full traceback).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
+import signal
 import sys
+import threading
 import traceback
 import warnings
-from typing import Any, List, Optional
+from typing import Any, Iterator, List, Optional
 
 from medssl._version import __version__
 from medssl.errors import DataWarning, MedSSLError
@@ -29,6 +32,33 @@ _COMMAND_PROVIDERS = (
     ("medssl.eval.commands", "add_parser"),
 )
 
+@contextlib.contextmanager
+def hold_ctrl_c() -> Iterator[None]:
+    """Hold SIGINT inside the block and raise ``KeyboardInterrupt`` when it ends.
+
+    Importing torch runs Python callbacks from C++ (pybind11); a ``KeyboardInterrupt``
+    raised inside one cannot cross back into C++ and aborts the process
+    (``terminate called after throwing an instance of 'pybind11::error_already_set'``,
+    seen under load when Ctrl-C lands ~0.6 s into start-up). Held, the interrupt is raised
+    in plain Python once the imports are done: Ctrl-C still ends the command, one line and
+    status 130, a few seconds later at most. A SIGINT that is ignored (a job started with
+    ``&`` by a non-interactive shell) or handled by someone else is left as it is, and so
+    is a call outside the main thread, where Python cannot install handlers.
+    """
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+    received: List[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if received:
+        raise KeyboardInterrupt
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="medssl",
@@ -36,8 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"medssl {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module, fn in _COMMAND_PROVIDERS:
-        getattr(importlib.import_module(module), fn)(sub)
+    with hold_ctrl_c():  # the command modules import torch
+        for module, fn in _COMMAND_PROVIDERS:
+            getattr(importlib.import_module(module), fn)(sub)
     return parser
 
 
