@@ -14,7 +14,6 @@ import importlib
 import os
 import signal
 import sys
-import threading
 import traceback
 import warnings
 from typing import Any, Iterator, List, Optional
@@ -22,6 +21,7 @@ from typing import Any, Iterator, List, Optional
 from medssl._version import __version__
 from medssl.errors import DataWarning, MedSSLError
 from medssl.threads import prefer_passive_wait
+from medssl.train.signals import stop_signals
 
 # (module, function) pairs; each function takes the subparsers object and registers
 # one command (group) whose parser sets ``func`` via ``set_defaults``.
@@ -45,16 +45,12 @@ def hold_ctrl_c() -> Iterator[None]:
     ``&`` by a non-interactive shell) or handled by someone else is left as it is, and so
     is a call outside the main thread, where Python cannot install handlers.
     """
-    if (threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
         yield
         return
     received: List[int] = []
-    signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
-    try:
+    with stop_signals(lambda signum, frame: received.append(signum), signals=(signal.SIGINT,)):
         yield
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
     if received:
         raise KeyboardInterrupt
 
