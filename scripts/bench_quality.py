@@ -348,12 +348,13 @@ def colour_histogram(images: np.ndarray, bins: int = COLOUR_BINS) -> np.ndarray:
         raise ValueError(f"colour_histogram: expected [N, H, W] or [N, H, W, C] images, got shape {x.shape}")
     n, c = x.shape[0], x.shape[-1]
     out = np.empty((n, c * (bins + 2)), dtype=np.float32)
-    for i in range(0, n, 256):  # in chunks: a [chunk, pixels, bins] mask stays small at 224 px too
-        px = x[i:i + 256].reshape(-1, x.shape[1] * x.shape[2], c)
+    chunk = 256  # images at a time: a [chunk, pixels, bins] mask stays small at 224 px too
+    for i in range(0, n, chunk):
+        px = x[i:i + chunk].reshape(-1, x.shape[1] * x.shape[2], c)
         which = px.astype(np.int64) * bins // 256  # bin of each pixel, 0 .. bins - 1
         hist = [(which[..., ch, None] == np.arange(bins)).mean(1) for ch in range(c)]
         v = px.astype(np.float64) / 255.0
-        out[i:i + 256] = np.concatenate([*hist, v.mean(1), v.std(1)], axis=1)
+        out[i:i + chunk] = np.concatenate([*hist, v.mean(1), v.std(1)], axis=1)
     return out
 
 
