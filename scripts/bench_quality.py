@@ -131,6 +131,9 @@ class Run:
             from medssl.config import load_yaml
 
             spec["config_data"] = load_yaml(self.config_path())  # as medssl reads it
+            exclusion = support_set_exclusion(spec["config_data"], self.overrides)
+            if exclusion:  # issue 27 made it the default: runs trained before exclude nothing
+                spec["support_set_exclusion"] = exclusion
             recipe = recipe_of(spec["config_data"], self.overrides)
             if recipe is not None:
                 # a recipe lives in medssl's code, not in the config's text: what it sets for
@@ -166,6 +169,24 @@ def recipe_of(config: Mapping[str, Any], overrides: Sequence[str]) -> Optional[D
     from medssl.train import recipes
 
     return recipes.recipe_of(apply_overrides(dict(config), list(overrides)))  # a deep copy
+
+
+def support_set_exclusion(config: Mapping[str, Any], overrides: Sequence[str]) -> Optional[List[str]]:
+    """What the look-ups of a run with this (parsed) config and ``overrides`` exclude
+    (``support_set.exclude_same_image`` / ``exclude_same_slide``, medssl's defaults filled
+    in): ``["same_image", ...]`` for an objective with a support set, else None."""
+    from medssl.config import apply_overrides
+    from medssl.registry import OBJECTIVES
+
+    raw = apply_overrides(dict(config), list(overrides))
+    objective = raw.get("objective") if isinstance(raw.get("objective"), Mapping) else {}
+    name = str(objective.get("name", "pnnclr"))
+    if name not in OBJECTIVES or not OBJECTIVES.get(name).requirements.support_set:
+        return None
+    given = raw.get("support_set") if isinstance(raw.get("support_set"), Mapping) else {}
+    kept = [what for what, default in (("same_image", True), ("same_slide", False))
+            if given.get(f"exclude_{what}", default)]
+    return kept or None
 
 
 def runs_of(rows: Sequence[Row], dataset: str, data_file: str, steps: Sequence[int], seeds: Sequence[int],

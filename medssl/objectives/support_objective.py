@@ -114,7 +114,7 @@ class SupportSetObjective(Objective):
                               blocks: int, weights: Optional[Tensor]) -> Diagnostics:
         """Purity / same-image rates of the found neighbours (labels, indices tiled per block)."""
         return neighbour_stats(found.rows, support, tile(outputs.labels, blocks), tile(outputs.indices, blocks),
-                               weights=weights)
+                               weights=weights, displaced=found.displaced)
 
     def two(self, outputs: ViewOutputs, field_name: str) -> Tuple[Tensor, Tensor]:
         """The first two views of ``outputs.<field_name>``, with a clear error when missing."""
@@ -137,9 +137,12 @@ class SupportSetObjective(Objective):
         v = self.views(outputs)
         query = self.query(v)
         gen = self.generators.get(query.device, generator)
-        # Look-ups strictly before this step's enqueue: a step never finds its own rows.
+        blocks = query.shape[0] // next(iter(v.values())).shape[0]
+        # Look-ups strictly before this step's enqueue: a step never finds its own rows; with
+        # the queries' indices the support set leaves out older rows of their own images.
         found = look_up(self.selector, query, support, training=self.training, generator=gen,
-                        min_rows=math.ceil(self.min_fill * support.capacity))
+                        min_rows=math.ceil(self.min_fill * support.capacity),
+                        query_indices=tile(outputs.indices, blocks))
         terms = self.terms(v, found, query, support, gen)
         loss, extra = terms.loss, {}
         if self.instance_weight > 0:
@@ -152,7 +155,6 @@ class SupportSetObjective(Objective):
         diag: Diagnostics = {"loss": float(loss.detach()), **terms.diagnostics, **extra,
                              "cold_start": float(found is None)}
         if found is not None:
-            blocks = query.shape[0] // next(iter(v.values())).shape[0]
             diag.update(self.neighbour_diagnostics(found, support, outputs, blocks, terms.weights))
         support.enqueue(self.stored(v), indices=outputs.indices, labels=outputs.labels)
         return loss, diag

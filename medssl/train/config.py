@@ -76,9 +76,13 @@ class ModelConfig:
 
 @dataclass
 class SupportSetConfig:
-    """The memory queue shared by the nearest-neighbour objectives."""
+    """The memory queue shared by the nearest-neighbour objectives. ``exclude_same_image``
+    (default on): a look-up never returns an older row of the query's own image;
+    ``exclude_same_slide``: nor a row of the same slide (a data set with tiles of slides)."""
 
     size: int = 65536
+    exclude_same_image: bool = True
+    exclude_same_slide: bool = False
 
     def __post_init__(self) -> None:
         check_range("support_set.size", self.size, lo=1)

@@ -39,7 +39,7 @@ from medssl.provenance import run_provenance
 from medssl.runlock import RunLock
 from medssl.threads import ThreadPlan, apply_threads, plan_threads
 from medssl.train import distributed as D
-from medssl.train.builders import build_data, build_model, build_optimisation, warmup_notice
+from medssl.train.builders import build_data, build_model, build_optimisation, exclusion_groups, warmup_notice
 from medssl.train.checkpoint_rotation import CheckpointManager
 from medssl.train.config import PretrainConfig
 from medssl.train.metrics_log import MetricsLogger, plot_metrics, read_jsonl, write_csv
@@ -145,7 +145,8 @@ class Pretrainer:
         self.batch_views, self.on_device_aug = data.batch_views, data.batch_views is not None
         self.in_chans, self.knn, self.augment_params = data.in_chans, data.knn, data.augment_params
         self.steps_per_epoch, self.total_steps = data.steps_per_epoch, data.total_steps
-        built = build_model(cfg, self.in_chans, len(self.dataset), self.device, self.dist)
+        built = build_model(cfg, self.in_chans, len(self.dataset), self.device, self.dist,
+                            groups=exclusion_groups(cfg, self.dataset))
         self.model, self.ddp_model, self.objective = built.model, built.ddp_model, built.objective
         self.support = built.support
         self.gather, self.channels_last, self.objective_gen = built.gather, built.channels_last, built.objective_gen

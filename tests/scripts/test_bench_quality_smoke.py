@@ -478,3 +478,23 @@ def test_the_peer_without_colour_is_trained_and_cached_apart(bq: ModuleType, smo
     (run,) = report["runs"]
     assert run["run"]["kind"] == "lightly_simclr_no_colour" and run["train"]["last_loss"] > 0
     assert (tmp_path / run["key"] / "run" / "encoder.safetensors").is_file()
+
+
+def test_same_image_exclusion_is_part_of_a_neighbour_run_key(bq: ModuleType, tmp_path: Path) -> None:
+    """Exclusion became the default (issue 27): a neighbour run trained before it (which
+    excluded nothing) keeps its key only when the run asks for no exclusion; SimCLR's keys
+    do not move."""
+    data = tmp_path / "d.npz"
+    data.write_bytes(b"x")
+
+    def run(*overrides: str):
+        return bq.Run("medssl", "bloodmnist", str(data), 2, 16, 0, config="configs/bloodmnist.yaml",
+                      overrides=overrides)
+
+    on = run("objective.name=pnnclr").spec()
+    assert on["support_set_exclusion"] == ["same_image"]
+    off = run("objective.name=pnnclr", "support_set.exclude_same_image=false").spec()
+    assert "support_set_exclusion" not in off
+    assert run("objective.name=pnnclr").key() != run("objective.name=pnnclr",
+                                                       "support_set.exclude_same_image=false").key()
+    assert "support_set_exclusion" not in run("objective.name=simclr").spec()
