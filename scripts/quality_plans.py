@@ -260,4 +260,16 @@ PLANS: Dict[str, List[Row]] = {
         medssl_row("pnnclr", *ISSUE_OVERRIDES[:1], "support_set.size=1024", name="pnnclr + queue 1024",
                    why="a queue refreshed every 8 steps"),
     ],
+    # issue 27: SimCLR and every neighbour objective at long budgets (--epochs 1 3 10 30), on
+    # each data set's shipped config (same views for every row): the shipped recipe (with
+    # SimCLR's instance term) and the paper form (instance_weight 0); same-image exclusion
+    # on (the default since issue 27) for both
+    "long": [
+        Row("medssl simclr", "medssl", ("objective.name=simclr",), "shipped config"),
+        *(row for m in NEIGHBOUR_OBJECTIVES for row in (
+            Row(f"medssl {m}", "medssl", (f"objective.name={m}",), "shipped recipe (instance term)"),
+            Row(f"{m} (paper form)", "medssl", (f"objective.name={m}", "objective.instance_weight=0.0"),
+                "the paper's loss alone, same views and optimiser"),
+        )),
+    ],
 }

@@ -149,6 +149,7 @@ class TrainConfig:
     log_every: int = 10
     ckpt_every: int = 500
     keep_last: int = 2
+    export_steps: List[int] = field(default_factory=list)
     knn_every: int = 0
     knn_k: int = 20
     collapse_std: float = 1e-3
@@ -167,6 +168,8 @@ class TrainConfig:
         for key in ("log_every", "ckpt_every", "keep_last", "knn_k", "collapse_patience"):
             check_range(f"train.{key}", getattr(self, key), lo=1)
         check_range("train.knn_every", self.knn_every, lo=0)
+        for i, step in enumerate(self.export_steps):
+            check_range(f"train.export_steps[{i}]", step, lo=1)
         check_range("train.collapse_std", self.collapse_std, lo=0.0)
 
 

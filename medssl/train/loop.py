@@ -60,6 +60,11 @@ class RunResult:
     encoder: Optional[Path]
 
 
+def snapshot_path(run_dir: Path, step: int) -> Path:
+    """Where ``train.export_steps`` puts the encoder of ``step``: ``snapshots/step_XXXXXXXX/``."""
+    return Path(run_dir) / "snapshots" / f"step_{step:08d}" / "encoder.safetensors"
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -372,6 +377,9 @@ class Pretrainer:
                         logger.log({"step": self.step, **knn})
                         bar.write(f"step {self.step}: " + ", ".join(f"{k}={v:.4f}" for k, v in knn.items()))
                     bar.update(1)
+                    if self.step in t.export_steps and self.step < self.total_steps and main:
+                        # before this step's checkpoint: a run resumed from it has the snapshot
+                        self.export(snapshot_path(self.run_dir, self.step))
                     if self.step % t.ckpt_every == 0 and self.step < self.total_steps:
                         self._save()
                     if self.step >= self.total_steps or self._stop_signal is not None:
@@ -401,11 +409,15 @@ class Pretrainer:
             plot_metrics(rows, self.run_dir / "monitor.png",
                          ["emb_std", "nn_purity", "nn_same_image", "weight_entropy", "knn_top1", "knn_auc"],
                          title=f"{name}: representation health during pretraining")
+        return self.export(self.run_dir / "encoder.safetensors")
+
+    def export(self, path: Path) -> Path:
+        """The encoder as it is now, exported to ``path`` (safetensors and its .json)."""
         a = self.cfg.augment
         mean, std = self.augment_params.plan().normalisation(self.in_chans)
         return export_encoder(
             self.model.encoder,
-            self.run_dir / "encoder.safetensors",
+            path,
             backbone=self.cfg.model.backbone,
             in_chans=self.in_chans,
             image_size=a.image_size,

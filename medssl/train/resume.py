@@ -60,7 +60,7 @@ def agree_on_resume(resume: Optional[Path], dist: D.DistInfo) -> Optional[Path]:
 SAFE_ON_RESUME = frozenset({
     "train.epochs", "train.max_steps",                              # budget
     "train.log_every", "train.knn_every", "train.knn_k", "val_data",  # logging and monitoring
-    "train.ckpt_every", "train.keep_last",                          # checkpoint cadence
+    "train.ckpt_every", "train.keep_last", "train.export_steps",    # checkpoint / export cadence
     "train.num_workers", "train.device", "train.threads", "train.compile",  # machine, speed
     "train.resume", "out_dir",                                      # how the resume itself was asked for
 })

@@ -199,14 +199,16 @@ def test_a_stopped_medssl_run_is_not_cached(bq: ModuleType, smoke, tmp_path: Pat
     monkeypatch.setattr(medssl, "pretrain", lambda cfg, progress=False: SimpleNamespace(steps=1, last_loss=5.0))
     run = bq.Run("medssl", "ihcstain", str(cache / "sample_data" / "medmnist" / "ihcstain.npz"), 2, 16, 3,
                  backbone="test_resnet", config="configs/bloodmnist.yaml", overrides=("objective.name=simclr",))
-    with pytest.raises(SystemExit, match="stopped at step 1 of 2"):
+    with pytest.raises(bq.RunStopped, match="stopped at step 1 of 2"):
         bq.Cache(tmp_path).train(run)
     assert bq.Cache(tmp_path).trained(run) is None and not list(tmp_path.glob("*.lock"))
+    sittings = json.loads((tmp_path / f"{run.key()}.partial" / "sittings.json").read_text())
+    assert [s["status"] for s in sittings] == ["stopped"] and sittings[0]["steps_to"] == 1
 
 
 PLAN_NAMES = ["table", "ablate-simclr", "ablate-recipe", "ablate-nn", "ablate-views", "ablate-tau", "ablate-alpha",
               "ablate-predictor", "ablate-lr", "ablate-nn-lightly", "ablate-aug", "ablate-instance",
-              "ablate-on-instance", "ablate-colour"]
+              "ablate-on-instance", "ablate-colour", "long"]
 
 
 def test_the_config_check_below_covers_every_plan(bq: ModuleType) -> None:
@@ -382,7 +384,7 @@ def test_a_run_that_fails_in_a_worker_is_tried_once_per_call(bq: ModuleType, smo
     (tmp_path / "sample_data").symlink_to(cache / "sample_data")
     calls = []
 
-    def broken(run, out):
+    def broken(run, out, *_):
         calls.append(run.key())
         raise RuntimeError("Expected all tensors to be on the same device")
 
