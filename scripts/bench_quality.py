@@ -67,8 +67,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality_plans import PLANS, Row  # noqa: E402
-from quality_sittings import (RunStopped, Sittings, checkpoint_step, cpu_model, epochs_to_steps,  # noqa: E402
-                              machine, stop_after)
+from quality_sittings import (RunStopped, Sittings, add_long_run_arguments, checkpoint_step,  # noqa: E402
+                              cpu_model, epochs_to_steps, machine, stop_after)
 # Bump when a recipe below changes what a run with the same spec computes (invalidates the cache).
 RECIPE_VERSION = 1
 # the benchmark's network and budget shape (issue 12): ResNet-18, small stem at 28 px, batch 128
@@ -761,20 +761,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help=f"one of {sorted(DATASETS)} (its file under --data-dir), or any MedMNIST flag there")
     p.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "medmnist"))
     p.add_argument("--steps", type=int, nargs="+", default=None, help="budgets in steps (default 100; --smoke: 2)")
-    p.add_argument("--epochs", type=float, nargs="+", default=None,
-                   help="budgets in epochs of the train split instead of --steps (steps = epochs x full batches "
-                        "per epoch); each budget is its own run with its own schedule unless "
-                        "--curve-from-checkpoints")
-    p.add_argument("--curve-from-checkpoints", action="store_true",
-                   help="train only the longest budget and evaluate the shorter ones on encoder snapshots of "
-                        "that run (one schedule: the EMA momentum and any warm-up / decay follow the longest "
-                        "run's length, so a snapshot is not the shorter budget's own run)")
-    p.add_argument("--ckpt-every", type=int, default=100,
-                   help="steps between checkpoints of a medssl run (a stopped or killed run continues from "
-                        "the last one on the next call)")
-    p.add_argument("--stop-after", type=float, default=None, metavar="SECONDS",
-                   help="stop the run in training after this many seconds of this call, at a checkpoint, "
-                        "and start no other (the next call continues it)")
+    add_long_run_arguments(p)
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     p.add_argument("--cache", default="/work/quality_cache", help="finished runs (outside the repository)")

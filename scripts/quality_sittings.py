@@ -16,6 +16,7 @@ per epoch of the train split.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import datetime as _dt
 import json
@@ -26,7 +27,7 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -171,8 +172,27 @@ def epochs_to_steps(epochs: Sequence[float], n_train: int, batch_size: int) -> D
     return {max(1, int(round(e * per))): float(e) for e in epochs}
 
 
-def curve_budgets(steps: Sequence[int]) -> Dict[int, List[int]]:
-    """``--curve-from-checkpoints``: the one run trained (the longest budget) -> the shorter
-    budgets evaluated on snapshots of it."""
-    ordered = sorted(set(int(s) for s in steps))
-    return {ordered[-1]: ordered[:-1]}
+# bench_quality's options for budgets in epochs, snapshots and sittings: (flag, argparse keywords)
+LONG_RUN_OPTIONS: Tuple[Tuple[str, Dict[str, Any]], ...] = (
+    ("--epochs", {"type": float, "nargs": "+", "default": None,
+                  "help": "budgets in epochs of the train split instead of --steps (steps = epochs x full batches "
+                          "per epoch); each budget is its own run with its own schedule unless "
+                          "--curve-from-checkpoints"}),
+    ("--curve-from-checkpoints", {"action": "store_true",
+                                  "help": "train only the longest budget and evaluate the shorter ones on encoder "
+                                          "snapshots of that run (one schedule: the EMA momentum and any warm-up / "
+                                          "decay follow the longest run's length, so a snapshot is not the shorter "
+                                          "budget's own run)"}),
+    ("--ckpt-every", {"type": int, "default": 100,
+                      "help": "steps between checkpoints of a medssl run (a stopped or killed run continues from "
+                              "the last one on the next call)"}),
+    ("--stop-after", {"type": float, "default": None, "metavar": "SECONDS",
+                      "help": "stop the run in training after this many seconds of this call, at a checkpoint, "
+                              "and start no other (the next call continues it)"}),
+)
+
+
+def add_long_run_arguments(p: argparse.ArgumentParser) -> None:
+    """Add :data:`LONG_RUN_OPTIONS` to bench_quality's parser."""
+    for flag, keywords in LONG_RUN_OPTIONS:
+        p.add_argument(flag, **keywords)
