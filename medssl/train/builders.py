@@ -205,14 +205,14 @@ def build_model(cfg: PretrainConfig, in_chans: int, dataset_size: int, device: t
     gather = cfg.train.gather_distributed and dist.enabled
     support: Optional[SupportSet] = None
     if needs.support_set:
-        support = SupportSet(cfg.support_set.size, m.proj_dim, gather_distributed=False,
+        support = SupportSet(cfg.support_set.rows_for(dataset_size), m.proj_dim, gather_distributed=False,
                              dataset_size=dataset_size, exclude_same_image=cfg.support_set.exclude_same_image,
                              exclusion_groups=groups).to(device)
         k = needs.neighbours_per_query
         if k > support.capacity:  # it would stay in cold start (no neighbours) for ever
             raise ConfigError(
                 f"objective.k={k} is larger than the support set, which holds at most "
-                f"{support.capacity} rows (support_set.size={cfg.support_set.size}, training set "
+                f"{support.capacity} rows (support_set.size={cfg.support_set.rows_for(dataset_size)}, training set "
                 f"{dataset_size} images); lower objective.k or raise support_set.size"
             )
     ddp_model: nn.Module = model

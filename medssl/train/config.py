@@ -81,11 +81,21 @@ class SupportSetConfig:
     ``exclude_same_slide``: nor a row of the same slide (a data set with tiles of slides)."""
 
     size: int = 65536
+    size_fraction: Optional[float] = None
     exclude_same_image: bool = True
     exclude_same_slide: bool = False
 
     def __post_init__(self) -> None:
         check_range("support_set.size", self.size, lo=1)
+        if self.size_fraction is not None:
+            check_range("support_set.size_fraction", self.size_fraction, lo=0.0, hi=1.0, lo_open=True)
+
+    def rows_for(self, dataset_size: int) -> int:
+        """The queue's rows for a training set of ``dataset_size`` images: ``size``, or
+        ``size_fraction`` of the set (at least one row) when that is given."""
+        if self.size_fraction is None:
+            return self.size
+        return max(1, int(round(self.size_fraction * dataset_size)))
 
 
 @dataclass
