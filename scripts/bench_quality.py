@@ -14,6 +14,9 @@ Rows (``--plan``; each plan's rows and overrides are in ``scripts/quality_plans.
   a supervised reference (cross-entropy on all train labels).
 * ``ablate-simclr`` / ``ablate-nn`` / ``ablate-recipe``: one factor at a time against medssl as the issue ran
   it (issue 12), to explain the gap to lightly.
+* ``long`` / ``ablate-long`` (issue 27): SimCLR and every neighbour objective, shipped recipe
+  and paper form, at budgets of epochs; and the recipe options to test on val
+  (``scripts/quality_curves.py`` draws their curves).
 
 Data sets (``--dataset``): ``bloodmnist`` (the default) and ``pneumoniamnist`` are scored on
 their official val / test splits, ``pathmnist-1000`` (the first 1000 images of PathMNIST's
@@ -66,7 +69,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality_plans import PLANS, Row  # noqa: E402
+from quality_plans import EPOCHS_TOKEN, PLANS, Row  # noqa: E402
 from quality_sittings import (RunStopped, Sittings, add_long_run_arguments, checkpoint_step,  # noqa: E402
                               cpu_model, epochs_to_steps, machine, stop_after)
 # Bump when a recipe below changes what a run with the same spec computes (invalidates the cache).
@@ -203,14 +206,26 @@ def runs_of(rows: Sequence[Row], dataset: str, data_file: str, steps: Sequence[i
             batch_size: int, backbone: str, image_size: int, extra: Sequence[str] = (),
             device: str = "cpu") -> Iterator[Tuple[Row, Run]]:
     """Every (row, run) of a plan, budgets outermost, seeds next: the first seed of every row
-    finishes before any second seed starts."""
+    finishes before any second seed starts. An override value ``epochs:E`` (a row's
+    warm-up, say) becomes ``E`` epochs of this data set's train split in steps."""
+    per_epoch: List[int] = []  # full batches per epoch, read once when a row needs it
+
+    def in_steps(override: str) -> str:
+        key, _, value = override.partition("=")
+        if not value.startswith(EPOCHS_TOKEN):
+            return override
+        if not per_epoch:
+            per_epoch.append(train_size(data_file, dataset) // batch_size)
+        return f"{key}={int(round(float(value[len(EPOCHS_TOKEN):]) * per_epoch[0]))}"
+
     for n in steps:
         for seed in seeds:
             for row in rows:
                 config = bench_data(dataset).config if row.kind == "medssl" else None
+                overrides = tuple(in_steps(o) for o in (*row.overrides, *extra)) if row.kind == "medssl" else ()
                 yield row, Run(row.kind, dataset, data_file, n, batch_size, seed, image_size, backbone, config,
-                               tuple(row.overrides) + tuple(extra) if row.kind == "medssl" else (),
-                               config_file=row.config_file if row.kind == "medssl" else None, device=device)
+                               overrides, config_file=row.config_file if row.kind == "medssl" else None,
+                               device=device)
 
 
 # ---------------------------------------------------------------------------- training
@@ -949,7 +964,8 @@ def run_plan(args: argparse.Namespace, log: Callable[[str], None] = print) -> Di
         "backbone": backbone, "image_size": image_size, "small_input_stem": True, "n_boot": n_boot,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "cpu": cpu_model(), "cpus": os.cpu_count(),
-                    "torch": torch.__version__, "threads": args.threads, "load": os.getloadavg(), "device": args.device, "jobs": args.jobs,
+                    "torch": torch.__version__, "threads": args.threads, "load": os.getloadavg(),
+                    "device": args.device, "jobs": args.jobs,
                     **({"gpu": torch.cuda.get_device_name()} if torch.cuda.is_available() else {})},
         "tables": {}, "runs": [],
     }

@@ -52,7 +52,8 @@ def test_topk_excluding_matches_the_naive_loop(chunk: Optional[int]) -> None:
     # 20 rows of 6 images (several older copies each, and one row of unknown index)
     idx = torch.tensor([i % 6 for i in range(19)] + [-1])
     s = _queue(20, idx)
-    q = torch.cat([s.embeddings[[0, 7, 13]] + 0.01 * unit(3, D, 1, dtype=torch.float32), unit(2, D, 2, dtype=torch.float32)])
+    near_copies = s.embeddings[[0, 7, 13]] + 0.01 * unit(3, D, 1, dtype=torch.float32)
+    q = torch.cat([near_copies, unit(2, D, 2, dtype=torch.float32)])
     keys = [0, 1, 1, -1, 5]
     sims, rows, displaced = s.topk_excluding(q, 4, torch.tensor(keys), chunk_size=chunk)
     ref_s, ref_r, ref_d = naive_topk(s, q, 4, keys)
