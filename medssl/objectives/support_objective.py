@@ -99,6 +99,10 @@ class SupportSetObjective(Objective):
         warmup = check_int(self.name, "neighbour_warmup_steps", neighbour_warmup_steps, 0)
         # only when used: the checkpoints of runs without these options keep their keys
         self.schedule: Optional[InstanceSchedule] = None
+        if schedule != "constant" and self.instance_weight == 0:
+            raise ConfigError(f"objective {self.name!r}: instance_schedule {schedule!r} fades the instance term, "
+                              "but instance_weight is 0 (no term); set instance_weight > 0 or leave the schedule "
+                              "'constant'")
         if schedule != "constant" or warmup > 0:
             try:
                 self.schedule = InstanceSchedule(schedule, fade, warmup)

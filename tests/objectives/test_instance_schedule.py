@@ -26,7 +26,7 @@ def _build(name: str, **options):
 
 @pytest.mark.parametrize("name", sorted(OPTIONS))
 def test_the_warm_up_is_simclr_alone_and_fills_the_queue(name: str) -> None:
-    obj = _build(name, neighbour_warmup_steps=2, instance_tau=0.5, instance_weight=1.0)
+    obj = _build(name, neighbour_warmup_steps=2, instance_tau=0.5)  # SimCLR's loss, instance term or not
     support = filled_support(8, D, size=32)
     for step in range(2):
         out = outputs(b=4, d=D, seed=3 + step)
@@ -110,7 +110,9 @@ def test_schedule_state_is_saved_only_when_used() -> None:
 
 
 @pytest.mark.parametrize("options, match", [({"instance_schedule": "cosine"}, "instance_schedule"),
-                                            ({"instance_schedule": "linear"}, "instance_fade_steps"),
+                                            ({"instance_schedule": "linear", "instance_weight": 1.0},
+                                             "instance_fade_steps"),
+                                            ({"instance_schedule": "purity"}, "instance_weight is 0"),
                                             ({"neighbour_warmup_steps": -1}, "neighbour_warmup_steps")])
 def test_bad_schedule_options_are_config_errors(options: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
