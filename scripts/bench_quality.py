@@ -745,7 +745,7 @@ def markdown(report: Dict[str, Any]) -> str:
     lines = []
     for steps, rows in report["tables"].items():
         epochs = next((r.get("epochs") for r in rows.values() if r.get("epochs")), None)
-        budget = f"{steps} steps ({epochs:g} epochs)" if epochs else f"{steps} steps"
+        budget = f"{steps} steps ({epochs:g} epoch{'' if epochs == 1 else 's'})" if epochs else f"{steps} steps"
         lines += [f"**{report['dataset']}, {report['split']} split, {budget}, batch {report['batch_size']}**",
                   "", "| row | seeds | " + " | ".join(PROTOCOLS) + " | kNN AUC | train s | overrides |",
                   "|---|---|" + "---:|" * (len(PROTOCOLS) + 2) + "---|"]

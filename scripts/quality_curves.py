@@ -115,7 +115,8 @@ def draw(record: Dict[str, Any], path: Path) -> Path:
         ax.set_xlabel("epochs" if in_epochs else "steps")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    if axes[0].get_legend_handles_labels()[0]:  # nothing cached yet: an empty figure, no legend
+        axes[0].legend(fontsize=7)
     fig.suptitle(f"{record['dataset']} ({record['split']}): {record['schedule']}; 95 % t-intervals over seeds")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
