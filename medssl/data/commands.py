@@ -10,6 +10,7 @@ from typing import Any, Dict
 from medssl.data.info import channel_stats, check_max_images, default_split, describe_path, images_used
 from medssl.data.open import open_dataset, resolve_config
 from medssl.data.sample import write_sample
+from medssl.text import counts_line
 
 
 def _run_sample(args: argparse.Namespace) -> int:
@@ -29,7 +30,7 @@ def _print_info(info: Dict[str, Any]) -> None:
         if "error" in d:
             print(f"split {split}: not available ({d['error']})")
             continue
-        counts = ", ".join(f"{k} {v}" for k, v in d["label_counts"].items())
+        counts = counts_line(d["label_counts"])  # a name with a comma is quoted
         print(f"split {split}: {d['length']} images of shape {d['image_shape']}, task {d['task']}")
         print(f"  labels: {counts or 'none'}")
     sample = info.get("embedded_sample")

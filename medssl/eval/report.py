@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from medssl.provenance import package_versions
 from medssl.errors import DataError
 from medssl.eval import slide_level
+from medssl.text import md_cell, name_list
 
 FORMAT = "medssl-eval-report/1"
 METRIC_LABELS = {
@@ -147,7 +148,7 @@ def _names_origin(report: Mapping[str, Any]) -> str:
     src = report.get("class_names_source") or {}
     if src.get("agree", True):
         return "class names of the train data, which the test data shares"
-    return (f"class names of the train data; the test data calls them {', '.join(src.get('test', []))}, "
+    return (f"class names of the train data; the test data calls them {name_list(src.get('test', []))}, "
             "accepted by allow_class_name_mismatch")
 
 
@@ -160,7 +161,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     lines = [
         f"# Transfer evaluation: {p['name']}, {100 * p['label_fraction']:g} % labels",
         "",
-        f"Task: {report['task']} ({report['num_classes']} classes: {', '.join(report['class_names'])}; "
+        f"Task: {report['task']} ({report['num_classes']} classes: {name_list(report['class_names'])}; "
         f"{_names_origin(report)}); test items: {report['n_test']}; seeds: {', '.join(str(s) for s in p['seeds'])}.",
         "",
         f"| Metric | Mean ± SD across seeds | 95 % CI (seed {seed0}) |",
@@ -174,7 +175,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
               "| Class | Test n | Sensitivity | Specificity | AUC |", "|---|---|---|---|---|"]
     aucs = m0.get("auc_per_class", {})
     for name, n in zip(report["class_names"], report["test_class_counts"]):
-        lines.append(f"| {name} | {n} | {_mean_sd(agg['sensitivity'][name])} | "
+        lines.append(f"| {md_cell(name)} | {n} | {_mean_sd(agg['sensitivity'][name])} | "
                      f"{_mean_sd(agg['specificity'][name])} | {_fmt(aucs.get(name)) if name in aucs else '—'} |")
     lines += [""] + slide_level.markdown_lines(report.get("slide_level"))
     lines += ["## Protocol", "", p["text"], ""]
@@ -262,7 +263,7 @@ def compare_reports(paths: Sequence[Path]) -> Tuple[str, List[str]]:
                f"(`{r['encoder']['sha256'][:8]}`)", mark(p["name"], "protocol"),
                mark(f"{100 * p['label_fraction']:g} %", "label fraction"), str(len(p["seeds"]))]
         row += [_mean_sd(r["aggregate"][k]) for k in COMPARE_METRICS]
-        lines.append("| " + " | ".join(row) + " |")
+        lines.append("| " + " | ".join(md_cell(c) for c in row) + " |")
     lines += ["", "Metrics: mean ± sample sd across seeds (n = seeds where the metric is defined). "
               "Each evaluation directory holds predictions.csv (per seed and test image); its report.md "
               "shows how to recompute the AUC from it with scikit-learn."]

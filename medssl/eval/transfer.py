@@ -28,6 +28,7 @@ from medssl.errors import DataError
 from medssl.fileio import check_output_path
 from medssl.provenance import sha256_file
 from medssl.provenance import data_provenance
+from medssl.text import name_list
 from medssl.threads import thread_budget
 
 log = logging.getLogger(__name__)
@@ -318,7 +319,7 @@ def check_label_spaces(train_ds: Any, test_ds: Any, allow_name_mismatch: bool = 
             "if they are the same classes under other names; the report then uses the train names"
         )
     return train_names, source, [
-        f"class names differ between train ({', '.join(train_names)}) and test ({', '.join(test_names)}){order}; "
+        f"class names differ between train ({name_list(train_names)}) and test ({name_list(test_names)}){order}; "
         "accepted by allow_class_name_mismatch, the report uses the train names"
     ]
 
@@ -355,5 +356,5 @@ def _label_warnings(train: np.ndarray, test: np.ndarray, task: str, names: List[
         present = set(np.asarray(y).reshape(len(y), -1)[:, 0].astype(np.int64).tolist())
         missing = [n for i, n in enumerate(names) if i not in present]
         if missing:
-            out.append(f"the {role} split has no example of class(es) {', '.join(missing)}")
+            out.append(f"the {role} split has no example of class(es) {name_list(missing)}")
     return out
