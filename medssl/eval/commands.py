@@ -29,14 +29,19 @@ def _flag_mapping(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def _print_summary(result: Any) -> None:
+    from medssl.eval.report import format_mean_sd
+
     rep = result.report
     agg = rep["aggregate"]
     p = rep["protocol"]
     print(f"medssl: {p['name']} at {100 * p['label_fraction']:g} % labels, seeds {p['seeds']}:")
+    if p.get("seeds_requested") and len(p["seeds_requested"]) != len(p["seeds"]):
+        print(f"  note: {len(p['seeds_requested'])} seeds asked for, {len(p['seeds'])} run: the seeds would be "
+              "identical copies here (report.md says why)")
     for key in ("auc", "accuracy", "balanced_accuracy"):
         e = agg[key]
-        val = "n/a (undefined)" if e["mean"] is None else f"{e['mean']:.4f} ± {e['sd']:.4f}"
-        print(f"  {key:<18}: {val}")
+        ci = f", 95 % CI {e['ci'][0]:.3f} – {e['ci'][1]:.3f}" if e.get("ci") else ""
+        print(f"  {key:<18}: {format_mean_sd(e)}{ci}")
     for w in rep["warnings"]:
         print(f"  warning: {w}", file=sys.stderr)
     print(f"  report: {result.out_dir / 'report.md'} (and report.json, plots)")

@@ -24,6 +24,7 @@ from medssl.device import resolve_device
 from medssl.eval import slide_level
 from medssl.eval.cache import cached_features, fingerprint
 from medssl.eval.config import TransferConfig
+from medssl.eval.seeds import across_seeds, seeds_to_run
 from medssl.errors import DataError
 from medssl.fileio import check_output_path
 from medssl.provenance import sha256_file
@@ -150,7 +151,8 @@ def aggregate(per_seed: List[Dict[str, Any]]) -> Tuple[Dict[str, Any], List[str]
         if not valid:
             return {"mean": None, "sd": None, "n": 0, "values": values}
         m, s = mean_sd(valid)
-        return {"mean": m, "sd": s, "n": len(valid), "values": values}
+        return {"mean": m, "sd": s, "n": len(valid), "values": values,
+                "same_on_all_seeds": len(valid) > 1 and len(set(valid)) == 1}
 
     out: Dict[str, Any] = {k: summarise([r["metrics"].get(k) for r in per_seed], k) for k in HEADLINE}
     for key in ("sensitivity", "specificity"):
@@ -243,9 +245,10 @@ def _evaluate(cfg: TransferConfig, inputs: _Inputs, out: Path, progress: bool) -
     predictions: List[Tuple[int, np.ndarray, np.ndarray]] = []
     first: Dict[str, Any] = {}
     stage = {"linear": "linear probe", "knn": "kNN"}.get(cfg.protocol, "fine-tune")
-    seeds = Progress(cfg.seeds, f"{stage}, {cfg.seeds} seed(s)", enabled=progress, unit="seed")
+    seed_list, seed_notes = seeds_to_run(cfg, train_labels)  # one seed where seeds change nothing
+    seeds = Progress(len(seed_list), f"{stage}, {len(seed_list)} seed(s)", enabled=progress, unit="seed")
     with seeds:
-        for seed in cfg.seed_list():
+        for seed in seed_list:
             idx, subset = _subset(train_labels, cfg, seed, out)
             if cfg.protocol == "finetune":
                 scores, emb, metrics = _finetune(cfg, seed, model, preprocess, train_ds, idx, test_ds, task,
@@ -266,6 +269,8 @@ def _evaluate(cfg: TransferConfig, inputs: _Inputs, out: Path, progress: bool) -
                 seeds.set_postfix(seed=seed, auc=f"{metrics['auc']:.4f}")
             seeds.update(1)
     agg, notes = aggregate(per_seed)
+    notes += seed_notes + across_seeds(agg, predictions[0][1], [p[2] for p in predictions], task,
+                                       cfg.report.n_boot, seed_list[0])
     write_predictions(out / PREDICTIONS, predictions, cfg.split_test, task, names)
 
     plots: Dict[str, str] = {}

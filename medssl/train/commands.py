@@ -26,7 +26,10 @@ def _pretrain(args: argparse.Namespace) -> int:
     result = pretrain(cfg, progress=not args.no_progress, resume_force=args.resume_force)
     if result.encoder is not None:
         steps = f"{result.steps} step" + ("" if result.steps == 1 else "s")
-        print(f"medssl: finished {steps} (last loss {result.last_loss:.4f}).")
+        if result.steps_run == 0:  # resumed at its last step: no loss to show
+            print(f"medssl: the run was already complete ({steps}); nothing to train, the encoder was re-exported.")
+        else:
+            print(f"medssl: finished {steps} (last loss {result.last_loss:.4f}).")
         print(f"  run directory : {result.run_dir}")
         print(f"  encoder       : {result.encoder}")
         print(f"  checkpoint    : {result.checkpoint}")
