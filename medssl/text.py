@@ -10,12 +10,17 @@ Written raw, a pipe splits a Markdown table cell in two and a comma makes
   (JSON string syntax) when it holds a separator or a quote, bare otherwise;
 * :func:`csv_header` -- a CSV column name: the ``csv`` module quotes commas and quotes,
   and line breaks are folded so every header is one physical line.
+
+Paths in messages go through :func:`looked_at` / :func:`no_such_file`: a missing file is
+named by the absolute path that was tried, not only as the user (or a config) wrote it.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+from pathlib import Path
 from typing import Iterable, Mapping
 
 # Characters that make a bare name ambiguous in a one-line list or a key/value line.
@@ -52,3 +57,20 @@ def counts_line(counts: Mapping[object, object]) -> str:
 def csv_header(name: object) -> str:
     """A CSV column name on one physical line (the ``csv`` module quotes the rest)."""
     return one_line(name)
+
+
+def looked_at(path: object) -> str:
+    """The absolute path a relative ``path`` was looked up at, for messages: relative paths
+    resolve against the working directory, which the user may not have in mind."""
+    p = Path(str(path)).expanduser()
+    if p.is_absolute():
+        return str(p)
+    return f"{os.path.abspath(p)}, relative to the working directory"
+
+
+def no_such_file(what: str, path: object, hint: str = "") -> str:
+    """``"<what> <path> not found (looked at /abs/path, relative to the working directory)"``
+    (the parenthesis only for a relative path), then ``hint``."""
+    p = Path(str(path)).expanduser()
+    at = "" if str(p) == looked_at(p) else f" (looked at {looked_at(p)})"
+    return f"{what} {path} not found{at}" + (f"; {hint}" if hint else "")

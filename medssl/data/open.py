@@ -29,6 +29,7 @@ from medssl.data.base import MedicalImageDataset
 from medssl.errors import ConfigError, DataError
 from medssl.fileio import PathLike
 from medssl.registry import DATASETS
+from medssl.text import looked_at
 
 Spec = Union[PathLike, Mapping[str, Any]]
 
@@ -90,7 +91,7 @@ def detect(path: PathLike) -> Dict[str, Any]:
         gz = p.with_name(p.name + ".gz")
         if gz.is_file():
             raise DataError(f"found {gz.name} but not {p.name} in {p.parent}. Decompress it first: gunzip -k {gz}")
-        raise DataError(f"{p} does not exist. Expected {LOOKED_FOR}")
+        raise DataError(f"{p} does not exist (looked at {looked_at(p)}). Expected {LOOKED_FOR}")
     suffix = p.suffix.lower()
     if p.is_file():
         if suffix in (".yaml", ".yml"):
