@@ -52,6 +52,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume-force", action="store_true",
                    help="resume even if the config changes what is trained (dataset, objective, model, "
                    "optimiser, seed ...); each change is recorded in out_dir/history.jsonl")
-    p.add_argument("--out-dir", help="run directory (overrides out_dir)")
+    p.add_argument("--out-dir", help="run directory (default: the config's out_dir)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_pretrain)
