@@ -72,7 +72,8 @@ def load_manifest(out: Path) -> Dict[str, Any]:
     """The manifest of tiling directory ``out``; DataError naming the file when unreadable."""
     path = Path(out) / NAME
     if not path.is_file():
-        raise DataError(f"{out}: no {NAME} (looked at {looked_at(path)}); this is not a `medssl data tile` output directory "
+        at = "" if path.is_absolute() else f" (looked at {looked_at(path)})"
+        raise DataError(f"{out}: no {NAME}{at}; this is not a `medssl data tile` output directory "
                         "(tile slides into it first: medssl data tile SLIDES... --out DIR)")
     try:
         doc = json.loads(path.read_text())
