@@ -85,17 +85,38 @@ def split_commands(body: str, source: str, first_line: int) -> List[Command]:
     return out
 
 
+PYTHON_READ = "<python reads>"
+
+
+def python_reads(text: str, source: str) -> List[Tuple[int, Command]]:
+    """``(line, Command)`` for each ``"runs/..."`` literal in the ```python blocks: a
+    documented snippet loading a run (``medssl.load_encoder("runs/demo")``) reads it."""
+    out = []
+    for m in re.finditer(r"^```python[ \t]*\n(.*?)^```", text, re.S | re.M):
+        first = text.count("\n", 0, m.start(1)) + 1
+        for n, line in enumerate(m.group(1).splitlines()):
+            for hit in re.finditer(r"[\"'](runs/[^\"']+)[\"']", line):
+                path = hit.group(1)
+                if re.search(r"\bout(?:_dir)?[\"']?\s*[:=]\s*$", line[:hit.start()]):
+                    continue  # where the snippet writes, not what it reads
+                out.append((first + n, Command(f"{source}:{first + n}", [PYTHON_READ, path])))
+    return out
+
+
 def doc_recipes(names: Sequence[str] = DOCS) -> Dict[str, List[Command]]:
-    """Each document's commands, in reading order."""
+    """Each document's commands (shell commands and Python snippets' reads of ``runs/``),
+    in reading order."""
     out: Dict[str, List[Command]] = {}
     for name in names:
         path = REPO / name
         if not path.is_file():
             continue
-        cmds: List[Command] = []
-        for line, body in bash_blocks(path.read_text()):
-            cmds += split_commands(body, name, line)
-        out[name] = cmds
+        text = path.read_text()
+        items: List[Tuple[int, Command]] = []
+        for line, body in bash_blocks(text):
+            items += [(line, c) for c in split_commands(body, name, line)]
+        items += python_reads(text, name)
+        out[name] = [c for _, c in sorted(items, key=lambda t: t[0])]
     return out
 
 
@@ -237,6 +258,11 @@ def broken_links(commands: Sequence[Command], written: Sequence[str] = ()) -> Li
     have = list(written)
     problems = []
     for c in commands:
+        if c.argv[0] == PYTHON_READ:
+            if not covered(c.argv[1], have):
+                problems.append(f"{c.source}: the Python snippet reads {c.argv[1]}, which no earlier documented "
+                                "command writes")
+            continue
         args = medssl_argv(c.argv)
         if args is None:
             continue

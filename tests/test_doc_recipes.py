@@ -140,3 +140,13 @@ def test_every_pretraining_config_writes_its_own_run_directory() -> None:
     assert len(set(out_dirs.values())) == len(out_dirs), out_dirs
     for path in PRETRAIN_CONFIGS:
         assert yaml.safe_load(path.read_text())["out_dir"] == out_dirs[str(path.relative_to(REPO))]
+
+
+def test_a_python_snippet_reading_a_run_nobody_wrote_is_caught() -> None:
+    text = ("```bash\nmedssl pretrain configs/demo.yaml\n```\n\n```python\n"
+            'model, pre = medssl.load_encoder("runs/demo")\nother = medssl.load_encoder("runs/stl10")\n'
+            'cfg = {"out": "runs/new"}\n```\n')
+    cmds = [c for _, c in sorted([(1, c) for c in dr.split_commands("medssl pretrain configs/demo.yaml", "d.md", 2)]
+                                 + dr.python_reads(text, "d.md"), key=lambda t: t[0])]
+    problems = dr.broken_links(cmds, ["sample_data"])
+    assert len(problems) == 1 and "runs/stl10" in problems[0]  # runs/demo is written; "out" is a write

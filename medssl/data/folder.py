@@ -68,7 +68,7 @@ from medssl.errors import ConfigError, DataError, DataWarning
 from medssl.fileio import PathLike
 from medssl.registry import DATASETS
 from medssl.tasks import TASKS
-from medssl.text import looked_at, no_such_file
+from medssl.text import looked_at, name_list, no_such_file
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 _MULTI_SEP = re.compile(r"[|;]")
@@ -235,7 +235,7 @@ class ImageFolderDataset(MedicalImageDataset):
             if not match:
                 raise DataError(
                     f"folder: split '{split}' asked for but {base} has no '{split}' subfolder "
-                    f"(subfolders: {', '.join(subdirs) or 'none'}); drop 'split' or arrange root/<split>/<class>/"
+                    f"(subfolders: {name_list(subdirs) or 'none'}); drop 'split' or arrange root/<split>/<class>/"
                 )
             base = base / match[0]
         self._source = str(base)

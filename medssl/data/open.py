@@ -29,7 +29,7 @@ from medssl.data.base import MedicalImageDataset
 from medssl.errors import ConfigError, DataError
 from medssl.fileio import PathLike
 from medssl.registry import DATASETS
-from medssl.text import looked_at
+from medssl.text import looked_at, name_list
 
 Spec = Union[PathLike, Mapping[str, Any]]
 
@@ -77,7 +77,7 @@ def _dir_config(folder: Path) -> Optional[Dict[str, Any]]:
         return {"name": "medmnist", "path": str(npz[0])}
     if len(npz) > 1:
         raise DataError(
-            f"{folder} holds several .npz files ({', '.join(p.name for p in npz)}); pass one of them"
+            f"{folder} holds several .npz files ({name_list(p.name for p in npz)}); pass one of them"
         )
     if _has_images(folder):
         return {"name": "folder", "root": str(folder)}

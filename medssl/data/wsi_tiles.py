@@ -31,7 +31,7 @@ from medssl.registry import DATASETS
 from medssl.wsi.manifest import load_manifest
 from medssl.wsi.shards import read_meta
 from medssl.wsi.splits import SPLITS, read_splits
-from medssl.text import no_such_file
+from medssl.text import name_list, no_such_file
 
 MAX_OPEN = 16  # shard handles kept open per process (a worker reads few shards at a time)
 
@@ -104,7 +104,7 @@ class WSITiles(MedicalImageDataset):
             wanted = read_splits(self.root)[self.split]
             missing = [s for s in wanted if s not in done]
             if missing:
-                raise DataError(f"{self.root}/splits.json: slide(s) {', '.join(missing[:5])} of split {self.split} "
+                raise DataError(f"{self.root}/splits.json: slide(s) {name_list(missing[:5])} of split {self.split} "
                                 "are not tiled (done) in the manifest; re-run medssl data split")
         else:
             raise DataError(f"wsi_tiles: unknown split {split!r}; use all, train, val or test")
@@ -146,7 +146,7 @@ class WSITiles(MedicalImageDataset):
         missing = [s for s in self.slide_names if s not in by_slide]
         if missing:
             raise DataError(f"slide labels {labels}: no label for {len(missing)} slide(s) of {self.root} split "
-                            f"{self.split} ({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); add them")
+                            f"{self.split} ({name_list(missing[:5])}{', ...' if len(missing) > 5 else ''}); add them")
         present = sorted({names[v] for v in by_slide.values()})
         if len(present) < 2:
             raise DataError(f"slide labels {labels}: only one class ({present[0]}); a labelled set needs two or more")

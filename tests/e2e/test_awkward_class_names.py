@@ -18,16 +18,18 @@ from medssl.models.backbone import build_backbone
 from medssl.models.export import export_encoder
 from test_text import md_cells, split_list
 
-NAMES = ["malignant|high grade", "normal, benign"]  # the folder dataset sorts its class folders
+# legal folder names; the folder dataset sorts its class folders, so this is class 0, 1, 2
+NAMES = ['"atypical"; see note', "malignant|high grade", "normal, benign"]
 
 
 @pytest.fixture(scope="module")
 def awkward_folder(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """root/{train,test}/<awkward class>/*.png from the sample's real IHC tiles."""
     root = tmp_path_factory.mktemp("awkward")
-    sources = [sorted((sample_dir / "folder" / c).glob("*.png")) for c in ("background", "dab_positive")]
+    sources = [sorted((sample_dir / "folder" / c).glob("*.png"))
+               for c in ("background", "dab_negative_tissue", "dab_positive")]
     for name, files in zip(NAMES, sources):
-        for split, chunk in (("train", files[:12]), ("test", files[12:20])):
+        for split, chunk in (("train", files[:8]), ("test", files[8:13])):
             (root / split / name).mkdir(parents=True)
             for f in chunk:
                 shutil.copy(f, root / split / name / f.name)
