@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from medssl.provenance import package_versions
 from medssl.errors import DataError
 from medssl.eval import slide_level
+from medssl.eval.seeds import format_mean_sd
 from medssl.text import md_cell, name_list
 
 FORMAT = "medssl-eval-report/1"
@@ -142,18 +143,6 @@ def _fmt(v: Optional[float], digits: int = 3) -> str:
     return "n/a" if v is None else f"{v:.{digits}f}"
 
 
-def format_mean_sd(entry: Mapping[str, Any]) -> str:
-    """``mean ± sd (n=seeds)`` of an aggregate entry; no sd where there is no spread to show
-    (one seed, or the same value on every seed)."""
-    if entry.get("mean") is None:
-        return "n/a (undefined)"
-    if entry.get("n") == 1:
-        return f"{entry['mean']:.3f} (one seed)"
-    if entry.get("same_on_all_seeds"):  # a spread of 0 over copies is no spread
-        return f"{entry['mean']:.3f} (the same on all {entry['n']} seeds)"
-    return f"{entry['mean']:.3f} ± {entry['sd']:.3f} (n={entry['n']})"
-
-
 def _ci_text(ci: Any) -> str:
     return f"{_fmt(ci[0])} – {_fmt(ci[1])}" if ci and ci[0] is not None else "—"
 
@@ -187,7 +176,6 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     """``report.md``: headline table, per-class table, protocol paragraph, notes, plots."""
     p = report["protocol"]
     agg = report["aggregate"]
-    m0 = report["per_seed"][0]["metrics"]
     seed0 = report["ci"]["seed"]
     lines = [
         f"# Transfer evaluation: {p['name']}, {100 * p['label_fraction']:g} % labels",
@@ -201,12 +189,13 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     for key, label in METRIC_LABELS.items():
         lines.append(f"| {label} | {format_mean_sd(agg[key])} | {_ci_text(agg[key].get('ci'))} |")
     lines += [""] + _per_seed_lines(report)
-    lines += [f"Per class (one-vs-rest on the predicted class; AUC of seed {seed0}):", "",
+    lines += ["Per class (one-vs-rest on the predicted class; mean ± SD across seeds):", "",
               "| Class | Test n | Sensitivity | Specificity | AUC |", "|---|---|---|---|---|"]
-    aucs = m0.get("auc_per_class", {})
+    aucs = agg.get("auc_per_class", {})  # binary: the positive class only
     for name, n in zip(report["class_names"], report["test_class_counts"]):
         lines.append(f"| {md_cell(name)} | {n} | {format_mean_sd(agg['sensitivity'][name])} | "
-                     f"{format_mean_sd(agg['specificity'][name])} | {_fmt(aucs.get(name)) if name in aucs else '—'} |")
+                     f"{format_mean_sd(agg['specificity'][name])} | "
+                     f"{format_mean_sd(aucs[name]) if name in aucs else '—'} |")
     lines += [""] + slide_level.markdown_lines(report.get("slide_level"))
     lines += ["## Protocol", "", p["text"], ""]
     if report["notes"] or report["warnings"]:

@@ -16,7 +16,7 @@ it measures the seeds. With one seed it equals that seed's own interval.
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -148,3 +148,15 @@ def across_seeds(aggregate: Dict[str, Any], y_true: np.ndarray, scores: Sequence
         return [f"all {len(scores)} seeds gave identical test predictions, so their sd of 0 says nothing about "
                 "stability: nothing random in this protocol changed the fit"]
     return []
+
+
+def format_mean_sd(entry: Mapping[str, Any]) -> str:
+    """``mean ± sd (n=seeds)`` of an aggregate entry; no sd where there is no spread to show
+    (one seed, or the same value on every seed)."""
+    if entry.get("mean") is None:
+        return "n/a (undefined)"
+    if entry.get("n") == 1:
+        return f"{entry['mean']:.3f} (one seed)"
+    if entry.get("same_on_all_seeds"):  # a spread of 0 over copies is no spread
+        return f"{entry['mean']:.3f} (the same on all {entry['n']} seeds)"
+    return f"{entry['mean']:.3f} ± {entry['sd']:.3f} (n={entry['n']})"

@@ -155,7 +155,7 @@ def aggregate(per_seed: List[Dict[str, Any]]) -> Tuple[Dict[str, Any], List[str]
                 "same_on_all_seeds": len(valid) > 1 and len(set(valid)) == 1}
 
     out: Dict[str, Any] = {k: summarise([r["metrics"].get(k) for r in per_seed], k) for k in HEADLINE}
-    for key in ("sensitivity", "specificity"):
+    for key in ("sensitivity", "specificity", "auc_per_class"):
         names = list(per_seed[0]["metrics"][key])
         out[key] = {n: summarise([r["metrics"][key].get(n) for r in per_seed], f"{key} of {n}") for n in names}
     return out, notes

@@ -109,6 +109,9 @@ def test_seeds_that_draw_subsets_all_run_and_the_ci_is_of_the_mean(enc: Path, sa
     assert head in md
     lo, hi = agg["auc"]["ci"]
     assert f"| AUC (ROC) | {agg['auc']['mean']:.3f} ± {agg['auc']['sd']:.3f} (n=3) | {lo:.3f} – {hi:.3f} |" in md
+    for name, entry in agg["auc_per_class"].items():  # per class too: the mean, not seed 0's value
+        assert f"| {entry['mean']:.3f} ± {entry['sd']:.3f} (n=3) |" in next(
+            ln for ln in md.splitlines() if ln.startswith(f"| {name} |"))
     for r in rep["per_seed"]:  # each seed keeps its own interval in the per-seed table
         m = r["metrics"]
         assert (f"| {r['seed']} | {r['subset']['size']} | {m['auc']:.3f} | {m['auc_ci'][0]:.3f} – "
