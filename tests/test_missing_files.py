@@ -9,6 +9,7 @@ every message saying a file is missing builds its text with medssl.text's helper
 from __future__ import annotations
 
 import ast
+import importlib
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -20,60 +21,15 @@ from medssl.errors import MedSSLError
 PACKAGE = Path(__file__).resolve().parents[1] / "medssl"
 
 
-def _load_yaml(p: str) -> Any:
-    from medssl.config import load_yaml
-
-    return load_yaml(p)
-
-
-def _checkpoint(p: str) -> Any:
-    from medssl.checkpoint_io import load_checkpoint
-
-    return load_checkpoint(p)
-
-
-def _encoder(p: str) -> Any:
-    from medssl.models.export import load_encoder
-
-    return load_encoder(p)
+def _call(module: str, fn: str, wrap: Callable[[str], Any] = str) -> Callable[[str], Any]:
+    """``module.fn(wrap(path))``, imported when called (the table below is built at import)."""
+    def load(p: str) -> Any:
+        return getattr(importlib.import_module(module), fn)(wrap(p))
+    return load
 
 
 def _dataset(spec: Any) -> Callable[[str], Any]:
-    def open_it(p: str) -> Any:
-        from medssl.data.open import open_dataset
-
-        return open_dataset(spec(p) if callable(spec) else p)
-    return open_it
-
-
-def _indices(p: str) -> Any:
-    from medssl.eval.subsets import load_indices
-
-    return load_indices(p)
-
-
-def _slide_labels(p: str) -> Any:
-    from medssl.data.wsi_tiles import read_slide_labels
-
-    return read_slide_labels(p)
-
-
-def _slide(p: str) -> Any:
-    from medssl.wsi.slide import open_slide
-
-    return open_slide(p)
-
-
-def _augment(p: str) -> Any:
-    from medssl.augment.preview import load_augment_spec
-
-    return load_augment_spec(p)
-
-
-def _manifest(p: str) -> Any:
-    from medssl.wsi.manifest import load_manifest
-
-    return load_manifest(Path(p))
+    return _call("medssl.data.open", "open_dataset", spec or str)
 
 
 def _resume(p: str) -> Any:
@@ -81,6 +37,16 @@ def _resume(p: str) -> Any:
     from medssl.train.resume import find_resume
 
     return find_resume(p, CheckpointManager(Path("run")))
+
+
+_load_yaml = _call("medssl.config", "load_yaml")
+_checkpoint = _call("medssl.checkpoint_io", "load_checkpoint")
+_encoder = _call("medssl.models.export", "load_encoder")
+_indices = _call("medssl.eval.subsets", "load_indices")
+_slide_labels = _call("medssl.data.wsi_tiles", "read_slide_labels")
+_slide = _call("medssl.wsi.slide", "open_slide")
+_augment = _call("medssl.augment.preview", "load_augment_spec")
+_manifest = _call("medssl.wsi.manifest", "load_manifest", Path)
 
 
 LOADERS = {
