@@ -200,3 +200,39 @@ def test_demo_time_is_one_measured_number_with_its_date() -> None:
     others = [f for f in figures if f[0] != "README.md"]
     assert all("15 s" in line for _, line in others), others
     assert "under a minute" not in " ".join(text for _, text in _texts() if _ != "docs/benchmarks.md")
+
+
+def transfer_rows() -> List[Tuple[str, str]]:
+    """``(dotted key, documented default)`` of docs/transfer.md's config key table; a row
+    naming several keys gives one default each (``| `seeds`, `seed` | 3, 0 |``), and
+    ``finetune.*`` lists ``name value`` pairs."""
+    out: List[Tuple[str, str]] = []
+    for line in (REPO / "docs" / "transfer.md").read_text().splitlines():
+        m = re.match(r"^\| ((?:`[\w.*]+`(?:, )?)+) \| (.+?) \|", line)
+        if not m:
+            continue
+        keys = re.findall(r"`([\w.*]+)`", m.group(1))
+        values = [v.strip().strip("`") for v in m.group(2).split(", ")]
+        if keys == ["finetune.*"]:
+            out += [(f"finetune.{pair.split(' ', 1)[0]}", pair.split(" ", 1)[1]) for pair in values]
+        elif len(keys) == len(values):
+            out += list(zip(keys, values))
+    return out
+
+
+def test_transfer_key_table_defaults_are_the_schema_defaults() -> None:
+    from medssl.eval.config import TransferConfig
+
+    rows = transfer_rows()
+    assert len(rows) >= 25
+    wrong = []
+    for key, documented in rows:
+        section, _, name = key.rpartition(".")
+        schema = _defaults(TransferConfig) if not section else _defaults(type(_defaults(TransferConfig)[section]))
+        assert name in schema, f"docs/transfer.md documents {key}, which TransferConfig lacks"
+        actual = schema[name]
+        if documented == "required" or (key == "test_data" and documented == "data"):
+            continue  # test_data's default is "the data" (None in the schema)
+        if _plain(parse_override(f"x={documented}")[1]) != _plain(actual):
+            wrong.append(f"{key}: documented {documented!r}, schema {actual!r}")
+    assert wrong == []

@@ -32,6 +32,12 @@ def _dataset(spec: Any) -> Callable[[str], Any]:
     return _call("medssl.data.open", "open_dataset", spec or str)
 
 
+def _evaluate(p: str) -> Any:
+    from medssl.eval.commands import evaluation_data
+
+    return evaluation_data(Path(p))
+
+
 def _resume(p: str) -> Any:
     from medssl.train.checkpoint_rotation import CheckpointManager
     from medssl.train.resume import find_resume
@@ -68,6 +74,7 @@ LOADERS = {
     "augment config": (_augment, "aug.yaml", "aug.yaml"),
     "tiling manifest": (_manifest, "tiles", "tiles/manifest.json"),
     "resume checkpoint": (_resume, "runs/x/step_10.pt", "runs/x/step_10.pt"),
+    "evaluate run dir": (_evaluate, "runs/demo", "runs/demo/config.yaml"),
 }
 
 

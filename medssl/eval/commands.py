@@ -76,7 +76,10 @@ def evaluation_data(run_dir: Path) -> Dict[str, Any]:
 
     cfg_file = run_dir / "config.yaml"
     if not cfg_file.is_file():
-        raise DataError(f"{run_dir} has no config.yaml: pass a run directory written by `medssl pretrain`")
+        from medssl.text import looked_at
+
+        raise DataError(f"{run_dir} has no config.yaml (looked at {looked_at(cfg_file)}): pass a run directory "
+                        "written by `medssl pretrain`")
     raw = load_yaml(cfg_file)
     tried: List[str] = []
     for key in ("val_data", "data"):
