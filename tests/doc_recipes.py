@@ -43,6 +43,8 @@ class Effects:
     products: List[Tuple[str, str]] = field(default_factory=list)  # (what, path) written by an earlier step
     inputs: List[Tuple[str, str]] = field(default_factory=list)    # (what, path) data: user files or products
     writes: List[str] = field(default_factory=list)
+    run_config: Optional[Dict[str, Any]] = None  # pretrain: the resolved config it trains
+    resumes: bool = False                          # pretrain: continues a run in out_dir if one is there
 
 
 def bash_blocks(text: str) -> List[Tuple[int, str]]:
@@ -186,12 +188,17 @@ def effects(args: Sequence[str], cwd: Path = REPO) -> Effects:
         from medssl.train.config import load_pretrain_config
 
         overrides = list(ns.overrides) + ([f"out_dir={ns.out_dir}"] if ns.out_dir else [])
+        from medssl.config import to_dict
+
         cfg = load_pretrain_config(cwd / ns.config, overrides)
         for spec in (cfg.data, cfg.val_data):
             e.inputs += [("data", p) for p in _spec_paths(spec)]
         if ns.resume or ns.resume_force:
             e.products.append(("run to resume", cfg.out_dir))
-        e.writes.append(cfg.out_dir)
+        if not ns.print_config:  # --print-config prints and exits
+            e.writes.append(cfg.out_dir)
+            e.run_config = to_dict(cfg)
+            e.resumes = bool(ns.resume or ns.resume_force or cfg.train.resume)
     elif cmd in ("transfer", "evaluate"):
         from medssl.eval.commands import _flag_mapping
         from medssl.eval.config import load_transfer_config
@@ -256,7 +263,8 @@ def broken_links(commands: Sequence[Command], written: Sequence[str] = ()) -> Li
     """One line per read in ``commands`` that no earlier command (nor ``written``) wrote
     and that is not a user's own input (:data:`USER_INPUTS`)."""
     have = list(written)
-    problems = []
+    problems: List[str] = []
+    runs: Dict[str, Tuple[str, Dict[str, Any]]] = {}  # out_dir -> (where, config) of this recipe's runs
     for c in commands:
         if c.argv[0] == PYTHON_READ:
             if not covered(c.argv[1], have):
@@ -275,7 +283,30 @@ def broken_links(commands: Sequence[Command], written: Sequence[str] = ()) -> Li
             if not (covered(path, have) or user_input(path)):
                 problems.append(f"{c.source}: `{' '.join(c.argv)}` reads {what} {path}, which is neither "
                                 f"written by an earlier command nor a user input ({', '.join(USER_INPUTS)})")
+        if eff.run_config is not None:
+            problems += _run_clash(c, eff, runs)
         have += eff.writes
+    return problems
+
+
+def _run_clash(c: Command, eff: Effects, runs: Dict[str, Tuple[str, Dict[str, Any]]]) -> List[str]:
+    """A second pretraining into an ``out_dir`` an earlier command of the recipe trained:
+    refused unless it resumes, and a resume of another recipe is refused too."""
+    from medssl.train.resume import SAFE_ON_RESUME, config_changes
+
+    out_dir, cfg = eff.writes[0], eff.run_config
+    assert cfg is not None
+    problems = []
+    if out_dir in runs:
+        where, old = runs[out_dir]
+        unsafe = sorted(k for k in config_changes(old, cfg) if k not in SAFE_ON_RESUME)
+        if not eff.resumes:
+            problems.append(f"{c.source}: `{' '.join(c.argv)}` trains into {out_dir}, which {where} already "
+                            "filled with checkpoints: medssl refuses it (give it its own out_dir)")
+        elif unsafe and not getattr(parse(medssl_argv(c.argv) or []), "resume_force", False):
+            problems.append(f"{c.source}: `{' '.join(c.argv)}` resumes the run {where} wrote in {out_dir} with "
+                            f"another recipe ({', '.join(unsafe)}): medssl refuses it")
+    runs[out_dir] = (c.source, cfg)
     return problems
 
 

@@ -150,3 +150,16 @@ def test_a_python_snippet_reading_a_run_nobody_wrote_is_caught() -> None:
                                  + dr.python_reads(text, "d.md"), key=lambda t: t[0])]
     problems = dr.broken_links(cmds, ["sample_data"])
     assert len(problems) == 1 and "runs/stl10" in problems[0]  # runs/demo is written; "out" is a write
+
+
+def test_a_second_run_into_the_same_out_dir_is_caught() -> None:
+    """Two documented runs into one out_dir: the second is refused by medssl (or its
+    --resume is, when the recipe changed), so the recipe cannot be followed as written."""
+    cmds = dr.split_commands("medssl pretrain configs/pcam.yaml objective.alpha=0.1\n"
+                             "medssl pretrain configs/pcam.yaml --resume\n"
+                             "medssl pretrain configs/pcam.yaml\n"
+                             "medssl pretrain configs/pcam.yaml --print-config\n"
+                             "medssl pretrain configs/pcam.yaml train.epochs=2 --resume\n", "d.md", 1)
+    problems = dr.broken_links(cmds)
+    assert [p.split(":")[1] for p in problems] == ["2", "3"]
+    assert "another recipe (objective.alpha)" in problems[0] and "refuses it" in problems[1]
