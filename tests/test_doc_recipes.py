@@ -23,6 +23,7 @@ import doc_recipes as dr
 REPO = dr.REPO
 TRANSFER_CONFIGS = sorted((REPO / "configs" / "transfer").glob("*.yaml"))
 PRETRAIN_CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
+ALL_CONFIGS = TRANSFER_CONFIGS + PRETRAIN_CONFIGS + sorted((REPO / "configs" / "objectives").glob("*.yaml"))
 RECIPES = dr.doc_recipes()
 
 
@@ -107,12 +108,14 @@ def test_shipped_transfer_config_reads_a_shipped_run(config: Path) -> None:
         assert dr.user_input(path) or dr.covered(path, README_WRITES), f"{config.name} reads {path}"
 
 
-@pytest.mark.parametrize("config", TRANSFER_CONFIGS, ids=lambda p: p.name)
+@pytest.mark.parametrize("config", ALL_CONFIGS, ids=lambda p: str(p.relative_to(REPO / "configs")))
 def test_example_commands_in_a_shipped_config_connect(config: Path) -> None:
-    """The ``#   medssl transfer ...`` lines of its header, after the shipped pretraining runs."""
-    before = list(_pretrain_out_dirs().values()) + README_WRITES
+    """The ``#   medssl ...`` lines of a config's comments; a transfer config's run after the
+    shipped pretraining runs."""
+    before = (list(_pretrain_out_dirs().values()) if config in TRANSFER_CONFIGS else []) + README_WRITES
     cmds = dr.config_recipe(config)
-    assert cmds, f"{config.name} shows no example command"
+    if config in TRANSFER_CONFIGS:
+        assert cmds, f"{config.name} shows no example command"
     assert dr.broken_links(cmds, before) == []
 
 
@@ -127,8 +130,10 @@ def test_documented_sample_paths_exist_in_the_sample(sample_dir: Path) -> None:
             for _, path in dr.effects(args).inputs:
                 if path.startswith("sample_data/") and not (sample_dir / path[len("sample_data/"):]).exists():
                     missing.append(f"{c.source}: {path}")
-    for config in TRANSFER_CONFIGS:
-        for _, path in dr.effects(["transfer", str(config)]).inputs:
+    shipped = [("transfer", c) for c in TRANSFER_CONFIGS] + [("pretrain", c) for c in ALL_CONFIGS
+                                                             if c not in TRANSFER_CONFIGS]
+    for command, config in shipped:
+        for _, path in dr.effects([command, str(config)]).inputs:
             if path.startswith("sample_data/") and not (sample_dir / path[len("sample_data/"):]).exists():
                 missing.append(f"{config.name}: {path}")
     assert missing == []
