@@ -156,6 +156,8 @@ def aggregate(per_seed: List[Dict[str, Any]]) -> Tuple[Dict[str, Any], List[str]
 
     out: Dict[str, Any] = {k: summarise([r["metrics"].get(k) for r in per_seed], k) for k in HEADLINE}
     for key in ("sensitivity", "specificity", "auc_per_class"):
+        if key == "auc_per_class" and key not in per_seed[0]["metrics"]:
+            continue  # metrics made without it (older or hand-built): nothing to aggregate
         names = list(per_seed[0]["metrics"][key])
         out[key] = {n: summarise([r["metrics"][key].get(n) for r in per_seed], f"{key} of {n}") for n in names}
     return out, notes
