@@ -68,3 +68,18 @@ def test_transfer_quick_start_runs(sample_dir: Path, tmp_path: Path, monkeypatch
     ran = _run_chain(_block("docs/transfer.md", "medssl data sample"), sample_dir, tmp_path)
     assert [r.split()[0] for r in ran] == ["pretrain", "transfer", "transfer", "evaluate", "embed", "report"]
     assert (tmp_path / "runs" / "compare.md").is_file() and (tmp_path / "runs" / "feats.npz").is_file()
+
+
+def test_sample_demo_config_examples_run(sample_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """configs/transfer/sample_demo.yaml's header: the demo pretraining it names, then its
+    two example commands (linear, then kNN into its own out)."""
+    monkeypatch.chdir(tmp_path)
+    config = dr.REPO / "configs" / "transfer" / "sample_demo.yaml"
+    cmds = dr.config_recipe(config)
+    assert len(cmds) == 2
+    pretrain = dr.split_commands("medssl pretrain configs/demo.yaml", "configs/transfer/sample_demo.yaml", 2)
+    ran = _run_chain(pretrain + cmds, sample_dir, tmp_path)
+    assert [r.split()[0] for r in ran] == ["pretrain", "transfer", "transfer"]
+    for out, protocol in (("demo_transfer", "linear"), ("demo_transfer_knn", "knn")):
+        rep = json.loads((tmp_path / "runs" / out / "report.json").read_text())
+        assert rep["protocol"]["name"] == protocol
