@@ -10,6 +10,7 @@ from typing import Any, Dict
 from medssl.data.info import channel_stats, check_max_images, default_split, describe_path, images_used
 from medssl.data.open import open_dataset, resolve_config
 from medssl.data.sample import write_sample
+from medssl.text import counts_line
 
 
 def _run_sample(args: argparse.Namespace) -> int:
@@ -29,7 +30,7 @@ def _print_info(info: Dict[str, Any]) -> None:
         if "error" in d:
             print(f"split {split}: not available ({d['error']})")
             continue
-        counts = ", ".join(f"{k} {v}" for k, v in d["label_counts"].items())
+        counts = counts_line(d["label_counts"])  # a name with a comma is quoted
         print(f"split {split}: {d['length']} images of shape {d['image_shape']}, task {d['task']}")
         print(f"  labels: {counts or 'none'}")
     sample = info.get("embedded_sample")
@@ -82,7 +83,7 @@ def add_parser(subparsers: Any) -> None:
     data.set_defaults(func=lambda _args: (data.print_help(), 0)[1])
 
     p = sub.add_parser("sample", help="write small datasets in the PCAM/MedMNIST/STL-10/folder formats from real images")
-    p.add_argument("out_dir", metavar="OUT_DIR")
+    p.add_argument("out_dir", metavar="OUT_DIR", help="folder to write the sample into (created if absent)")
     p.add_argument("--seed", type=int, default=0, help="seed for tile orientations and crops (default 0)")
     p.set_defaults(func=_run_sample)
 
@@ -93,7 +94,7 @@ def add_parser(subparsers: Any) -> None:
     p.set_defaults(func=_run_info)
 
     p = sub.add_parser("stats", help="per-channel mean/std (0..1 scale) for normalisation")
-    p.add_argument("path", metavar="PATH_OR_CONFIG")
+    p.add_argument("path", metavar="PATH_OR_CONFIG", help="a dataset file or folder, or a YAML config with a data: section")
     p.add_argument("--split", default=None, help="split to measure (default: train where the format has splits)")
     p.add_argument("--max-images", type=int, default=10000, help="evenly spaced images to use; 0 = all (default 10000)")
     p.add_argument("--json", action="store_true", help="print JSON instead of YAML-ready lines")

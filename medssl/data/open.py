@@ -29,6 +29,7 @@ from medssl.data.base import MedicalImageDataset
 from medssl.errors import ConfigError, DataError
 from medssl.fileio import PathLike
 from medssl.registry import DATASETS
+from medssl.text import looked_at, name_list
 
 Spec = Union[PathLike, Mapping[str, Any]]
 
@@ -76,7 +77,7 @@ def _dir_config(folder: Path) -> Optional[Dict[str, Any]]:
         return {"name": "medmnist", "path": str(npz[0])}
     if len(npz) > 1:
         raise DataError(
-            f"{folder} holds several .npz files ({', '.join(p.name for p in npz)}); pass one of them"
+            f"{folder} holds several .npz files ({name_list(p.name for p in npz)}); pass one of them"
         )
     if _has_images(folder):
         return {"name": "folder", "root": str(folder)}
@@ -90,7 +91,7 @@ def detect(path: PathLike) -> Dict[str, Any]:
         gz = p.with_name(p.name + ".gz")
         if gz.is_file():
             raise DataError(f"found {gz.name} but not {p.name} in {p.parent}. Decompress it first: gunzip -k {gz}")
-        raise DataError(f"{p} does not exist. Expected {LOOKED_FOR}")
+        raise DataError(f"{p} does not exist (looked at {looked_at(p)}). Expected {LOOKED_FOR}")
     suffix = p.suffix.lower()
     if p.is_file():
         if suffix in (".yaml", ".yml"):

@@ -124,8 +124,7 @@ def markdown_lines(summary: Optional[Mapping[str, Any]]) -> List[str]:
     if not summary:
         return []
 
-    def cell(e: Mapping[str, Any]) -> str:
-        return "n/a (undefined)" if e["mean"] is None else f"{e['mean']:.3f} ± {e['sd']:.3f} (n={e['n']})"
+    from medssl.eval.seeds import format_mean_sd as cell  # no "± 0.000" for one seed
 
     lines = ["## Slide level", "",
              f"Tile scores pooled per slide ({summary['n_slides']} test slides, class counts "

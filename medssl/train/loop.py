@@ -59,6 +59,7 @@ class RunResult:
     last_loss: float
     checkpoint: Optional[Path]
     encoder: Optional[Path]
+    steps_run: int = 0  # in this call: 0 when a resumed run was already complete
 
 
 def snapshot_path(run_dir: Path, step: int) -> Path:
@@ -388,13 +389,14 @@ class Pretrainer:
                            checkpoint=resume, forced=any(k not in SAFE_ON_RESUME for k in changes))
         else:
             logger = MetricsLogger(self.run_dir, enabled=False)
+        start = self.step
         with stop_signals(self._on_signal):
             last_loss = self._run(logger)
         encoder = self._finish(main) if self.step >= self.total_steps else None
         if self._stop_signal is not None and main:
             print(f"medssl: stopped by signal {self._stop_signal} at step {self.step}; "
                   f"resume with --resume (checkpoint {self.last_checkpoint})", file=sys.stderr)
-        return RunResult(self.run_dir, self.step, last_loss, self.last_checkpoint, encoder)
+        return RunResult(self.run_dir, self.step, last_loss, self.last_checkpoint, encoder, self.step - start)
 
     def _run(self, logger: MetricsLogger) -> float:
         """Train from ``self.step`` to ``total_steps`` (or a stop signal); the last loss."""

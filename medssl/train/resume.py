@@ -22,6 +22,7 @@ import torch
 from medssl.errors import ConfigError, MedSSLError
 from medssl.train import distributed as D
 from medssl.train.checkpoint_rotation import CheckpointManager
+from medssl.text import looked_at
 
 
 def find_resume(resume: Union[bool, str], ckpts: CheckpointManager) -> Optional[Path]:
@@ -36,7 +37,7 @@ def find_resume(resume: Union[bool, str], ckpts: CheckpointManager) -> Optional[
         return found
     path = Path(str(resume))
     if not path.is_file():
-        raise MedSSLError(f"train.resume points at {path}, which does not exist")
+        raise MedSSLError(f"train.resume points at {path}, which does not exist (looked at {looked_at(path)})")
     return path
 
 

@@ -59,15 +59,16 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--tile", type=int, default=96, help="tile side in output pixels (default 96)")
     res = p.add_mutually_exclusive_group()
     res.add_argument("--mpp", type=float, default=None, help="output microns per pixel (default 0.5)")
-    res.add_argument("--level", type=int, default=None, help="read this pyramid level as is instead of --mpp")
+    res.add_argument("--level", type=int, default=None, help="read this pyramid level as is instead of --mpp (default: none, "
+                     "the level nearest --mpp)")
     p.add_argument("--slide-mpp", type=float, default=None,
-                   help="level-0 microns per pixel for slides whose metadata lacks it")
+                   help="level-0 microns per pixel for slides whose metadata lacks it (default: from the slide)")
     p.add_argument("--overlap", type=int, default=0, help="pixels shared by neighbouring tiles (default 0)")
     p.add_argument("--tissue", choices=("otsu", "none"), default="otsu",
                    help="tissue detection: Otsu on saturation (default), or keep every tile")
     p.add_argument("--min-tissue", type=float, default=0.5, help="minimum tissue fraction of a kept tile (default 0.5)")
     p.add_argument("--max-tiles-per-slide", type=_positive_int, default=None,
-                   help="keep at most this many tiles per slide, drawn at random with --seed")
+                   help="keep at most this many tiles per slide, drawn at random with --seed (default: all)")
     p.add_argument("--shard-size", type=_positive_int, default=2048, help="tiles per shard file (default 2048)")
     p.add_argument("--workers", type=_positive_int, default=1, help="slides tiled in parallel (processes, default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed for --max-tiles-per-slide (default 0)")
@@ -79,7 +80,7 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser("split", help="slide-level train/val/test splits of a tiling (writes DIR/splits.json)")
     p.add_argument("dir", metavar="DIR", help="a `medssl data tile` output directory")
     p.add_argument("--by", choices=("slide",), default="slide",
-                   help="unit of the split: slide (tile-level splits leak neighbouring tiles into the test set)")
+                   help="unit of the split (default slide; tile-level splits leak neighbouring tiles into the test set)")
     p.add_argument("--val", type=float, default=0.1, help="fraction of slides for validation (default 0.1)")
     p.add_argument("--test", type=float, default=0.1, help="fraction of slides for test (default 0.1)")
     p.add_argument("--seed", type=int, default=0, help="shuffle seed (default 0)")
