@@ -1,0 +1,134 @@
+"""One DICOM frame -> an HWC uint8 image with the intensities a radiologist would see.
+
+Grayscale (MONOCHROME1 / MONOCHROME2), in this order (DICOM PS3.4 N.2, the grayscale
+pipeline):
+
+1. stored values, decoded by pydicom (signed data by PixelRepresentation, the BitsStored
+   low bits sign-extended);
+2. modality LUT: ``value * RescaleSlope + RescaleIntercept`` (Hounsfield units for CT), or
+   the ModalityLUTSequence when the file has one;
+3. VOI: the window spec (:mod:`medssl.data.intensity`). ``auto`` uses the file's
+   VOILUTSequence (its output scaled by the LUT's bit depth), else its first
+   WindowCenter / WindowWidth (with VOILUTFunction), else the frame's min / max;
+4. MONOCHROME1 (minimum = white) is inverted: ``255 - y``.
+
+Colour: RGB as stored; YBR_FULL / YBR_FULL_422 / YBR_ICT / YBR_RCT are converted to RGB
+(by pydicom, or by the JPEG decoder for compressed data); PALETTE COLOR goes through its
+palette. More than 8 bits per sample are scaled: ``rint(x * 255 / (2**BitsStored - 1))``.
+A window spec other than ``auto`` on a colour image is an error.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from medssl.data.intensity import Window, WindowSpec, minmax, window_stack
+from medssl.errors import DataError
+
+GRAY = ("MONOCHROME1", "MONOCHROME2")
+COLOUR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "PALETTE COLOR")
+
+
+def _first(value: Any) -> float:
+    """A DS / IS element that may be multi-valued (``[40, 400]``): its first value."""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return float(value[0])
+    return float(value)
+
+
+def modality_values(ds: Any, stored: np.ndarray) -> np.ndarray:
+    """Stored values -> float64 physical values (step 2 of the module docstring)."""
+    if "ModalityLUTSequence" in ds:
+        from pydicom.pixels import apply_modality_lut
+
+        return np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
+    slope = _first(ds.RescaleSlope) if "RescaleSlope" in ds and ds.RescaleSlope not in (None, "") else 1.0
+    intercept = _first(ds.RescaleIntercept) if "RescaleIntercept" in ds and ds.RescaleIntercept not in (None, "") else 0.0
+    return stored.astype(np.float64) * slope + intercept
+
+
+def file_window(ds: Any) -> Optional[Window]:
+    """The first WindowCenter / WindowWidth of ``ds`` (with its VOILUTFunction), or None."""
+    if "WindowCenter" not in ds or "WindowWidth" not in ds or ds.WindowCenter in (None, "") or ds.WindowWidth in (None, ""):
+        return None
+    function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
+    width = _first(ds.WindowWidth)
+    if width < (1.0 if function == "LINEAR" else 1e-12):
+        return None  # a broken window in the file: fall back to min / max rather than fail
+    return Window(_first(ds.WindowCenter), width, function if function in ("LINEAR", "LINEAR_EXACT", "SIGMOID") else "LINEAR")
+
+
+def _voi_lut(ds: Any, values: np.ndarray) -> np.ndarray:
+    """The file's first VOI LUT applied to modality ``values``, scaled to 0..255."""
+    item = ds.VOILUTSequence[0]
+    entries, first, bits = (int(v) for v in item.LUTDescriptor)
+    entries = entries or 65536  # PS3.3 C.11.2.1.1: 0 means 2**16 entries
+    lut = np.asarray(item.LUTData, dtype=np.float64).ravel()[:entries]
+    index = np.clip(np.rint(values) - first, 0, len(lut) - 1).astype(np.int64)
+    top = float(2 ** bits - 1) if bits > 0 else float(lut.max() or 1.0)
+    return np.rint(np.clip(lut[index] / top, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def _auto(ds: Any) -> Any:
+    def auto(values: np.ndarray, mode: str) -> np.ndarray:
+        if mode == "auto":
+            if "VOILUTSequence" in ds and len(ds.VOILUTSequence):
+                return _voi_lut(ds, values)
+            w = file_window(ds)
+            if w is not None:
+                return window_stack(values, w)[..., 0]
+        return minmax(values)
+
+    return auto
+
+
+def gray_image(ds: Any, stored: np.ndarray, spec: WindowSpec) -> np.ndarray:
+    """(H, W) stored grayscale values of ``ds`` -> (H, W, 1 or 3) uint8 (steps 2-4)."""
+    values = modality_values(ds, stored)
+    img = window_stack(values, spec, auto=_auto(ds))
+    if str(ds.PhotometricInterpretation).strip() == "MONOCHROME1":
+        img = 255 - img
+    return img
+
+
+def colour_image(ds: Any, decoded: np.ndarray, where: str) -> np.ndarray:
+    """(H, W, 3) decoded colour samples -> (H, W, 3) uint8 RGB."""
+    photometric = str(ds.PhotometricInterpretation).strip()
+    arr = decoded
+    bits = int(ds.get("BitsStored", 8) or 8)
+    if photometric == "PALETTE COLOR":
+        from pydicom.pixels import apply_color_lut
+
+        arr = apply_color_lut(decoded, ds)
+        bits = 8 if arr.dtype == np.uint8 else 16
+    if arr.ndim != 3 or arr.shape[-1] != 3:
+        raise DataError(f"{where}: {photometric} pixels decoded to shape {arr.shape}, expected (rows, columns, 3)")
+    if arr.dtype == np.uint8 and bits <= 8:
+        return np.ascontiguousarray(arr)
+    top = float(2 ** min(bits, 32) - 1)
+    return np.rint(np.clip(arr.astype(np.float64) / top, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def frame_image(ds: Any, frame: Optional[int], spec: WindowSpec, where: str) -> np.ndarray:
+    """Decode frame ``frame`` (``None``: a single-frame object) of ``ds`` -> HWC uint8."""
+    from pydicom.pixels import pixel_array
+
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip()
+    if photometric not in GRAY + COLOUR:
+        raise DataError(f"{where}: photometric interpretation {photometric!r} is not supported "
+                        f"(medssl reads {', '.join(GRAY + COLOUR)})")
+    try:
+        decoded = pixel_array(ds, index=frame, as_rgb=True)
+    except Exception as exc:  # pydicom raises many kinds for truncated / corrupt pixel data
+        raise DataError(f"{where}: cannot decode the pixel data ({type(exc).__name__}: {exc}); "
+                        "the file is truncated, corrupt or uses an unsupported encoding") from exc
+    if photometric in GRAY:
+        if decoded.ndim != 2:
+            raise DataError(f"{where}: {photometric} pixels decoded to shape {decoded.shape}, expected (rows, columns)")
+        return gray_image(ds, decoded, spec)
+    if spec != "auto":
+        raise DataError(f"{where}: a window ({spec!r}) applies to grayscale images; this file is {photometric}. "
+                        "Use window: auto for colour data")
+    return colour_image(ds, decoded, where)
