@@ -61,14 +61,14 @@ def file_window(ds: Any) -> Optional[Window]:
 
 
 def _voi_lut(ds: Any, values: np.ndarray) -> np.ndarray:
-    """The file's first VOI LUT applied to modality ``values``, scaled to 0..255."""
-    item = ds.VOILUTSequence[0]
-    entries, first, bits = (int(v) for v in item.LUTDescriptor)
-    entries = entries or 65536  # PS3.3 C.11.2.1.1: 0 means 2**16 entries
-    lut = np.asarray(item.LUTData, dtype=np.float64).ravel()[:entries]
-    index = np.clip(np.rint(values) - first, 0, len(lut) - 1).astype(np.int64)
-    top = float(2 ** bits - 1) if bits > 0 else float(lut.max() or 1.0)
-    return np.rint(np.clip(lut[index] / top, 0.0, 1.0) * 255.0).astype(np.uint8)
+    """The file's first VOI LUT (pydicom's reading of its descriptor and data, US or OW)
+    applied to modality ``values``, its output scaled by the LUT's bit depth to 0..255."""
+    from pydicom.pixels import apply_voi
+
+    bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
+    out = np.asarray(apply_voi(np.rint(values).astype(np.int64), ds, index=0), dtype=np.float64)
+    top = float(2 ** bits - 1) if bits > 0 else float(out.max() or 1.0)
+    return np.rint(np.clip(out / top, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def _auto(ds: Any) -> Any:

@@ -177,7 +177,7 @@ def test_voi_lut_sequence_is_used_by_auto(salt_env, tmp_path):
     lut = np.clip(np.arange(entries) * 2, 0, 4095).astype("<u2")
     item = Dataset()
     item.LUTDescriptor = [entries, first, 12]
-    item.LUTData = lut.tolist()
+    item.LUTData = lut.tobytes()  # OW, as scanners write it
     dst = rewrite(p, tmp_path / "voi" / "voi.dcm", {}, VOILUTSequence=Sequence([item]))
     got = DicomDataset(root=dst.parent)[0][0][..., 0]
     expected = np.rint(np.clip((stored - first) * 2, 0, 4095) / 4095 * 255).astype(np.uint8)
