@@ -22,6 +22,21 @@ def _run_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_radiology(r: Dict[str, Any]) -> None:
+    """The dicom / nifti summary: pseudonymous patients and studies, never their ids."""
+    per_p, per_s = r["images_per_patient"], r["images_per_study"]
+    print(f"  patients: {r['patients']} (images per patient: min {per_p['min']}, median {per_p['median']:g}, "
+          f"max {per_p['max']}); studies: {r['studies']} (images per study: min {per_s['min']}, "
+          f"median {per_s['median']:g}, max {per_s['max']})")
+    for key in ("modalities", "transfer_syntaxes"):
+        if r.get(key):
+            print(f"  {key.replace('_', ' ')}: " + ", ".join(f"{k} {v}" for k, v in r[key].items()))
+    if r.get("unreadable"):
+        print(f"  skipped {len(r['unreadable'])} file(s): " + ", ".join(f"{k} {v}" for k, v in r["skipped"].items()))
+        for u in r["unreadable"]:
+            print(f"    {u['path']}: {u['why']}")
+
+
 def _print_info(info: Dict[str, Any]) -> None:
     print(f"format: {info['format']}")
     print(f"config: {json.dumps(info['config'])}")
@@ -32,6 +47,8 @@ def _print_info(info: Dict[str, Any]) -> None:
         counts = ", ".join(f"{k} {v}" for k, v in d["label_counts"].items())
         print(f"split {split}: {d['length']} images of shape {d['image_shape']}, task {d['task']}")
         print(f"  labels: {counts or 'none'}")
+        if "radiology" in d:
+            _print_radiology(d["radiology"])
     sample = info.get("embedded_sample")
     for f in info["files"]:
         line = f"file {f['path']}: {f['bytes']} bytes"

@@ -116,6 +116,8 @@ class NiftiSlices(MedicalImageDataset):
         self.split, mask = select_split(split, {"patient": patients, "study": studies}, user_splits, paths, splits,
                                         base, salt, self._where)
         keep = np.flatnonzero(mask)
+        self._user_split = user_splits is not None
+        self.default_splits_dir = base
         self.files = [paths[i] for i in keep]
         self._patients = [patients[i] for i in keep]
         self._studies = [studies[i] for i in keep]
@@ -210,6 +212,15 @@ class NiftiSlices(MedicalImageDataset):
         """``(volume file, canonical slice index)`` of item ``index``."""
         v, j = self._items[index]
         return self.files[v], j
+
+    @property
+    def has_user_split(self) -> bool:
+        """True when the manifest has a split column (used instead of a splits file)."""
+        return self._user_split
+
+    def object_groups(self, by: str) -> List[str]:
+        """One patient or study pseudonym per file (``by``: ``patient`` | ``study``)."""
+        return list(self._patients if by == "patient" else self._studies)
 
     def patient_index(self) -> np.ndarray:
         """(N,) int64: each item's position in :attr:`patient_names` (pseudonyms)."""
