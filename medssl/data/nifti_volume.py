@@ -93,7 +93,8 @@ def read_slice(img: Any, ornt: np.ndarray, axis: int, index: int, volume: Option
     sl: list = [slice(None)] * 3
     sl[in_axis] = stored
     if len(img.shape) == 4:
-        sl.append(volume if volume is not None else 0)
+        if data is None:  # the held array is already the chosen 3-D volume
+            sl.append(volume if volume is not None else 0)
     src = data if data is not None else img.dataobj
     plane = np.asarray(src[tuple(sl)], dtype=np.float64)
     return np.rot90(canonical_plane(plane, ornt, in_axis)).copy()
