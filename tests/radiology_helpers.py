@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Sequence, Tuple, Union
 
 import pytest
 
@@ -57,15 +57,18 @@ def rewrite(src: Path, dst: Path, tags: Dict[str, str], **extra: object) -> Path
     return dst
 
 
-def dicom_tree(root: Path, n_patients: int = 4, per_patient: int = 2, source: str = "CT_small.dcm",
+def dicom_tree(root: Path, n_patients: int = 4, per_patient: int = 2, source: Union[str, Sequence[str]] = "CT_small.dcm",
                junk: bool = False) -> Tuple[Path, List[Path]]:
-    """``root/<patient folder>/IMG<k>.dcm`` copies of ``source`` for ``n_patients`` fake
-    patients (tags from :func:`patient`); with ``junk``: a text file named .dcm, a DICOMDIR
-    and a structured report beside them. Returns ``(root, image paths)``."""
+    """``root/<patient folder>/IMG<k>.dcm`` copies of ``source`` (a list: one file per
+    patient, in turn) for ``n_patients`` fake patients (tags from :func:`patient`); with
+    ``junk``: a text file named .dcm, a DICOMDIR and a structured report beside them.
+    Returns ``(root, image paths)``."""
+    sources = [source] if isinstance(source, str) else list(source)
     paths = []
     for i in range(n_patients):
         for k in range(per_patient):
-            paths.append(rewrite(dicom_file(source), root / f"case{i:02d}" / f"IMG{k}.dcm", patient(i)))
+            src = dicom_file(sources[i % len(sources)])
+            paths.append(rewrite(src, root / f"case{i:02d}" / f"IMG{k}.dcm", patient(i)))
     if junk:
         (root / "notes.dcm").write_text("this is not a DICOM file\n")
         shutil.copy(dicom_file("dicomdirtests") / "DICOMDIR", root / "DICOMDIR")

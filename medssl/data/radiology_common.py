@@ -40,7 +40,8 @@ def check_one_size(sizes: Sequence[Tuple[int, int]], paths: Sequence[Path], wher
     if len(counts) <= 1:
         return
     first = {s: paths[sizes.index(s)] for s in counts}
-    listed = ", ".join(f"{h}x{w} in {n} ({first[(h, w)].name})" for (h, w), n in counts.most_common(4))
+    listed = ", ".join(f"{h}x{w} in {n} ({first[(h, w)].parent.name}/{first[(h, w)].name})"
+                       for (h, w), n in counts.most_common(4))
     raise DataError(f"{where}: images of {len(counts)} different sizes ({listed}); they cannot be batched. "
                     "Set image_size (e.g. image_size: 256) to resize every image on load")
 

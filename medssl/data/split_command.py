@@ -23,6 +23,8 @@ def run_group_split(args: argparse.Namespace) -> int:
         raise DataError(f"{args.dir}: --by {args.by} splits DICOM / NIfTI data, but this is a {name!r} data set "
                         "(tilings: --by slide; image folders: a CSV with a split column)")
     cfg.pop("split", None)
+    cfg.setdefault("image_size", None)
+    cfg["image_size"] = cfg["image_size"] or 1  # a split reads headers only: mixed native sizes do not matter here
     ds: Any = open_dataset(cfg, split="all")
     if ds.has_user_split:
         raise DataError(f"{ds.csv_path} already has a split column, which the data set uses instead of a splits "
