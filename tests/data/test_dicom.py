@@ -211,3 +211,20 @@ def test_items_survive_pickling_for_workers(salt_env, tmp_path):
     first = ds[3][0]
     clone = pickle.loads(pickle.dumps(ds))
     np.testing.assert_array_equal(clone[3][0], first)
+
+
+def test_augment_preview_on_a_dicom_folder(salt_env, tmp_path):
+    from medssl.cli import main
+
+    root, _ = dicom_tree(tmp_path / "ex", n_patients=2, per_patient=1, source=["CT_small.dcm", "MR_small.dcm"])
+    out = tmp_path / "views.png"
+    assert main(["augment", "preview", "gray", "--data", str(root), "--split", "all", "--n", "2", "--views", "2",
+                 "--size", "64", "--out", str(out)]) == 2  # native sizes differ: refused, naming image_size
+    cfg = tmp_path / "d.yaml"
+    cfg.write_text(f"data: {{name: dicom, root: {root}, window: lung, image_size: 64}}\n")
+    assert main(["augment", "preview", "gray", "--data", str(cfg), "--split", "all", "--n", "2", "--views", "2",
+                 "--out", str(out)]) == 0
+    from PIL import Image
+
+    with Image.open(out) as im:
+        assert im.size[0] >= 2 * 64 and im.size[1] >= 2 * 64
