@@ -76,9 +76,13 @@ def _one(spec: Any, where: str) -> Union[str, Window]:
         if extra or not {"center", "width"} <= set(spec):
             raise ConfigError(f"{where}: a window mapping needs exactly center and width (optional function), got keys {sorted(spec)}")
         try:
-            return Window(float(spec["center"]), float(spec["width"]), str(spec.get("function", "LINEAR")).upper())
+            center, width = float(spec["center"]), float(spec["width"])
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{where}: window center and width must be numbers, got {dict(spec)}") from exc
+        try:
+            return Window(center, width, str(spec.get("function", "LINEAR")).upper())
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from exc
     raise ConfigError(f"{where}: a window is a name, a {{center, width}} mapping or a list of three, got {spec!r}")
 
 
