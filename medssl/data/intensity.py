@@ -106,11 +106,13 @@ def apply_window(values: np.ndarray, window: Window) -> np.ndarray:
     """``values`` (any shape, physical units) -> uint8 through ``window`` (PS3.3 C.11.2.1.2)."""
     x = np.asarray(values, dtype=np.float64)
     c, w = window.center, window.width
+    # Clipping the linear part to [0, 1] is exactly the standard's piecewise definition:
+    # the line reaches 0 at c - 0.5 - (w - 1) / 2 and 1 at c - 0.5 + (w - 1) / 2 (LINEAR),
+    # 0 at c - w / 2 and 1 at c + w / 2 (LINEAR_EXACT).
     if window.function == "LINEAR":
-        y = ((x - (c - 0.5)) / (w - 1.0) + 0.5) if w > 1 else (x > c - 0.5).astype(np.float64)
-        y = np.where(x <= c - 0.5 - (w - 1.0) / 2.0, 0.0, np.where(x > c - 0.5 + (w - 1.0) / 2.0, 1.0, y))
+        y = (x - (c - 0.5)) / (w - 1.0) + 0.5 if w > 1 else (x > c - 0.5).astype(np.float64)
     elif window.function == "LINEAR_EXACT":
-        y = np.where(x <= c - w / 2.0, 0.0, np.where(x > c + w / 2.0, 1.0, (x - c) / w + 0.5))
+        y = (x - c) / w + 0.5
     else:  # SIGMOID
         y = 1.0 / (1.0 + np.exp(-4.0 * (x - c) / w))
     return np.rint(np.clip(y, 0.0, 1.0) * 255.0).astype(np.uint8)
