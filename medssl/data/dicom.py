@@ -35,23 +35,22 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-from medssl.data.base import MedicalImageDataset
 from medssl.data.dicom_codecs import check_decodable, syntax_name
 from medssl.data.dicom_pixels import COLOUR, frame_image
 from medssl.data.dicom_scan import (REASONS, DicomRecord, Skipped, candidates, pick_frames, read_record,
                                     require_images, skip_counts, skip_summary)
 from medssl.data.intensity import parse_window, window_channels
-from medssl.data.manifest_csv import class_index, read_manifest
+from medssl.data.manifest_csv import read_manifest
 from medssl.data.pseudonym import load_salt, pseudonym
-from medssl.data.radiology_common import check_one_size, finish, group_index, group_summary, select_split, size_hw
+from medssl.data.radiology_base import RadiologyDataset
+from medssl.data.radiology_common import check_one_size, finish, size_hw
 from medssl.errors import ConfigError, DataError, DataWarning
 from medssl.fileio import PathLike
 from medssl.registry import DATASETS
-from medssl.tasks import TASKS
 
 
 @DATASETS.register("dicom")
-class DicomDataset(MedicalImageDataset):
+class DicomDataset(RadiologyDataset):
     """DICOM images from a folder tree or a CSV manifest (see the module docstring)."""
 
     def __init__(self, root: Optional[PathLike] = None, csv: Optional[PathLike] = None, split: Optional[str] = None,
@@ -59,12 +58,7 @@ class DicomDataset(MedicalImageDataset):
                  channels: Optional[int] = None, image_size: Union[None, int, Sequence[int]] = None,
                  task: Optional[str] = None, class_names: Optional[Sequence[str]] = None,
                  salt_file: Optional[PathLike] = None, allow_outside_root: bool = False) -> None:
-        if root is None and csv is None:
-            raise ConfigError("dicom: give 'root' (a folder of DICOM files) or 'csv' (a manifest with a path column)")
-        if channels is not None and channels not in (1, 3):
-            raise ConfigError(f"dicom: channels must be 1, 3 or null, got {channels!r}")
-        if task is not None and task not in TASKS or task == "multilabel":
-            raise ConfigError(f"dicom: task must be binary, multiclass, ordinal or null, got {task!r}")
+        self._check_args("dicom", root, csv, channels, task, "DICOM files")
         if not (frames in ("all", "middle") or (isinstance(frames, int) and not isinstance(frames, bool))):
             raise ConfigError(f"dicom: frames must be 'all', 'middle' or a frame index, got {frames!r}")
         self.window = parse_window(window, "dicom: window")
@@ -72,7 +66,7 @@ class DicomDataset(MedicalImageDataset):
         salt = load_salt(salt_file)
         self.root = Path(root).expanduser() if root is not None else None
         self.csv_path = Path(csv).expanduser() if csv is not None else None
-        rows = None
+        rows, columns = None, []
         if self.csv_path is not None:
             rows, columns, self.csv_path = read_manifest(self.csv_path, self.root, allow_outside_root)
             paths = [r.path for r in rows]
@@ -103,35 +97,16 @@ class DicomDataset(MedicalImageDataset):
             patients = [pseudonym(salt, "patient", row.patient) if row.patient else p for row, p in zip(kept_rows, patients)]
         if rows is not None and "study" in columns:
             studies = [pseudonym(salt, "study", row.study) if row.study else s for row, s in zip(kept_rows, studies)]
-        labels = None
-        names: List[str] = []
-        if rows is not None and "label" in columns:
-            labels, names = class_index(kept_rows, class_names, Path(self._where))
-        user_splits = [row.split for row in kept_rows] if rows is not None and "split" in columns else None
-        self.split, mask = select_split(split, {"patient": patients, "study": studies}, user_splits,
-                                        [r.path for r in records], splits, base, salt, self._where)
-        keep = np.flatnonzero(mask)
-        self._user_split = user_splits is not None
-        self.default_splits_dir = base
+        keep, labels, names = self._select(split, splits, kept_rows if rows is not None else None, columns,
+                                           [r.path for r in records], patients, studies, base, salt, class_names)
         self.records = [records[i] for i in keep]
-        self._patients = [patients[i] for i in keep]
-        self._studies = [studies[i] for i in keep]
         self._items = pick_frames(self.records, frames)
         if self.size_hw is None:
             check_one_size([(r.rows, r.columns) for r in self.records], [r.path for r in self.records], self._where)
         colour = any(r.photometric in COLOUR for r in self.records)
         self.in_channels = channels if channels is not None else (3 if colour or window_channels(self.window) == 3 else 1)
-        if labels is not None:
-            self.class_names = names
-            self.num_classes = len(names)
-            self.task = task or ("binary" if len(names) == 2 else "multiclass")
-            per_object = labels[keep]
-            self._labels = np.asarray([per_object[i] for i, _ in self._items], dtype=np.int64)
-        else:
-            self.class_names, self.num_classes, self.task = [], 0, None
-            self._labels = np.full(len(self._items), -1, dtype=np.int64)
-        self._labels.flags.writeable = False
-        self._cache: Dict[str, Any] = {"pid": None, "path": None, "ds": None}
+        self._set_labels(labels, names, keep, task)
+        self._cache = self._fresh_cache()
         if self.skipped:
             warnings.warn(f"dicom: skipped {len(self.skipped)} file(s) under {self._where} that are not images: "
                           f"{skip_summary(self.skipped)}", DataWarning, stacklevel=3)
@@ -156,42 +131,16 @@ class DicomDataset(MedicalImageDataset):
         img = frame_image(self._dataset(rec.path), frame, self.window, where)
         return finish(img, self.in_channels, self.size_hw)
 
-    def __getstate__(self) -> Dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_cache"] = {"pid": None, "path": None, "ds": None}
-        return state
+    def _fresh_cache(self) -> Dict[str, Any]:
+        return {"pid": None, "path": None, "ds": None}
 
-    # -- dataset contract -------------------------------------------------------------------
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def labels(self) -> np.ndarray:
-        return self._labels
-
-    def source_files(self) -> List[Path]:
-        return ([self.csv_path] if self.csv_path is not None else []) + [r.path for r in self.records]
-
-    @property
-    def has_user_split(self) -> bool:
-        """True when the manifest has a split column (used instead of a splits file)."""
-        return self._user_split
-
-    def object_groups(self, by: str) -> List[str]:
-        """One patient or study pseudonym per file (``by``: ``patient`` | ``study``)."""
-        return list(self._patients if by == "patient" else self._studies)
-
-    def patient_index(self) -> np.ndarray:
-        """(N,) int64: each item's position in :attr:`patient_names` (pseudonyms)."""
-        return group_index([self._patients[i] for i, _ in self._items])[0]
-
-    @property
-    def patient_names(self) -> List[str]:
-        return group_index(self._patients)[1]
+    def _object_paths(self) -> List[Path]:
+        return [r.path for r in self.records]
 
     def summary(self) -> Dict[str, Any]:
         """Patients, studies, images per patient / study, modalities, transfer syntaxes and
         the skipped files with reasons (pseudonyms only; paths as given)."""
-        d = group_summary([self._patients[i] for i, _ in self._items], [self._studies[i] for i, _ in self._items])
+        d = self._group_summary()
         d.update(objects=len(self.records),
                  modalities=dict(Counter(r.modality for r in self.records).most_common()),
                  transfer_syntaxes=dict(Counter(syntax_name(r.transfer_syntax) for r in self.records).most_common()),

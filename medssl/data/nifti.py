@@ -34,16 +34,15 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from medssl.data.base import MedicalImageDataset
 from medssl.data.intensity import parse_window, percentile_range, scale_range, window_channels, window_stack
-from medssl.data.manifest_csv import class_index, read_manifest
+from medssl.data.manifest_csv import read_manifest
 from medssl.data.nifti_volume import READ_ERRORS, open_volume, parse_axis, read_slice, read_stored, slice_fractions
 from medssl.data.pseudonym import load_salt, pseudonym
-from medssl.data.radiology_common import check_one_size, finish, group_index, group_summary, select_split, size_hw
+from medssl.data.radiology_base import RadiologyDataset
+from medssl.data.radiology_common import check_one_size, finish, size_hw
 from medssl.errors import ConfigError, DataError
 from medssl.fileio import PathLike
 from medssl.registry import DATASETS
-from medssl.tasks import TASKS
 
 SUFFIXES = (".nii", ".nii.gz")
 
@@ -67,7 +66,7 @@ def _slice_bounds(slice_range: Any, n: int) -> Tuple[int, int]:
 
 
 @DATASETS.register("nifti")
-class NiftiSlices(MedicalImageDataset):
+class NiftiSlices(RadiologyDataset):
     """Slices of NIfTI volumes (see the module docstring)."""
 
     def __init__(self, root: Optional[PathLike] = None, csv: Optional[PathLike] = None, split: Optional[str] = None,
@@ -77,12 +76,7 @@ class NiftiSlices(MedicalImageDataset):
                  image_size: Union[None, int, Sequence[int]] = None, task: Optional[str] = None,
                  class_names: Optional[Sequence[str]] = None, salt_file: Optional[PathLike] = None,
                  allow_outside_root: bool = False) -> None:
-        if root is None and csv is None:
-            raise ConfigError("nifti: give 'root' (a folder of .nii / .nii.gz volumes) or 'csv' (a manifest with a path column)")
-        if channels is not None and channels not in (1, 3):
-            raise ConfigError(f"nifti: channels must be 1, 3 or null, got {channels!r}")
-        if task is not None and task not in TASKS or task == "multilabel":
-            raise ConfigError(f"nifti: task must be binary, multiclass, ordinal or null, got {task!r}")
+        self._check_args("nifti", root, csv, channels, task, ".nii / .nii.gz volumes")
         if min_tissue is not None and not (isinstance(min_tissue, (int, float)) and 0.0 <= min_tissue <= 1.0):
             raise ConfigError(f"nifti: min_tissue must be a fraction in [0, 1] or null, got {min_tissue!r}")
         self.axis = parse_axis(axis)
@@ -110,17 +104,8 @@ class NiftiSlices(MedicalImageDataset):
                     for r, n in zip(rows or [None] * len(paths), rel)]  # type: ignore[union-attr]
         studies = [pseudonym(salt, "study", (r.study if rows is not None and r.study else "file:" + n))
                    for r, n in zip(rows or [None] * len(paths), rel)]  # type: ignore[union-attr]
-        labels, names = (class_index(rows, class_names, self.csv_path) if rows is not None and "label" in columns
-                         else (None, []))
-        user_splits = [r.split for r in rows] if rows is not None and "split" in columns else None
-        self.split, mask = select_split(split, {"patient": patients, "study": studies}, user_splits, paths, splits,
-                                        base, salt, self._where)
-        keep = np.flatnonzero(mask)
-        self._user_split = user_splits is not None
-        self.default_splits_dir = base
+        keep, labels, names = self._select(split, splits, rows, columns, paths, patients, studies, base, salt, class_names)
         self.files = [paths[i] for i in keep]
-        self._patients = [patients[i] for i in keep]
-        self._studies = [studies[i] for i in keep]
         self._ornt: List[np.ndarray] = []
         self._items: List[Tuple[int, int]] = []
         sizes = []
@@ -141,20 +126,15 @@ class NiftiSlices(MedicalImageDataset):
         if self.size_hw is None:
             check_one_size(sizes, [self.files[v] for v, _ in self._items], self._where)
         self.in_channels = channels if channels is not None else window_channels(self.window)
-        if labels is not None:
-            self.class_names, self.num_classes = names, len(names)
-            self.task = task or ("binary" if len(names) == 2 else "multiclass")
-            per_volume = labels[keep]
-            self._labels = np.asarray([per_volume[v] for v, _ in self._items], dtype=np.int64)
-        else:
-            self.class_names, self.num_classes, self.task = [], 0, None
-            self._labels = np.full(len(self._items), -1, dtype=np.int64)
-        self._labels.flags.writeable = False
+        self._set_labels(labels, names, keep, task)
         self._reset_cache()
 
     # -- reading ----------------------------------------------------------------------------
+    def _fresh_cache(self) -> Dict[str, Any]:
+        return {"pid": None, "volume": None, "img": None, "data": None, "range": {}}
+
     def _reset_cache(self) -> None:
-        self._cache: Dict[str, Any] = {"pid": None, "volume": None, "img": None, "data": None, "range": {}}
+        self._cache = self._fresh_cache()
 
     def _volume(self, v: int) -> Tuple[Any, Optional[np.ndarray]]:
         c = self._cache
@@ -193,46 +173,17 @@ class NiftiSlices(MedicalImageDataset):
 
         return finish(window_stack(values, self.window, auto=auto), self.in_channels, self.size_hw)
 
-    def __getstate__(self) -> Dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_cache"] = {"pid": None, "volume": None, "img": None, "data": None, "range": {}}
-        return state
-
-    # -- dataset contract -------------------------------------------------------------------
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def labels(self) -> np.ndarray:
-        return self._labels
-
-    def source_files(self) -> List[Path]:
-        return ([self.csv_path] if self.csv_path is not None else []) + list(self.files)
+    def _object_paths(self) -> List[Path]:
+        return list(self.files)
 
     def slice_of(self, index: int) -> Tuple[Path, int]:
         """``(volume file, canonical slice index)`` of item ``index``."""
         v, j = self._items[index]
         return self.files[v], j
 
-    @property
-    def has_user_split(self) -> bool:
-        """True when the manifest has a split column (used instead of a splits file)."""
-        return self._user_split
-
-    def object_groups(self, by: str) -> List[str]:
-        """One patient or study pseudonym per file (``by``: ``patient`` | ``study``)."""
-        return list(self._patients if by == "patient" else self._studies)
-
-    def patient_index(self) -> np.ndarray:
-        """(N,) int64: each item's position in :attr:`patient_names` (pseudonyms)."""
-        return group_index([self._patients[v] for v, _ in self._items])[0]
-
-    @property
-    def patient_names(self) -> List[str]:
-        return group_index(self._patients)[1]
-
     def summary(self) -> Dict[str, Any]:
         """Volumes, patients, studies and slices per patient / study (pseudonyms only)."""
-        d = group_summary([self._patients[v] for v, _ in self._items], [self._studies[v] for v, _ in self._items])
+        d = self._group_summary()
         d.update(volumes=len(self.files))
         return d
 

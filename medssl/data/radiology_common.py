@@ -11,27 +11,18 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 from PIL import Image
 
+from medssl.data.folder import _size_hw as folder_size_hw
 from medssl.data.manifest_csv import norm_split
 from medssl.data.radiology_splits import NAME as SPLITS_NAME
 from medssl.data.radiology_splits import check_user_split, read_group_splits
-from medssl.errors import ConfigError, DataError
+from medssl.errors import DataError
 from medssl.fileio import PathLike
 from medssl.wsi.splits import SPLITS
 
 
 def size_hw(image_size: Union[None, int, Sequence[int]], where: str) -> Optional[Tuple[int, int]]:
-    """``None`` or ``(h, w)`` from an int or a pair; ConfigError otherwise."""
-    if image_size is None:
-        return None
-    if isinstance(image_size, int) and not isinstance(image_size, bool):
-        hw = (image_size, image_size)
-    elif isinstance(image_size, (list, tuple)) and len(image_size) == 2 and all(isinstance(v, int) for v in image_size):
-        hw = (int(image_size[0]), int(image_size[1]))
-    else:
-        raise ConfigError(f"{where}: image_size must be null, an int or [height, width], got {image_size!r}")
-    if min(hw) < 1:
-        raise ConfigError(f"{where}: image_size must be positive, got {image_size!r}")
-    return hw
+    """``None`` or ``(h, w)`` from an int or a pair (the ``folder`` data set's rule)."""
+    return folder_size_hw(image_size, where)
 
 
 def check_one_size(sizes: Sequence[Tuple[int, int]], paths: Sequence[Path], where: str) -> None:
