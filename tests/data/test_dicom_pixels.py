@@ -188,3 +188,54 @@ def test_window_on_colour_data_is_refused(salt_env, tmp_path):
     ds = one(dicom_file("SC_rgb_small_odd.dcm"), tmp_path, window="lung")
     with pytest.raises(Exception, match="applies to grayscale images; this file is RGB"):
         ds[0]
+
+
+@pytest.mark.parametrize("wide", ["SC_rgb_rle_16bit.dcm", "SC_rgb_rle_32bit.dcm"])
+def test_16_and_32_bit_rgb_scale_to_the_8_bit_image(salt_env, tmp_path, wide):
+    """pydicom's 16 / 32-bit RGB test images are its 8-bit one times 257 / 16843009
+    (checked below on the decoded samples): scaled by 2**BitsStored - 1 they must give
+    exactly the 8-bit pixels."""
+    eight = pydicom.dcmread(dicom_file("SC_rgb_rle.dcm")).pixel_array.astype(np.int64)
+    stored = pydicom.dcmread(dicom_file(wide)).pixel_array.astype(np.int64)
+    assert np.array_equal(stored, eight * (257 if "16" in wide else 16843009))
+    np.testing.assert_array_equal(one(dicom_file(wide), tmp_path)[0][0], eight.astype(np.uint8))
+
+
+def test_palette_colour_through_its_lookup_tables(salt_env, tmp_path):
+    """PALETTE COLOR: each stored index looks up R, G, B in the 16-bit palette tables
+    (descriptor [256 entries, first index 0, 16 bits]); 16 bits -> 8 by / 65535 * 255."""
+    p = dicom_file("examples_palette.dcm")
+    ds = pydicom.dcmread(p)
+    entries, first, bits = ds.RedPaletteColorLookupTableDescriptor
+    assert (entries, first, bits, ds.BitsAllocated) == (256, 0, 16, 8)
+    index = raw_frames(p, "u1", (ds.Rows, ds.Columns)).astype(np.int64)
+    luts = [np.frombuffer(getattr(ds, f"{c}PaletteColorLookupTableData"), "<u2").astype(np.float64)
+            for c in ("Red", "Green", "Blue")]
+    rgb = np.stack([lut[np.clip(index - first, 0, entries - 1)] for lut in luts], axis=-1)
+    expected = np.rint(rgb / 65535 * 255).astype(np.uint8)
+    got = one(p, tmp_path)[0][0]
+    assert got.shape == (ds.Rows, ds.Columns, 3)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_multi_frame_jpeg_ybr_matches_pillow_per_frame(salt_env, tmp_path):
+    """examples_ybr_color.dcm: 30 frames of JPEG baseline in YBR_FULL_422. Each frame is an
+    item; each equals Pillow's own decoding of that frame's JPEG bytes (another decoder,
+    YCbCr -> RGB by PIL) to within the IDCT rounding of two decoders."""
+    import io
+
+    from PIL import Image
+    from pydicom.encaps import generate_fragmented_frames
+
+    p = dicom_file("examples_ybr_color.dcm")
+    raw = pydicom.dcmread(p)
+    frames = [b"".join(f) for f in generate_fragmented_frames(raw.PixelData, number_of_frames=30)]
+    ds = one(p, tmp_path, frames="all")
+    assert len(ds) == 30 and ds.in_channels == 3
+    for k in (0, 17, 29):
+        with Image.open(io.BytesIO(frames[k])) as im:
+            ref = np.asarray(im.convert("RGB")).astype(np.int64)
+        got = ds[k][0].astype(np.int64)
+        assert got.shape == ref.shape == (240, 320, 3)
+        assert np.abs(got - ref).max() <= 3 and np.abs(got - ref).mean() < 0.5
+    assert not np.array_equal(ds[0][0], ds[29][0])

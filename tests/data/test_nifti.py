@@ -160,3 +160,29 @@ def test_mixed_plane_sizes_need_image_size(salt_env, tmp_path):
     root = folder_with(tmp_path, nifti_file("anatomical.nii"), nifti_file("reoriented_anat_moved.nii"))
     with pytest.raises(DataError, match="different sizes.*image_size"):
         NiftiSlices(root=root)
+
+
+def test_split_by_patient_info_and_stats_through_the_cli(salt_env, tmp_path, capsys):
+    """Six volumes of three patients (manifest column): split, read back per split, info, stats."""
+    import medssl
+    from medssl.cli import main
+
+    root = tmp_path / "vols"
+    root.mkdir()
+    rows = ["path,patient,label"]
+    for i in range(6):
+        shutil.copy(nifti_file("anatomical.nii"), root / f"v{i}.nii")
+        rows.append(f"v{i}.nii,subject-{i // 2},{'ad' if i // 2 == 1 else 'cn'}")
+    (root / "m.csv").write_text("\n".join(rows) + "\n")
+    assert main(["data", "split", str(root / "m.csv"), "--by", "patient", "--val", "0", "--test", "0.34"]) == 0
+    assert "train 2 patient(s) (4 volumes), val 0 patient(s) (0 volumes), test 1 patient(s) (2 volumes)" in capsys.readouterr().out
+    train = medssl.open_dataset(root / "m.csv", split="train")
+    test = medssl.open_dataset(root / "m.csv", split="test")
+    assert isinstance(train, NiftiSlices) and (len(train), len(test)) == (100, 50)
+    assert not set(train.patient_names) & set(test.patient_names)
+    assert main(["data", "info", str(root / "m.csv"), "--no-checksum"]) == 0
+    out = capsys.readouterr().out
+    assert "format: nifti" in out and "patients: 3 (images per patient: min 50, median 50, max 50)" in out
+    assert "subject-" not in out
+    assert main(["data", "stats", str(root / "m.csv"), "--max-images", "10", "--json"]) == 0
+    assert '"images": 10' in capsys.readouterr().out
