@@ -66,14 +66,28 @@ def _has_images(folder: Path) -> bool:
     return False
 
 
+def _dicm(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(128)
+            return fh.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
 def _radiology(folder: Path) -> Optional[str]:
-    """``nifti`` / ``dicom`` when the folder holds such files up to four levels down."""
+    """``nifti`` / ``dicom`` when the folder holds such files up to four levels down
+    (DICOM: ``.dcm``, a ``DICOMDIR``, or suffix-less files with the ``DICM`` preamble)."""
     for depth in range(1, 6):
         pattern = "/".join(["*"] * depth)
-        names = [p.name.lower() for p in folder.glob(pattern)]
+        paths = list(folder.glob(pattern))
+        names = [p.name.lower() for p in paths]
         if any(n.endswith((".nii", ".nii.gz")) for n in names):
             return "nifti"
         if any(n.endswith(".dcm") or n == "dicomdir" for n in names):
+            return "dicom"
+        bare = [p for p in paths if not p.suffix and p.is_file()][:20]  # PACS exports often drop the suffix
+        if any(_dicm(p) for p in bare):
             return "dicom"
     return None
 

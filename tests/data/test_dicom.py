@@ -46,6 +46,7 @@ def test_files_without_suffix_are_found(salt_env, tmp_path):
     shutil.copy(src, tmp_path / "a" / "b" / "IM0001")
     ds = DicomDataset(root=tmp_path / "a")
     assert len(ds) == 1 and ds[0][0].shape == (64, 64, 1)
+    assert isinstance(open_dataset(tmp_path / "a"), DicomDataset)  # detected by the DICM preamble
 
 
 def test_segmentation_is_skipped_not_read(salt_env, tmp_path):
