@@ -239,3 +239,21 @@ def test_multi_frame_jpeg_ybr_matches_pillow_per_frame(salt_env, tmp_path):
         assert got.shape == ref.shape == (240, 320, 3)
         assert np.abs(got - ref).max() <= 3 and np.abs(got - ref).mean() < 0.5
     assert not np.array_equal(ds[0][0], ds[29][0])
+
+
+def test_modality_lut_sequence_replaces_rescale(salt_env, tmp_path):
+    """A ModalityLUTSequence added to a copy of MR_small (out = 3 * (v - first) + 100,
+    16-bit) takes the place of slope / intercept; the window then applies to its output."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    p = dicom_file("MR_small.dcm")
+    stored = raw_frames(p, "<i2", (64, 64)).astype(np.int64)
+    first, entries = int(stored.min()), int(stored.max() - stored.min() + 1)
+    item = Dataset()
+    item.LUTDescriptor = [entries, first, 16]
+    item.ModalityLUTType = "US"
+    item.LUTData = (np.arange(entries) * 3 + 100).astype("<u2").tobytes()
+    dst = rewrite(p, tmp_path / "mlut" / "m.dcm", {}, ModalityLUTSequence=Sequence([item]))
+    got = DicomDataset(root=dst.parent, window={"center": 2000, "width": 4000})[0][0][..., 0]
+    np.testing.assert_array_equal(got, window_by_hand((stored - first) * 3.0 + 100, 2000, 4000))

@@ -186,3 +186,18 @@ def test_split_by_patient_info_and_stats_through_the_cli(salt_env, tmp_path, cap
     assert "subject-" not in out
     assert main(["data", "stats", str(root / "m.csv"), "--max-images", "10", "--json"]) == 0
     assert '"images": 10' in capsys.readouterr().out
+
+
+def test_header_scaling_is_applied(salt_env, tmp_path):
+    """anatomical.nii's voxels saved again with scl_slope 2, scl_inter -5: the slices are
+    the raw voxels times 2 minus 5 (a fixed window shows the physical values)."""
+    src = nib.load(str(nifti_file("anatomical.nii")))
+    img = nib.Nifti1Image(np.asarray(src.dataobj).astype(np.int16), src.affine)
+    img.header.set_slope_inter(2.0, -5.0)
+    d = tmp_path / "scaled"
+    d.mkdir()
+    nib.save(img, str(d / "s.nii"))
+    ras = raw_anatomical()[::-1] * 2.0 - 5.0
+    ds = NiftiSlices(root=d, window={"center": 10000, "width": 30000, "function": "LINEAR_EXACT"})
+    expected = np.rint(np.clip((np.rot90(ras[:, :, 7]) - 10000) / 30000 + 0.5, 0, 1) * 255).astype(np.uint8)
+    np.testing.assert_array_equal(ds[7][0][..., 0], expected)
