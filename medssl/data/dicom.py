@@ -112,23 +112,26 @@ class DicomDataset(RadiologyDataset):
                           f"{skip_summary(self.skipped)}", DataWarning, stacklevel=3)
 
     # -- reading ----------------------------------------------------------------------------
-    def _dataset(self, path: Path) -> Any:
+    def _dataset(self, rec: DicomRecord) -> Any:
         import pydicom
 
         c = self._cache
-        if c["pid"] != os.getpid() or c["path"] != path:  # one object per process: frames of it come in runs
+        if c["pid"] != os.getpid() or c["path"] != rec.path:  # one object per process: frames of it come in runs
             try:
-                ds = pydicom.dcmread(path)
+                ds = pydicom.dcmread(rec.path, force=rec.forced)
             except Exception as exc:
-                raise DataError(f"cannot read DICOM file {path}: {type(exc).__name__}: {exc}") from exc
-            c.update(pid=os.getpid(), path=path, ds=ds)
+                raise DataError(f"cannot read DICOM file {rec.path}: {type(exc).__name__}: {exc}") from exc
+            if rec.forced:  # pixel decoding needs the transfer syntax the header scan inferred
+                ds.file_meta = getattr(ds, "file_meta", None) or pydicom.dataset.FileMetaDataset()
+                ds.file_meta.TransferSyntaxUID = rec.transfer_syntax
+            c.update(pid=os.getpid(), path=rec.path, ds=ds)
         return c["ds"]
 
     def _get_image(self, index: int) -> np.ndarray:
         obj, frame = self._items[index]
         rec = self.records[obj]
         where = f"{rec.path}" + (f" frame {frame}" if frame is not None else "")
-        img = frame_image(self._dataset(rec.path), frame, self.window, where)
+        img = frame_image(self._dataset(rec), frame, self.window, where)
         return finish(img, self.in_channels, self.size_hw)
 
     def _fresh_cache(self) -> Dict[str, Any]:

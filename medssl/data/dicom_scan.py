@@ -5,7 +5,8 @@ no suffix (PACS exports often drop it), or starts with the ``DICM`` preamble is 
 candidate. Its header is read without the pixel data; what is not an image is *skipped
 with a reason* and counted (:data:`REASONS`), never a crash:
 
-* ``not_dicom``: not a DICOM file (no preamble and no readable DICOM elements);
+* ``not_dicom``: not a DICOM file (no preamble / file meta, and no image when read with
+  ``force=True``: old ACR-NEMA style objects with pixels are kept, ``forced``);
 * ``dicomdir``: a DICOMDIR, the index of a DICOM medium;
 * ``no_pixel_data``: an object without pixels (structured report, presentation state,
   RT plan, key-object note, waveform, ...);
@@ -53,6 +54,7 @@ class DicomRecord:
     transfer_syntax: str
     patient: str
     study: str
+    forced: bool = False  # no file meta (old ACR-NEMA style): read with force=True, syntax inferred
 
 
 @dataclass(frozen=True)
@@ -96,14 +98,20 @@ def read_record(path: Path, salt: bytes) -> "DicomRecord | Skipped":
 
     if path.name.upper() == "DICOMDIR":
         return Skipped(path, "dicomdir")
+    forced = False
     try:
         with warnings.catch_warnings():  # pydicom warns about every odd element; the image is what matters here
             warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(path, stop_before_pixels=False, defer_size=256)
-    except InvalidDicomError:
-        return Skipped(path, "not_dicom")
+            try:
+                ds = pydicom.dcmread(path, stop_before_pixels=False, defer_size=256)
+            except InvalidDicomError:
+                # No preamble / file meta: an old-style object may still be an image. Kept only
+                # when forcing finds one (pixels, rows, columns): text forced through is garbage.
+                ds, forced = pydicom.dcmread(path, stop_before_pixels=False, defer_size=256, force=True), True
+                if not ("PixelData" in ds and "Rows" in ds and "Columns" in ds):
+                    return Skipped(path, "not_dicom")
     except Exception as exc:  # pydicom raises many kinds on a damaged header
-        return Skipped(path, "unreadable", f"{type(exc).__name__}: {exc}")
+        return Skipped(path, "not_dicom" if forced else "unreadable", "" if forced else f"{type(exc).__name__}: {exc}")
     meta = getattr(ds, "file_meta", None)
     sop = _text(meta, "MediaStorageSOPClassUID") or _text(ds, "SOPClassUID")
     if sop == DICOMDIR_CLASS or "DirectoryRecordSequence" in ds:
@@ -118,7 +126,7 @@ def read_record(path: Path, salt: bytes) -> "DicomRecord | Skipped":
         frames = int(ds.get("NumberOfFrames", 1) or 1)
     except (AttributeError, TypeError, ValueError) as exc:
         return Skipped(path, "unreadable", f"image geometry (Rows / Columns / NumberOfFrames): {exc}")
-    syntax = _text(meta, "TransferSyntaxUID") or "1.2.840.10008.1.2"
+    syntax = _text(meta, "TransferSyntaxUID") or forced_syntax(ds)
     study_uid = _text(ds, "StudyInstanceUID")
     patient_value = _text(ds, "PatientID") or _text(ds, "PatientName")
     if patient_value:
@@ -129,7 +137,15 @@ def read_record(path: Path, salt: bytes) -> "DicomRecord | Skipped":
         patient = pseudonym(salt, "patient", "file:" + str(path.resolve()))
     study = pseudonym(salt, "study", study_uid or "patient:" + patient)
     return DicomRecord(path, max(frames, 1), rows, columns, _text(ds, "PhotometricInterpretation"),
-                       modality, syntax, patient, study)
+                       modality, syntax, patient, study, forced)
+
+
+def forced_syntax(ds: object) -> str:
+    """The transfer syntax a file without file meta was read in (pydicom's guess while reading)."""
+    implicit, little = getattr(ds, "original_encoding", (True, True))
+    if implicit in (None, True):
+        return "1.2.840.10008.1.2"
+    return "1.2.840.10008.1.2.1" if little in (None, True) else "1.2.840.10008.1.2.2"
 
 
 def scan(paths: Iterable[Path], salt: bytes) -> Tuple[List[DicomRecord], List[Skipped]]:

@@ -229,3 +229,23 @@ def test_augment_preview_on_a_dicom_folder(salt_env, tmp_path):
 
     with Image.open(out) as im:
         assert im.size[0] >= 2 * 64 and im.size[1] >= 2 * 64
+
+
+def test_object_without_file_meta_is_still_read(salt_env, tmp_path):
+    """CT_small written again without preamble and file meta (as old ACR-NEMA style
+    exports are): found, its syntax inferred, the same pixels as the original."""
+    from pydicom.filewriter import dcmwrite
+
+    ds = pydicom.dcmread(dicom_file("CT_small.dcm"))
+    ds.preamble = None
+    del ds.file_meta
+    (tmp_path / "old").mkdir()
+    with open(tmp_path / "old" / "IM1", "wb") as fh:
+        dcmwrite(fh, ds, implicit_vr=False, little_endian=True, enforce_file_format=False)
+    shutil.copy(dicom_file("CT_small.dcm"), tmp_path / "new.dcm")
+    (tmp_path / "old" / "README").write_text("exported by a PACS\n")
+    with pytest.warns(DataWarning, match=r"1 not a DICOM file \(README\)"):
+        old = DicomDataset(root=tmp_path / "old", window="lung")
+    assert len(old) == 1 and old.records[0].forced
+    new = DicomDataset(csv=write_csv(tmp_path / "m.csv", [{"path": "new.dcm"}]), window="lung")
+    np.testing.assert_array_equal(old[0][0], new[0][0])
