@@ -20,6 +20,7 @@ A window spec other than ``auto`` on a colour image is an error.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Optional
 
 import numpy as np
@@ -120,7 +121,9 @@ def frame_image(ds: Any, frame: Optional[int], spec: WindowSpec, where: str) -> 
         raise DataError(f"{where}: photometric interpretation {photometric!r} is not supported "
                         f"(medssl reads {', '.join(GRAY + COLOUR)})")
     try:
-        decoded = pixel_array(ds, index=frame, as_rgb=True)
+        with warnings.catch_warnings():  # e.g. "excess padding removed", once per item otherwise
+            warnings.filterwarnings("ignore", category=UserWarning, module="pydicom")
+            decoded = pixel_array(ds, index=frame, as_rgb=True)
     except Exception as exc:  # pydicom raises many kinds for truncated / corrupt pixel data
         raise DataError(f"{where}: cannot decode the pixel data ({type(exc).__name__}: {exc}); "
                         "the file is truncated, corrupt or uses an unsupported encoding") from exc

@@ -257,3 +257,13 @@ def test_modality_lut_sequence_replaces_rescale(salt_env, tmp_path):
     dst = rewrite(p, tmp_path / "mlut" / "m.dcm", {}, ModalityLUTSequence=Sequence([item]))
     got = DicomDataset(root=dst.parent, window={"center": 2000, "width": 4000})[0][0][..., 0]
     np.testing.assert_array_equal(got, window_by_hand((stored - first) * 3.0 + 100, 2000, 4000))
+
+
+def test_file_sigmoid_voi_function(salt_env, tmp_path):
+    """VOILUTFunction SIGMOID on a copy of MR_small (center 600, width 1600 from the file):
+    y = 255 / (1 + exp(-4 (x - c) / w))."""
+    p = dicom_file("MR_small.dcm")
+    dst = rewrite(p, tmp_path / "sig" / "s.dcm", {}, VOILUTFunction="SIGMOID")
+    x = raw_frames(p, "<i2", (64, 64)).astype(np.float64)
+    expected = np.rint(255.0 / (1.0 + np.exp(-4.0 * (x - 600.0) / 1600.0))).astype(np.uint8)
+    np.testing.assert_array_equal(DicomDataset(root=dst.parent)[0][0][..., 0], expected)
