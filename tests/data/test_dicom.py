@@ -249,3 +249,12 @@ def test_object_without_file_meta_is_still_read(salt_env, tmp_path):
     assert len(old) == 1 and old.records[0].forced
     new = DicomDataset(csv=write_csv(tmp_path / "m.csv", [{"path": "new.dcm"}]), window="lung")
     np.testing.assert_array_equal(old[0][0], new[0][0])
+
+
+def test_remembered_headers_follow_a_changed_file(salt_env, tmp_path):
+    shutil.copy(dicom_file("CT_small.dcm"), tmp_path / "a.dcm")
+    shutil.copy(dicom_file("MR_small.dcm"), tmp_path / "b.dcm")
+    assert len(DicomDataset(root=tmp_path, image_size=32)) == 2
+    (tmp_path / "b.dcm").write_text("replaced by a text file")
+    with pytest.warns(DataWarning, match=r"1 not a DICOM file \(b.dcm\)"):
+        assert len(DicomDataset(root=tmp_path, image_size=32)) == 1
