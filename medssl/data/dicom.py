@@ -94,7 +94,8 @@ class DicomDataset(RadiologyDataset):
         patients = [r.patient for r in records]
         studies = [r.study for r in records]
         if rows is not None and "patient" in columns:
-            patients = [pseudonym(salt, "patient", row.patient) if row.patient else p for row, p in zip(kept_rows, patients)]
+            patients = [pseudonym(salt, "patient", row.patient) if row.patient else p
+                        for row, p in zip(kept_rows, patients)]
         if rows is not None and "study" in columns:
             studies = [pseudonym(salt, "study", row.study) if row.study else s for row, s in zip(kept_rows, studies)]
         keep, labels, names = self._select(split, splits, kept_rows if rows is not None else None, columns,
@@ -104,7 +105,8 @@ class DicomDataset(RadiologyDataset):
         if self.size_hw is None:
             check_one_size([(r.rows, r.columns) for r in self.records], [r.path for r in self.records], self._where)
         colour = any(r.photometric in COLOUR for r in self.records)
-        self.in_channels = channels if channels is not None else (3 if colour or window_channels(self.window) == 3 else 1)
+        wide = colour or window_channels(self.window) == 3
+        self.in_channels = channels if channels is not None else (3 if wide else 1)
         self._set_labels(labels, names, keep, task)
         self._cache = self._fresh_cache()
         if self.skipped:

@@ -53,6 +53,7 @@ def check_decodable(syntaxes: Iterable[str], where: str) -> None:
         return
     parts = []
     for uid, n in missing.most_common():
-        fix = f"pip install {PIP_PACKAGES[uid]}" if uid in PIP_PACKAGES else "no decoder for it is known to medssl; convert the files (e.g. dcmdjpeg / gdcmconv --raw)"
+        fix = (f"pip install {PIP_PACKAGES[uid]}" if uid in PIP_PACKAGES else
+               "no decoder for it is known to medssl; convert the files (e.g. dcmdjpeg / gdcmconv --raw)")
         parts.append(f"{n} file(s) in {syntax_name(uid)} ({uid}): {fix}")
     raise DataError(f"{where}: no decoder installed for the compressed pixel data of " + "; ".join(parts))

@@ -45,20 +45,21 @@ def modality_values(ds: Any, stored: np.ndarray) -> np.ndarray:
         from pydicom.pixels import apply_modality_lut
 
         return np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
-    slope = _first(ds.RescaleSlope) if "RescaleSlope" in ds and ds.RescaleSlope not in (None, "") else 1.0
-    intercept = _first(ds.RescaleIntercept) if "RescaleIntercept" in ds and ds.RescaleIntercept not in (None, "") else 0.0
+    slope = _first(ds.RescaleSlope) if ds.get("RescaleSlope") not in (None, "") else 1.0
+    intercept = _first(ds.RescaleIntercept) if ds.get("RescaleIntercept") not in (None, "") else 0.0
     return stored.astype(np.float64) * slope + intercept
 
 
 def file_window(ds: Any) -> Optional[Window]:
     """The first WindowCenter / WindowWidth of ``ds`` (with its VOILUTFunction), or None."""
-    if "WindowCenter" not in ds or "WindowWidth" not in ds or ds.WindowCenter in (None, "") or ds.WindowWidth in (None, ""):
+    if ds.get("WindowCenter") in (None, "") or ds.get("WindowWidth") in (None, ""):
         return None
     function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
     width = _first(ds.WindowWidth)
     if width < (1.0 if function == "LINEAR" else 1e-12):
         return None  # a broken window in the file: fall back to min / max rather than fail
-    return Window(_first(ds.WindowCenter), width, function if function in ("LINEAR", "LINEAR_EXACT", "SIGMOID") else "LINEAR")
+    known = function if function in ("LINEAR", "LINEAR_EXACT", "SIGMOID") else "LINEAR"
+    return Window(_first(ds.WindowCenter), width, known)
 
 
 def _voi_lut(ds: Any, values: np.ndarray) -> np.ndarray:
