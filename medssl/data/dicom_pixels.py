@@ -6,7 +6,8 @@ pipeline):
 1. stored values, decoded by pydicom (signed data by PixelRepresentation, the BitsStored
    low bits sign-extended);
 2. modality LUT: ``value * RescaleSlope + RescaleIntercept`` (Hounsfield units for CT), or
-   the ModalityLUTSequence when the file has one;
+   the ModalityLUTSequence when the file has one; enhanced multi-frame objects take each
+   frame's values from its functional groups (:func:`frame_tags`);
 3. VOI: the window spec (:mod:`medssl.data.intensity`). ``auto`` uses the file's
    VOILUTSequence (its output scaled by the LUT's bit depth), else its first
    WindowCenter / WindowWidth (with VOILUTFunction), else the frame's min / max;
@@ -29,6 +30,13 @@ from medssl.data.intensity import Window, WindowSpec, minmax, window_stack
 from medssl.errors import DataError
 
 GRAY = ("MONOCHROME1", "MONOCHROME2")
+# Enhanced multi-frame objects (CT, MR, PET) keep the rescale and window of each frame in
+# functional groups: the per-frame item wins over the shared one, which wins over the top level.
+FRAME_GROUPS = {"PixelValueTransformationSequence": ("RescaleSlope", "RescaleIntercept"),
+                "FrameVOILUTSequence": ("WindowCenter", "WindowWidth", "VOILUTFunction")}
+TOP_LEVEL = ("RescaleSlope", "RescaleIntercept", "ModalityLUTSequence", "WindowCenter", "WindowWidth",
+             "VOILUTFunction", "VOILUTSequence", "PhotometricInterpretation", "BitsStored", "BitsAllocated",
+             "PixelRepresentation")
 COLOUR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "PALETTE COLOR")
 
 
@@ -37,6 +45,30 @@ def _first(value: Any) -> float:
     if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
         return float(value[0])
     return float(value)
+
+
+def frame_tags(ds: Any, frame: Optional[int]) -> Any:
+    """The intensity tags that hold for ``frame``: ``ds`` itself, or for an enhanced
+    multi-frame object a small Dataset with the top-level tags overridden by the shared and
+    then the per-frame functional groups (PS3.3 C.7.6.16)."""
+    if "SharedFunctionalGroupsSequence" not in ds and "PerFrameFunctionalGroupsSequence" not in ds:
+        return ds
+    from pydicom.dataset import Dataset
+
+    view = Dataset()
+    for key in TOP_LEVEL:
+        if key in ds:
+            setattr(view, key, ds[key].value)
+    k = frame or 0
+    shared = ds.get("SharedFunctionalGroupsSequence") or []
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
+    for item in ([shared[0]] if len(shared) else []) + ([per_frame[k]] if k < len(per_frame) else []):
+        for group, keys in FRAME_GROUPS.items():
+            if item.get(group):
+                for key in keys:
+                    if key in item[group][0]:
+                        setattr(view, key, item[group][0][key].value)
+    return view
 
 
 def modality_values(ds: Any, stored: np.ndarray) -> np.ndarray:
@@ -131,7 +163,7 @@ def frame_image(ds: Any, frame: Optional[int], spec: WindowSpec, where: str) -> 
     if photometric in GRAY:
         if decoded.ndim != 2:
             raise DataError(f"{where}: {photometric} pixels decoded to shape {decoded.shape}, expected (rows, columns)")
-        return gray_image(ds, decoded, spec)
+        return gray_image(frame_tags(ds, frame), decoded, spec)
     if spec != "auto":
         raise DataError(f"{where}: a window ({spec!r}) applies to grayscale images; this file is {photometric}. "
                         "Use window: auto for colour data")

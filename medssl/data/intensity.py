@@ -115,7 +115,12 @@ def apply_window(values: np.ndarray, window: Window) -> np.ndarray:
         y = (x - c) / w + 0.5
     else:  # SIGMOID
         y = 1.0 / (1.0 + np.exp(-4.0 * (x - c) / w))
-    return np.rint(np.clip(y, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return _to_uint8(y)
+
+
+def _to_uint8(y: np.ndarray) -> np.ndarray:
+    """[0, 1] -> 0..255; NaN (no value: outside a NIfTI mask, a float DICOM's gaps) -> 0."""
+    return np.rint(np.nan_to_num(np.clip(y, 0.0, 1.0), nan=0.0) * 255.0).astype(np.uint8)
 
 
 def scale_range(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -123,13 +128,16 @@ def scale_range(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
     x = np.asarray(values, dtype=np.float64)
     if not hi > lo:
         return np.zeros(x.shape, np.uint8)
-    return np.rint(np.clip((x - lo) / (hi - lo), 0.0, 1.0) * 255.0).astype(np.uint8)
+    return _to_uint8((x - lo) / (hi - lo))
 
 
 def minmax(values: np.ndarray) -> np.ndarray:
-    """The image's own min -> 0, max -> 255 (NaNs count as the minimum)."""
-    x = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=np.nanmin(values) if np.isfinite(values).any() else 0.0)
-    return scale_range(x, float(x.min()), float(x.max())) if x.size else x.astype(np.uint8)
+    """The image's own finite min -> 0, max -> 255 (NaN -> 0; no finite value: all 0)."""
+    x = np.asarray(values, dtype=np.float64)
+    finite = x[np.isfinite(x)]
+    if not finite.size:
+        return np.zeros(x.shape, np.uint8)
+    return scale_range(x, float(finite.min()), float(finite.max()))
 
 
 def percentile_range(values: np.ndarray, q: Sequence[float] = PERCENTILES) -> Tuple[float, float]:

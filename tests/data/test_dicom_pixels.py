@@ -267,3 +267,28 @@ def test_file_sigmoid_voi_function(salt_env, tmp_path):
     x = raw_frames(p, "<i2", (64, 64)).astype(np.float64)
     expected = np.rint(255.0 / (1.0 + np.exp(-4.0 * (x - 600.0) / 1600.0))).astype(np.uint8)
     np.testing.assert_array_equal(DicomDataset(root=dst.parent)[0][0][..., 0], expected)
+
+
+def test_enhanced_functional_groups_give_the_frames_rescale_and_window(salt_env, tmp_path):
+    """A copy of CT_small as an enhanced object: no top-level rescale / window, the shared
+    functional groups hold slope 1 / intercept -1000, the per-frame group a 40 / 400
+    window. The data set must use those (top-level values would give other pixels)."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    src = dicom_file("CT_small.dcm")
+    ds = pydicom.dcmread(src)
+    del ds.RescaleSlope, ds.RescaleIntercept
+    pvt, voi = Dataset(), Dataset()
+    pvt.RescaleSlope, pvt.RescaleIntercept, pvt.RescaleType = 1, -1000, "HU"
+    voi.WindowCenter, voi.WindowWidth = 40, 400
+    shared, frame0 = Dataset(), Dataset()
+    shared.PixelValueTransformationSequence = Sequence([pvt])
+    frame0.FrameVOILUTSequence = Sequence([voi])
+    ds.SharedFunctionalGroupsSequence = Sequence([shared])
+    ds.PerFrameFunctionalGroupsSequence = Sequence([frame0])
+    (tmp_path / "enh").mkdir()
+    ds.save_as(tmp_path / "enh" / "e.dcm", enforce_file_format=False)
+    hu = raw_frames(src, "<i2", (128, 128)).astype(np.float64) - 1000
+    got = DicomDataset(root=tmp_path / "enh")[0][0][..., 0]
+    np.testing.assert_array_equal(got, window_by_hand(hu, 40, 400))

@@ -45,3 +45,12 @@ def test_bad_specs(spec, msg):
 def test_scale_range_flat_is_zero():
     assert scale_range(np.ones((2, 2)), 1.0, 1.0).tolist() == [[0, 0], [0, 0]]
     assert scale_range(np.array([0.0, 5.0, 10.0]), 0.0, 10.0).tolist() == [0, 128, 255]
+
+
+def test_nan_and_infinite_values_are_defined():
+    from medssl.data.intensity import minmax
+
+    x = np.array([np.nan, 0.0, 5.0, 10.0, np.inf, -np.inf])
+    assert minmax(x).tolist() == [0, 0, 128, 255, 255, 0]
+    assert apply_window(x, Window(5.0, 11.0)).tolist()[0] == 0
+    assert minmax(np.full(3, np.nan)).tolist() == [0, 0, 0]
