@@ -12,10 +12,23 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from medssl.data.base import MedicalImageDataset
-from medssl.data.manifest_csv import ManifestRow, class_index
+from medssl.data.manifest_csv import ManifestRow, class_index, norm_split
+from medssl.data.radiology_splits import NAME as SPLITS_NAME
+from medssl.wsi.splits import SPLITS
 from medssl.data.radiology_common import group_index, group_summary, select_split
 from medssl.errors import ConfigError
 from medssl.tasks import TASKS
+
+
+def folder_splits(root: Path, paths: Sequence[Path]) -> Optional[List[str]]:
+    """The user's split folders, ``ROOT/train|val|test/...`` (``valid`` = ``val``): the
+    folder of each path, or ``None`` when ROOT has a splits file or no such folder."""
+    if (root / SPLITS_NAME).is_file():
+        return None
+    names = {p.name: norm_split(p.name) for p in root.iterdir() if p.is_dir() and norm_split(p.name) in SPLITS}
+    if not names:
+        return None
+    return [names.get(p.relative_to(root).parts[0], "") if len(p.relative_to(root).parts) > 1 else "" for p in paths]
 
 
 class RadiologyDataset(MedicalImageDataset):
@@ -53,6 +66,8 @@ class RadiologyDataset(MedicalImageDataset):
         labels, names = (class_index(rows, class_names, self.csv_path) if rows is not None and self.csv_path is not None
                          and "label" in columns else (None, []))
         user = [r.split for r in rows] if rows is not None and "split" in columns else None
+        if rows is None and splits is None:
+            user = folder_splits(base, paths)
         self.split, mask = select_split(split, {"patient": patients, "study": studies}, user, paths, splits, base,
                                         salt, self._where)
         keep = np.flatnonzero(mask)

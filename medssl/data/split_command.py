@@ -27,8 +27,10 @@ def run_group_split(args: argparse.Namespace) -> int:
     cfg["image_size"] = cfg["image_size"] or 1  # a split reads headers only: mixed native sizes do not matter here
     ds: Any = open_dataset(cfg, split="all")
     if ds.has_user_split:
-        raise DataError(f"{ds.csv_path} already has a split column, which the data set uses instead of a splits "
-                        f"file; drop the column to use --by {args.by} splits, or keep your own")
+        own = (f"{ds.csv_path} has a split column" if ds.csv_path is not None
+               else f"{args.dir} has train / val / test folders")
+        raise DataError(f"{own}, which the data set uses as your own split (checked: no patient in two splits); "
+                        f"keep it, or remove it to use --by {args.by} splits")
     out = Path(args.out) if args.out else ds.default_splits_dir / NAME
     groups = ds.object_groups(args.by)
     doc = write_group_splits(groups, out, args.by, load_salt(cfg.get("salt_file")), val=args.val, test=args.test,

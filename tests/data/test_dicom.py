@@ -258,3 +258,24 @@ def test_remembered_headers_follow_a_changed_file(salt_env, tmp_path):
     (tmp_path / "b.dcm").write_text("replaced by a text file")
     with pytest.warns(DataWarning, match=r"1 not a DICOM file \(b.dcm\)"):
         assert len(DicomDataset(root=tmp_path, image_size=32)) == 1
+
+
+def test_split_folders_are_a_user_split_checked_per_patient(salt_env, tmp_path):
+    root = tmp_path / "ex"
+    for i, part in enumerate(["train", "train", "valid", "test"]):
+        rewrite(dicom_file("CT_small.dcm"), root / part / f"case{i}" / "a.dcm", patient(i))
+    assert [len(DicomDataset(root=root, split=s)) for s in ("train", "val", "test", "all")] == [2, 1, 1, 4]
+    rewrite(dicom_file("CT_small.dcm"), root / "test" / "case0" / "b.dcm", patient(0))  # patient 0 now in train and test
+    with pytest.raises(DataError, match=r"1 of 4 patients have images in more than one split"):
+        DicomDataset(root=root, split="train")
+
+
+def test_cli_split_refuses_a_tree_with_split_folders(salt_env, tmp_path, capsys):
+    root = tmp_path / "ex"
+    rewrite(dicom_file("CT_small.dcm"), root / "train" / "c0" / "a.dcm", patient(0))
+    rewrite(dicom_file("CT_small.dcm"), root / "test" / "c1" / "a.dcm", patient(1))
+    from medssl.cli import main
+
+    assert main(["data", "split", str(root), "--by", "patient"]) == 2
+    assert "has train / val / test folders, which the data set uses as your own split" in capsys.readouterr().err
+    assert not (root / "splits.json").exists()
