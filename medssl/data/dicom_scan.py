@@ -67,7 +67,8 @@ class Skipped:
     detail: str = ""
 
 
-def _has_preamble(path: Path) -> bool:
+def has_preamble(path: Path) -> bool:
+    """True when ``path`` has the ``DICM`` marker after its 128-byte preamble."""
     try:
         with open(path, "rb") as fh:
             fh.seek(128)
@@ -82,7 +83,7 @@ def candidates(root: Path) -> List[Path]:
     for p in root.rglob("*"):
         if any(part.startswith(".") for part in p.relative_to(root).parts) or not p.is_file():
             continue
-        if p.suffix.lower() in SUFFIXES or p.name.upper() == "DICOMDIR" or _has_preamble(p):
+        if p.suffix.lower() in SUFFIXES or p.name.upper() == "DICOMDIR" or has_preamble(p):
             found.append(p)
     return sorted(found)
 

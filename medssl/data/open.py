@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Union
 
 from medssl.data.base import MedicalImageDataset
+from medssl.data.dicom_scan import has_preamble
 from medssl.errors import ConfigError, DataError
 from medssl.fileio import PathLike
 from medssl.registry import DATASETS
@@ -66,15 +67,6 @@ def _has_images(folder: Path) -> bool:
     return False
 
 
-def _dicm(path: Path) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(128)
-            return fh.read(4) == b"DICM"
-    except OSError:
-        return False
-
-
 def _radiology(folder: Path) -> Optional[str]:
     """``nifti`` / ``dicom`` when the folder holds such files up to four levels down
     (DICOM: ``.dcm``, a ``DICOMDIR``, or suffix-less files with the ``DICM`` preamble)."""
@@ -87,7 +79,7 @@ def _radiology(folder: Path) -> Optional[str]:
         if any(n.endswith(".dcm") or n == "dicomdir" for n in names):
             return "dicom"
         bare = [p for p in paths if not p.suffix and p.is_file()][:20]  # PACS exports often drop the suffix
-        if any(_dicm(p) for p in bare):
+        if any(has_preamble(p) for p in bare):
             return "dicom"
     return None
 
