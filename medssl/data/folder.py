@@ -83,7 +83,8 @@ def _same_split(a: str, b: str) -> bool:
     return norm.get(a.strip().lower(), a.strip().lower()) == norm.get(b.strip().lower(), b.strip().lower())
 
 
-def _size_hw(image_size: Union[None, int, Sequence[int]]) -> Optional[Tuple[int, int]]:
+def _size_hw(image_size: Union[None, int, Sequence[int]], where: str = "folder") -> Optional[Tuple[int, int]]:
+    """``None`` or ``(h, w)`` from an int or a pair; ConfigError naming ``where`` otherwise."""
     if image_size is None:
         return None
     if isinstance(image_size, int) and not isinstance(image_size, bool):
@@ -91,9 +92,9 @@ def _size_hw(image_size: Union[None, int, Sequence[int]]) -> Optional[Tuple[int,
     elif isinstance(image_size, (list, tuple)) and len(image_size) == 2:
         hw = (int(image_size[0]), int(image_size[1]))
     else:
-        raise ConfigError(f"folder: image_size must be null, an int or [height, width], got {image_size!r}")
+        raise ConfigError(f"{where}: image_size must be null, an int or [height, width], got {image_size!r}")
     if min(hw) < 1:
-        raise ConfigError(f"folder: image_size must be positive, got {image_size!r}")
+        raise ConfigError(f"{where}: image_size must be positive, got {image_size!r}")
     return hw
 
 

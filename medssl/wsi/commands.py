@@ -35,8 +35,12 @@ def _run_tile(args: argparse.Namespace) -> int:
 def _run_split(args: argparse.Namespace) -> int:
     from medssl.wsi.splits import NAME, describe, write_splits
 
+    if args.by in ("patient", "study"):  # radiology (dicom / nifti): medssl.data.split_command
+        from medssl.data.split_command import run_group_split
+
+        return run_group_split(args)
     if args.by != "slide":  # pragma: no cover - argparse choices already refuse
-        raise DataError("--by must be 'slide'")
+        raise DataError("--by must be 'slide', 'patient' or 'study'")
     doc = write_splits(args.dir, val=args.val, test=args.test, seed=args.seed)
     print(f"{args.dir}/{NAME}: {describe(doc)} (seed {args.seed})")
     return 0
@@ -77,10 +81,15 @@ def add_parsers(sub: Any) -> None:
                    help="no per-slide progress lines (--no-progress, as on every long command)")
     p.set_defaults(func=_run_tile)
 
-    p = sub.add_parser("split", help="slide-level train/val/test splits of a tiling (writes DIR/splits.json)")
-    p.add_argument("dir", metavar="DIR", help="a `medssl data tile` output directory")
-    p.add_argument("--by", choices=("slide",), default="slide",
-                   help="unit of the split (default slide; tile-level splits leak neighbouring tiles into the test set)")
+    p = sub.add_parser("split", help="slide-, patient- or study-level train/val/test splits (writes DIR/splits.json)")
+    p.add_argument("dir", metavar="DIR", help="a `medssl data tile` output directory (--by slide), or a DICOM / NIfTI "
+                                              "folder, manifest CSV or YAML config (--by patient / study)")
+    p.add_argument("--by", choices=("slide", "patient", "study"), default="slide",
+                   help="unit of the split (default slide, for tilings; patient or study for DICOM / NIfTI): "
+                        "image- or tile-level splits leak near-copies into the test set")
+    p.add_argument("--out", default=None, metavar="FILE",
+                   help="--by patient / study: where to write the splits file (default DIR/splits.json, or beside "
+                        "the manifest CSV)")
     p.add_argument("--val", type=float, default=0.1, help="fraction of slides for validation (default 0.1)")
     p.add_argument("--test", type=float, default=0.1, help="fraction of slides for test (default 0.1)")
     p.add_argument("--seed", type=int, default=0, help="shuffle seed (default 0)")
