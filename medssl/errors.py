@@ -25,6 +25,12 @@ class EvaluationError(MedSSLError, ValueError):
     """Labels, scores or embeddings given to evaluation are invalid (shape, NaN, range)."""
 
 
+class WriteError(MedSSLError, OSError):
+    """A file could not be written (disk full, over quota, read-only, no permission); the
+    message names the file, the cause and what to do. An ``OSError`` too, so code that
+    already handles write failures keeps working."""
+
+
 class DataWarning(UserWarning):
     """Data was read but something was skipped or looks doubtful; the message says what.
     The CLI prints it as ``medssl: warning: ...``."""

@@ -59,6 +59,11 @@ def _transfer(args: argparse.Namespace) -> int:
     if args.print_config:
         sys.stdout.write(yaml.safe_dump(to_dict(cfg), sort_keys=False))
         return 0
+    encoder = Path(str(cfg.encoder))
+    if encoder.is_dir() and (encoder / "config.yaml").exists():  # a run directory: its config must be whole
+        from medssl.train.run_dir import read_run_config
+
+        read_run_config(encoder)
     _print_summary(run_transfer(cfg, progress=not args.no_progress))
     return 0
 
@@ -66,13 +71,13 @@ def _transfer(args: argparse.Namespace) -> int:
 def evaluation_data(run_dir: Path) -> Dict[str, Any]:
     """The labelled dataset mapping of a pretraining run (its ``val_data``, else ``data``),
     without its split; DataError naming the run when neither carries labels."""
-    from medssl.config import load_yaml
     from medssl.data.open import open_dataset
+    from medssl.train.run_dir import read_run_config
 
     cfg_file = run_dir / "config.yaml"
     if not cfg_file.is_file():
         raise DataError(f"{run_dir} has no config.yaml: pass a run directory written by `medssl pretrain`")
-    raw = load_yaml(cfg_file)
+    raw = read_run_config(run_dir)
     tried: List[str] = []
     for key in ("val_data", "data"):
         spec = raw.get(key)
@@ -137,10 +142,7 @@ def _embed(args: argparse.Namespace) -> int:
         with tmp.open("wb") as fh:  # a file object, so np.savez does not append ".npz" to the temporary name
             np.savez(fh, **arrays)
 
-    try:
-        atomic_write(out, save)
-    except OSError as exc:
-        raise ConfigError(f"cannot write --out {out}: {exc.strerror or exc}; choose a writable location") from exc
+    atomic_write(out, save, "--out", "free some space or choose a writable location, then run the command again")
     print(f"medssl: wrote {tuple(feats.shape)} features and labels of {ds.describe()['dataset']} "
           f"split {ds.split!r} to {out}")
     return 0
@@ -148,12 +150,15 @@ def _embed(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from medssl.eval.report import compare_reports
+    from medssl.fileio import atomic_write_text, check_output_path
 
+    if args.out:  # checked before any report is read; missing folders above it are created
+        check_output_path(args.out, "--out", kind="file")
     text, issues = compare_reports([Path(p) for p in args.dirs])
     for issue in issues:
         print(f"medssl report: warning: {issue}", file=sys.stderr)
     if args.out:
-        Path(args.out).write_text(text)
+        atomic_write_text(args.out, text, "--out")
         print(f"medssl: wrote {args.out}")
     else:
         sys.stdout.write(text)

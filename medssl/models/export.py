@@ -34,8 +34,11 @@ def export_encoder(
     mean: Sequence[float],
     std: Sequence[float],
     extra: Optional[Dict[str, Any]] = None,
+    advice: Optional[str] = None,
 ) -> Path:
     """Write ``path`` (.safetensors) and its ``.json`` sidecar atomically; returns ``path``.
+    A failed write (a full disk) is a one-line :class:`~medssl.errors.WriteError` ending in
+    ``advice`` (what the caller can do about it).
 
     Raises:
         MedSSLError: a weight or buffer holds NaN or infinity (a diverged run); nothing is
@@ -67,8 +70,10 @@ def export_encoder(
             f"infinity ({shown}); training diverged. Lower optim.lr, set optim.grad_clip, or resume "
             "from an earlier checkpoint"
         )
-    atomic_write(target, lambda tmp: save_file(state, str(tmp), metadata={"medssl": json.dumps(meta)}))
-    atomic_write(target.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(meta, indent=2)))
+    atomic_write(target, lambda tmp: save_file(state, str(tmp), metadata={"medssl": json.dumps(meta)}),
+                 "the encoder", advice)
+    atomic_write(target.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(meta, indent=2)),
+                 "the encoder record", advice)
     return target
 
 

@@ -1,0 +1,161 @@
+"""A run directory is never left torn, never trained over, and never read when damaged.
+
+Every file medssl writes into a run directory goes through one atomic write
+(:func:`medssl.fileio.atomic_write`), so a full disk keeps the previous file and stops
+with one line; a ``config.yaml`` that does not parse or lost keys is refused wherever it
+is read (``evaluate``, ``transfer --encoder RUN``, ``pretrain RUN/config.yaml``); a
+finished run is not replaced without ``--overwrite``; ``--resume`` with nothing to resume
+says so and stops; links planted in the run directory that lead out of it are refused.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Dict, Tuple
+
+import pytest
+
+from tests.reliability.harness import assert_clean_cli_error, run_cli, tiny_cfg, write_yaml
+
+
+def _digest(run: Path) -> Dict[str, str]:
+    return {str(p.relative_to(run)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(run.rglob("*")) if p.is_file() and p.name != ".medssl.lock"}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> Tuple[Path, Path]:
+    """(config file, run directory) of a finished 2-step simclr run; copy before changing it."""
+    tmp = tmp_path_factory.mktemp("finished")
+    cfg = write_yaml(tmp / "cfg.yaml", tiny_cfg(sample_dir, tmp / "run", "simclr", max_steps=2, ckpt_every=1,
+                                                knn_every=0))
+    rc, _, err = run_cli(["pretrain", str(cfg), "--no-progress"])
+    assert rc == 0, err
+    return cfg, tmp / "run"
+
+
+def _copy_run(finished_run: Tuple[Path, Path], tmp_path: Path) -> Tuple[Path, Path]:
+    import yaml
+
+    cfg, run = finished_run
+    new_run = tmp_path / "run"
+    shutil.copytree(run, new_run)
+    raw = yaml.safe_load(cfg.read_text())
+    raw["out_dir"] = str(new_run)
+    return write_yaml(tmp_path / "cfg.yaml", raw), new_run
+
+
+def test_a_full_disk_while_config_yaml_is_rewritten_keeps_the_old_file(
+        finished_run: Tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--resume with a changed safe key rewrites config.yaml; the disk fills after 300
+    bytes. One line saying so; config.yaml byte for byte the old one, no temporary left."""
+    cfg, run = _copy_run(finished_run, tmp_path)
+    before = (run / "config.yaml").read_bytes()
+    real = Path.write_text
+
+    def fills_up(self: Path, data: str, *a: object, **kw: object) -> int:
+        if "config.yaml" in self.name:
+            real(self, data[:300], *a, **kw)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, data, *a, **kw)
+
+    monkeypatch.setattr(Path, "write_text", fills_up)
+    rc, _, err = run_cli(["pretrain", str(cfg), "--resume", "--no-progress", "train.max_steps=3", "train.log_every=2"])
+    monkeypatch.undo()
+    assert_clean_cli_error(rc, err, r"cannot write .*config\.yaml: disk full .*free some space.*--resume")
+    assert (run / "config.yaml").read_bytes() == before
+    assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("damage", ["torn", "lost_train", "not_yaml", "a_list"])
+@pytest.mark.parametrize("command", ["evaluate", "transfer", "pretrain_with_it"])
+def test_a_damaged_config_yaml_is_refused_wherever_it_is_read(
+        finished_run: Tuple[Path, Path], tmp_path: Path, sample_dir: Path, damage: str, command: str) -> None:
+    _, run = _copy_run(finished_run, tmp_path)
+    cfg_file = run / "config.yaml"
+    text = cfg_file.read_text()
+    if damage == "torn":
+        cut = text[: len(text) // 2]
+        cfg_file.write_text(cut[: cut.rfind("\n") + 1])  # a clean line boundary: still valid YAML
+    elif damage == "lost_train":
+        cfg_file.write_text(text[: text.index("\ntrain:") + 1] + text[text.index("\nseed:") + 1:])
+    elif damage == "not_yaml":
+        cfg_file.write_text(text + "\n  bad: [unclosed\n")
+    else:
+        cfg_file.write_text("- a\n- list\n")
+    before = _digest(run)
+    argv = {"evaluate": ["evaluate", str(run), "--protocol", "knn", "--seeds", "1", "--no-plots"],
+            "transfer": ["transfer", "--encoder", str(run), "--data", str(sample_dir / "medmnist" / "ihcstain.npz"),
+                         "--seeds", "1", "--no-plots", "--out", str(tmp_path / "t")],
+            "pretrain_with_it": ["pretrain", str(cfg_file), "--resume", "--no-progress"]}[command]
+    rc, _, err = run_cli(argv)
+    assert_clean_cli_error(rc, err, r"config\.yaml.*(lacks \d+ key|not valid YAML|must be a mapping|damaged)")
+    assert _digest(run) == before  # nothing written, the checkpoints untouched
+
+
+def test_a_finished_run_is_not_trained_over_without_overwrite(finished_run: Tuple[Path, Path],
+                                                             tmp_path: Path) -> None:
+    """checkpoints/ pruned to save space: a new pretrain and a --resume are both refused,
+    the encoder and metrics untouched; --overwrite trains a new run there."""
+    cfg, run = _copy_run(finished_run, tmp_path)
+    shutil.rmtree(run / "checkpoints")
+    before = _digest(run)
+    rc, _, err = run_cli(["pretrain", str(cfg), "--no-progress"])
+    assert_clean_cli_error(rc, err, r"holds the exported encoder of a finished run.*--overwrite")
+    rc, _, err = run_cli(["pretrain", str(cfg), "--no-progress", "--resume", "train.max_steps=4"])
+    assert_clean_cli_error(rc, err, r"--resume: .*no checkpoint to resume from.*nothing was changed")
+    assert _digest(run) == before
+    rc, _, err = run_cli(["pretrain", str(cfg), "--no-progress", "--overwrite", "train.max_steps=1"])
+    assert rc == 0, err
+    assert json.loads((run / "encoder.json").read_text())["steps"] == 1
+    assert [json.loads(ln)["step"] for ln in (run / "metrics.jsonl").read_text().splitlines()] == [1]
+
+
+def test_another_runs_checkpoints_are_replaced_only_with_overwrite(finished_run: Tuple[Path, Path],
+                                                                   tmp_path: Path) -> None:
+    cfg, run = _copy_run(finished_run, tmp_path)
+    rc, _, err = run_cli(["pretrain", str(cfg), "--no-progress"])
+    assert_clean_cli_error(rc, err, r"already holds checkpoints of another run.*--overwrite")
+    rc, _, err = run_cli(["pretrain", str(cfg), "--no-progress", "--overwrite", "train.max_steps=1"])
+    assert rc == 0, err
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_00000001.pt"]
+
+
+def test_resume_where_nothing_would_be_lost_starts_afresh_and_says_so(sample_dir: Path, tmp_path: Path) -> None:
+    """No run in out_dir yet (a job script that always passes --resume): it starts, and
+    says there was no checkpoint. (A finished run without checkpoints stops: above.)"""
+    cfg = write_yaml(tmp_path / "cfg.yaml", tiny_cfg(sample_dir, tmp_path / "empty", "simclr", max_steps=1))
+    rc, _, err = run_cli(["pretrain", str(cfg), "--resume", "--no-progress"])
+    assert rc == 0, err
+    assert "--resume: no checkpoint in" in err and "no run there yet" in err
+
+
+def test_a_metrics_line_that_is_json_but_not_an_object_is_skipped_on_resume(
+        finished_run: Tuple[Path, Path], tmp_path: Path) -> None:
+    cfg, run = _copy_run(finished_run, tmp_path)
+    with (run / "metrics.jsonl").open("a") as fh:
+        fh.write("null\n[1, 2]\n\"text\"\n{\"step\": \"x\"}\n")
+    rc, _, err = run_cli(["pretrain", str(cfg), "--resume", "--no-progress", "train.max_steps=3"])
+    assert rc == 0, err
+    assert "Traceback" not in err and "not metrics rows" in err
+    steps = [json.loads(ln)["step"] for ln in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3]
+
+
+@pytest.mark.parametrize("name", ["checkpoints/step_99999999.pt", "metrics.jsonl", "config.yaml"])
+def test_a_link_out_of_the_run_directory_is_refused_by_name(finished_run: Tuple[Path, Path], tmp_path: Path,
+                                                           name: str) -> None:
+    cfg, run = _copy_run(finished_run, tmp_path)
+    outside = tmp_path / "outside.bin"
+    outside.write_bytes(b"a file that is not the run's\n")
+    (run / name).unlink(missing_ok=True)
+    (run / name).symlink_to(outside)
+    argv = (["evaluate", str(run), "--protocol", "knn", "--seeds", "1", "--no-plots"] if name == "config.yaml"
+            else ["pretrain", str(cfg), "--resume", "--no-progress", "train.max_steps=3"])
+    rc, _, err = run_cli(argv)
+    assert_clean_cli_error(rc, err, rf"{name.split('/')[-1]} \(.*\) is a link to .*outside\.bin, outside")
+    assert outside.read_bytes() == b"a file that is not the run's\n"
