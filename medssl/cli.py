@@ -19,7 +19,8 @@ import warnings
 from typing import Any, Iterator, List, Optional
 
 from medssl._version import __version__
-from medssl.errors import DataWarning, MedSSLError
+from medssl.errors import DataWarning, MedSSLError, user_message
+from medssl.memory import cannot_allocate_message, is_allocation_failure
 from medssl.threads import prefer_passive_wait
 from medssl.train.signals import stop_signals
 
@@ -105,11 +106,27 @@ def _run(argv: Optional[List[str]]) -> int:
         parser.print_help()
         return 0
     try:
+        if isinstance(getattr(args, "seed", None), int):  # every command's --seed, in the seed range
+            from medssl.config import check_seed
+
+            check_seed("--seed", args.seed)
         return int(args.func(args) or 0)
     except MedSSLError as exc:
         if os.environ.get("MEDSSL_DEBUG"):
             traceback.print_exc()
-        print(f"medssl: error: {exc}", file=sys.stderr)
+        print(f"medssl: error: {user_message(exc)}", file=sys.stderr)
+        return 2
+    except MemoryError as exc:  # an allocation no estimate caught (see medssl.memory)
+        if os.environ.get("MEDSSL_DEBUG"):
+            traceback.print_exc()
+        print(f"medssl: error: {cannot_allocate_message(exc)}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # torch's allocator, OpenCV, numpy: allocation failures only
+        if not is_allocation_failure(exc):
+            raise
+        if os.environ.get("MEDSSL_DEBUG"):
+            traceback.print_exc()
+        print(f"medssl: error: {cannot_allocate_message(exc)}", file=sys.stderr)
         return 2
 
 

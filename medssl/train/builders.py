@@ -28,6 +28,7 @@ from medssl.objectives.support_set import SupportSet
 from medssl.data.open import open_dataset
 from medssl.registry import OBJECTIVES
 from medssl.train import distributed as D
+from medssl.train.memory_plan import check_training_memory
 from medssl.train.config import PretrainConfig
 from medssl.train.monitor import KNNMonitor
 from medssl.train.optim import build_optimizer, build_scheduler
@@ -80,6 +81,7 @@ class TrainingData:
 def build_data(cfg: PretrainConfig, device: torch.device, dist: D.DistInfo) -> TrainingData:
     """Dataset, sampler, view pipeline, loader and (rank 0) the k-NN monitor."""
     t = cfg.train
+    check_training_memory(cfg)  # before the first view or weight is allocated
     dataset = open_dataset(cfg.data)
     if len(dataset) == 0:
         raise ConfigError(f"the training dataset {cfg.data} is empty")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Literal, Optional, Sequence, Tuple, Union
 
-from medssl.config import apply_overrides, check_range, from_mapping, load_yaml
+from medssl.config import apply_overrides, check_range, check_seed, from_mapping, load_yaml, user_path
 from medssl.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -181,6 +181,15 @@ class PretrainConfig:
     seed: int = 0
     out_dir: str = "runs/medssl"
     recipe: Optional[str] = None  # a named set of defaults (medssl.train.recipes), filled in under the config
+
+    def __post_init__(self) -> None:
+        check_seed("seed", self.seed)
+        # Every path key means the same as in a shell: `~` expanded, an empty one refused.
+        self.out_dir = user_path("out_dir", self.out_dir)
+        if self.model.weights is not None:
+            self.model.weights = user_path("model.weights", self.model.weights)
+        if isinstance(self.train.resume, str) and self.train.resume != "auto":
+            self.train.resume = user_path("train.resume", self.train.resume)
 
 
 # Keys that moved: old dotted key -> new dotted key. A config using the old key still
