@@ -18,6 +18,7 @@ _FLAG_KEYS = {
     "split_test": "split_test", "protocol": "protocol", "label_fraction": "label_fraction",
     "seeds": "seeds", "seed": "seed", "out": "out", "device": "device", "batch_size": "batch_size",
     "allow_class_name_mismatch": "allow_class_name_mismatch", "threads": "threads",
+    "allow_overlap": "allow_overlap",
 }  # fmt: skip
 
 
@@ -192,6 +193,9 @@ def _add_eval_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))
     p.add_argument("--batch-size", type=int, help="batch size for feature extraction")
     p.add_argument("--threads", type=_threads_flag, help=_THREADS_HELP)
+    p.add_argument("--allow-overlap", action="store_true", default=None,
+                   help="accept train and test sets that share images, files, slides or patients (refused by "
+                        "default); the report then says so")
     p.add_argument("--no-plots", action="store_true", help="skip the figures")
     p.add_argument("--no-progress", action="store_true", help="no progress display")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="dotted config overrides")

@@ -105,6 +105,7 @@ class TransferConfig:
     threads: Union[int, Literal["auto"]] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     allow_class_name_mismatch: bool = False
+    allow_overlap: bool = False
     knn: KnnSection = field(default_factory=KnnSection)
     linear: LinearSection = field(default_factory=LinearSection)
     finetune: FinetuneSection = field(default_factory=FinetuneSection)

@@ -24,7 +24,7 @@ from medssl.device import resolve_device
 from medssl.eval import slide_level
 from medssl.eval.cache import cached_features, fingerprint
 from medssl.eval.config import TransferConfig
-from medssl.errors import DataError
+from medssl.errors import ConfigError, DataError
 from medssl.fileio import check_output_path
 from medssl.provenance import sha256_file
 from medssl.provenance import data_provenance
@@ -56,6 +56,21 @@ def encoder_file(path: str) -> Path:
 def encoder_provenance(path: str, meta: Mapping[str, Any]) -> Dict[str, Any]:
     p = encoder_file(path)
     return {"path": str(p), "sha256": sha256_file(p), "encoder_json": dict(meta)}
+
+
+def check_overlap(train_ds: Any, test_ds: Any, allowed: bool) -> List[str]:
+    """Refuse train / test sets that share images, files, slides or patients unless
+    ``allowed`` (then one warning line for stderr and the report)."""
+    from medssl.eval.overlap import overlap, overlap_warning
+
+    found = overlap(train_ds, test_ds)
+    if found is None:
+        return []
+    if not allowed:
+        raise ConfigError(f"train and test overlap: {found}. A probe scored on its own training images measures "
+                          "memorisation; choose disjoint splits (e.g. --split-train train --split-test test), or "
+                          "pass --allow-overlap (allow_overlap: true) if this is what you mean")
+    return [overlap_warning(found)]
 
 
 def open_labelled(spec: Any, split: str, role: str) -> Tuple[Any, Dict[str, Any]]:
@@ -182,6 +197,7 @@ def run_transfer(cfg: TransferConfig, progress: bool = True) -> TransferResult:
         test_ds, test_cfg = open_labelled(cfg.test_spec(), cfg.split_test, "test")
         names, class_names_source, name_warnings = check_label_spaces(train_ds, test_ds,
                                                                       cfg.allow_class_name_mismatch)
+        name_warnings = name_warnings + check_overlap(train_ds, test_ds, cfg.allow_overlap)
         inputs = _Inputs(
             model, preprocess, device, encoder_provenance(cfg.encoder, preprocess.meta), train_ds, test_ds,
             names, class_names_source,
