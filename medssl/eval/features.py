@@ -45,18 +45,32 @@ def embed(
     """Features and labels of ``data`` as numpy arrays: ``(features [N, F] float32,
     labels [N] or [N, C])``.
 
-    ``data`` is a medssl dataset (items ``(image HWC uint8, label)``) or an array of images
-    ``[N, H, W(, C)]`` uint8 (labels then come back as ``-1``). ``indices`` selects a subset
-    of a dataset. The encoder is run in eval mode and left in the mode it was in, under
+    ``data`` is a medssl dataset (items ``(image HWC uint8, label)``), an array of images
+    ``[N, H, W(, C)]`` uint8 or a list of HWC images (labels then come back as ``-1``; an
+    empty batch gives ``(0, F)`` features). A channel-first or ambiguous array is a
+    ConfigError naming the shapes accepted; so are ``batch_size < 1`` and ``indices``
+    outside ``[0, len(data))``. ``indices`` selects a subset of a dataset. The encoder is run in eval mode and left in the mode it was in, under
     ``torch.inference_mode`` (no autograd bookkeeping at all). ``device`` (default: where the
     encoder's parameters are) moves the encoder there first.
     ``progress`` shows the images done under the name ``stage`` (:mod:`medssl.progress`).
     Both outputs are numpy so they go straight to scikit-learn, ``np.savez`` or pandas;
     ``torch.from_numpy`` turns the features back into a tensor without a copy.
     """
-    if isinstance(data, np.ndarray):
-        arr = data if data.ndim == 4 else data[..., None]
-        data = _ArrayDataset(arr)
+    from medssl.augment.layout import image_list
+    from medssl.errors import ConfigError
+
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ConfigError(f"embed: batch_size must be a positive integer, got {batch_size!r}")
+    if isinstance(data, (np.ndarray, list, tuple)):
+        data = _ArrayDataset(image_list(data, "embed(data)") if len(data) else [])
+    if indices is not None:
+        idx = np.asarray(indices)
+        if idx.size and (idx.dtype.kind not in "iu" or idx.ndim != 1):
+            raise ConfigError(f"embed: indices must be a 1-D sequence of integers, got shape {idx.shape} "
+                              f"dtype {idx.dtype}")
+        if idx.size and (idx.min() < 0 or idx.max() >= len(data)):
+            raise ConfigError(f"embed: indices must be in [0, {len(data)}) for {len(data)} images, got "
+                              f"{int(idx.min())}..{int(idx.max())}")
     ds = _Preprocessed(data, preprocess, indices)
     if device is not None:
         encoder.to(device)  # the features are computed where the images are sent
@@ -78,6 +92,9 @@ def embed(
     finally:
         bar.close()
         encoder.train(was_training)
+    if not feats:  # nothing to embed: an empty result of the right width
+        width = int(getattr(encoder, "num_features", 0) or 0)
+        return np.zeros((0, width), np.float32), np.zeros((0,), np.int64)
     return np.concatenate(feats), np.concatenate(labels)
 
 
@@ -89,7 +106,9 @@ def _batches(ds: Dataset, batch_size: int) -> Iterator[Tuple[torch.Tensor, List[
 
 
 class _ArrayDataset(Dataset):
-    def __init__(self, images: np.ndarray) -> None:
+    """``(image, -1)`` of a list of images whose layout :mod:`medssl.augment.layout` checked."""
+
+    def __init__(self, images: List[np.ndarray]) -> None:
         self.images = images
 
     def __len__(self) -> int:
