@@ -101,7 +101,7 @@ class TransferConfig:
     seed: int = 0
     out: str = "runs/transfer"
     batch_size: int = 256
-    num_workers: int = 0
+    num_workers: Union[int, Literal["auto"]] = 0
     threads: Union[int, Literal["auto"]] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     allow_class_name_mismatch: bool = False
@@ -126,7 +126,8 @@ class TransferConfig:
         if isinstance(self.test_data, str):
             self.test_data = user_path("test_data", self.test_data)
         check_range("batch_size", self.batch_size, lo=1)
-        check_range("num_workers", self.num_workers, lo=0)
+        if self.num_workers != "auto":
+            check_range("num_workers", self.num_workers, lo=0)
         if self.threads != "auto":
             check_range("threads", self.threads, lo=1)
 

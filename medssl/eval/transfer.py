@@ -25,6 +25,7 @@ from medssl.eval import slide_level
 from medssl.eval.cache import cached_features, fingerprint
 from medssl.eval.config import TransferConfig
 from medssl.errors import ConfigError, DataError
+from medssl.threads import plan_workers
 from medssl.fileio import check_output_path
 from medssl.provenance import sha256_file
 from medssl.provenance import data_provenance
@@ -93,7 +94,8 @@ def _embed_split(model: torch.nn.Module, preprocess: Any, ds: Any, cfg: Transfer
                  device: torch.device, progress: bool, stage: str) -> Tuple[np.ndarray, np.ndarray]:
     from medssl.eval.features import embed
 
-    feats, labels = embed(model, ds, preprocess, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
+    workers = plan_workers(cfg.num_workers, "num_workers")[0]
+    feats, labels = embed(model, ds, preprocess, batch_size=cfg.batch_size, num_workers=workers,
                           device=device, progress=progress, stage=stage)
     return feats, labels
 

@@ -58,6 +58,7 @@ class ModelConfig:
     backbone: str = "resnet18"
     small_input_stem: Union[bool, Literal["auto"]] = "auto"
     weights: Optional[str] = None
+    partial_weights: bool = False  # accept model.weights that leave tensors unloaded (named in a warning)
     proj_hidden: int = 2048
     proj_dim: int = 256
     proj_layers: int = 3
@@ -135,7 +136,7 @@ class TrainConfig:
     epochs: int = 100
     max_steps: Optional[int] = None
     batch_size: int = 256
-    num_workers: int = 2
+    num_workers: Union[int, Literal["auto"]] = "auto"
     threads: Union[int, Literal["auto"]] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
@@ -157,7 +158,8 @@ class TrainConfig:
         if self.max_steps is not None:
             check_range("train.max_steps", self.max_steps, lo=1)
         check_range("train.batch_size", self.batch_size, lo=2)
-        check_range("train.num_workers", self.num_workers, lo=0)
+        if self.num_workers != "auto":
+            check_range("train.num_workers", self.num_workers, lo=0)
         if self.threads != "auto":
             check_range("train.threads", self.threads, lo=1)
         for key in ("log_every", "ckpt_every", "keep_last", "knn_k", "collapse_patience"):
