@@ -150,3 +150,30 @@ def test_the_memory_estimate_is_a_lower_bound_that_passes_a_normal_run(sample_di
     assert est["the support set"] == 64 * 16 * 4
     with pytest.raises(Exception, match=r"cannot allocate 2\.0 GB for x: this machine has 1\.0 GB available; do y"):
         check_allocation(2e9, "x", "do y", available=10**9)
+
+
+def test_weights_of_another_architecture_are_refused_naming_keys_unless_partial(sample_dir: Path,
+                                                                                tmp_path: Path) -> None:
+    """A resnet18 encoder as model.weights of a test_resnet run used to be accepted with
+    rc 0 (everything left at random init); now one line naming the keys, or -- asked for
+    with model.partial_weights -- a run whose warning names them."""
+    from medssl.models.backbone import build_backbone
+    from medssl.models.export import export_encoder
+
+    other = export_encoder(build_backbone("resnet18", in_chans=3, image_size=28), tmp_path / "r18.safetensors",
+                           backbone="resnet18", in_chans=3, image_size=28, small_input_stem="auto",
+                           mean=[0.5] * 3, std=[0.25] * 3)
+    cfg = write_yaml(tmp_path / "cfg.yaml", tiny_cfg(sample_dir, tmp_path / "run", "simclr", max_steps=1))
+    rc, _, err = run_cli(["pretrain", str(cfg), "--no-progress", f"model.weights={other}"])
+    assert_clean_cli_error(rc, err, r"model\.weights: backbone weights do not match the model: .*(missing|unexpected)"
+                                    r".*model\.partial_weights: true")
+    assert not (tmp_path / "run").exists() or not (tmp_path / "run" / "config.yaml").exists()
+    with pytest.warns(UserWarning, match=r"unexpected in file \(ignored\)"):
+        rc, _, err = run_cli(["pretrain", str(cfg), "--no-progress", f"model.weights={other}",
+                              "model.partial_weights=true"])
+    assert rc == 0, err
+    own = export_encoder(build_backbone("test_resnet", in_chans=3, image_size=28), tmp_path / "own.safetensors",
+                         backbone="test_resnet", in_chans=3, image_size=28, small_input_stem="auto",
+                         mean=[0.5] * 3, std=[0.25] * 3)
+    rc, _, err = run_cli(["pretrain", str(cfg), "--no-progress", f"model.weights={own}", "--overwrite"])
+    assert rc == 0, err  # the same architecture loads strictly

@@ -159,3 +159,91 @@ def test_a_link_out_of_the_run_directory_is_refused_by_name(finished_run: Tuple[
     rc, _, err = run_cli(argv)
     assert_clean_cli_error(rc, err, rf"{name.split('/')[-1]} \(.*\) is a link to .*outside\.bin, outside")
     assert outside.read_bytes() == b"a file that is not the run's\n"
+
+
+class SafetensorError(Exception):
+    """The class safetensors raises (a Rust error, no errno) when its write fails."""
+
+
+def test_a_full_disk_during_encoder_export_says_the_checkpoint_is_intact_and_resume_exports(
+        sample_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import safetensors.torch
+
+    cfg = write_yaml(tmp_path / "cfg.yaml", tiny_cfg(sample_dir, tmp_path / "run", "simclr", max_steps=2))
+    real = safetensors.torch.save_file
+
+    def fills_up(tensors: object, filename: str, *a: object, **kw: object) -> None:
+        Path(filename).write_bytes(b"partial")
+        raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No '
+                              'space left on device" })')
+
+    monkeypatch.setattr(safetensors.torch, "save_file", fills_up)
+    rc, _, err = run_cli(["pretrain", str(cfg), "--no-progress"])
+    assert_clean_cli_error(rc, err, r"cannot write the encoder .*encoder\.safetensors: disk full .*the training "
+                                    r"finished and its checkpoint .*step_00000002\.pt is intact.*--resume")
+    assert not (tmp_path / "run" / "encoder.safetensors").exists()
+    assert not [p for p in (tmp_path / "run").iterdir() if p.name.endswith(".tmp")]
+    monkeypatch.setattr(safetensors.torch, "save_file", real)
+    rc, _, err = run_cli(["pretrain", str(cfg), "--no-progress", "--resume"])
+    assert rc == 0, err
+    assert (tmp_path / "run" / "encoder.safetensors").is_file()
+
+
+@pytest.mark.parametrize("victim", ["report.json", "predictions.csv", "report.md"])
+def test_a_full_disk_while_transfer_writes_its_out_is_one_line(finished_run: Tuple[Path, Path], tmp_path: Path,
+                                                              sample_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              victim: str) -> None:
+    import os
+
+    real_replace = os.replace
+
+    def full(src: object, dst: object) -> None:
+        if Path(str(dst)).name == victim:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", full)
+    rc, _, err = run_cli(["transfer", "--encoder", str(finished_run[1]), "--data",
+                          str(sample_dir / "medmnist" / "ihcstain.npz"), "--protocol", "knn", "--seeds", "1",
+                          "--no-plots", "--out", str(tmp_path / "t")])
+    assert_clean_cli_error(rc, err, rf"cannot write .*{victim.replace('.', '[.]')}: disk full \(No space left on "
+                                    r"device; \d+ MB free.*free some space")
+    assert not (tmp_path / "t" / victim).exists()
+
+
+@pytest.fixture(scope="module")
+def evaluation(finished_run: Tuple[Path, Path], sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("eval") / "ev"
+    rc, _, err = run_cli(["transfer", "--encoder", str(finished_run[1]), "--data",
+                          str(sample_dir / "medmnist" / "ihcstain.npz"), "--protocol", "knn", "--seeds", "1",
+                          "--no-plots", "--out", str(out)])
+    assert rc == 0, err
+    return out
+
+
+@pytest.mark.parametrize("damage, pattern", [
+    (lambda r: [r], r"report\.json holds a JSON list, not a medssl evaluation report"),
+    (lambda r: {k: v for k, v in r.items() if k != "aggregate"}, r"report\.json has no valid 'aggregate'"),
+    (lambda r: {**r, "aggregate": {**r["aggregate"], "auc": None}}, r"has no valid 'aggregate\.auc'"),
+    (lambda r: {**r, "protocol": "knn"}, r"has no valid 'protocol'"),
+    (lambda r: {**r, "protocol": {**r["protocol"], "seeds": 3}}, r"has no valid 'protocol\.seeds'"),
+    (lambda r: None, r"report\.json holds a JSON NoneType"),
+])
+def test_medssl_report_on_a_damaged_report_json_is_one_line(evaluation: Path, tmp_path: Path, damage: object,
+                                                            pattern: str) -> None:
+    bad = tmp_path / "bad"
+    shutil.copytree(evaluation, bad)
+    report = json.loads((bad / "report.json").read_text())
+    (bad / "report.json").write_text(json.dumps(damage(report)))  # type: ignore[operator]
+    rc, _, err = run_cli(["report", str(evaluation), str(bad)])
+    assert_clean_cli_error(rc, err, pattern)
+
+
+def test_medssl_report_out_under_a_missing_folder_is_created(evaluation: Path, tmp_path: Path) -> None:
+    out = tmp_path / "not" / "there" / "table.md"
+    rc, _, err = run_cli(["report", str(evaluation), "--out", str(out)])
+    assert rc == 0, err
+    assert out.read_text().startswith("| Evaluation") or "| Evaluation" in out.read_text()
+    (tmp_path / "a_file").write_text("x")
+    rc, _, err = run_cli(["report", str(evaluation), "--out", str(tmp_path / "a_file" / "t.md")])
+    assert_clean_cli_error(rc, err, r"a_file is a file, not a directory")
