@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -61,6 +62,9 @@ def embed(
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ConfigError(f"embed: batch_size must be a positive integer, got {batch_size!r}")
+    if isinstance(data, (str, bytes, os.PathLike)):
+        raise ConfigError(f"embed(data): got the path {data!r}; open it first (medssl.open_dataset(path)) or pass "
+                          "an array or list of images")
     if isinstance(data, (np.ndarray, list, tuple)):
         data = _ArrayDataset(image_list(data, "embed(data)") if len(data) else [])
     if indices is not None:

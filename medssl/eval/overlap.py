@@ -18,6 +18,24 @@ def _resolved(paths: Iterable[Any]) -> Set[str]:
     return {os.path.realpath(str(p)) for p in paths}
 
 
+def _same_content(a: Iterable[Any], b: Iterable[Any]) -> bool:
+    """Whether two lists of data files are the same files or byte-identical copies (size and
+    the sha256 of the first and last MiB, as run provenance records them: cheap at any size)."""
+    from medssl.provenance import head_tail_sha256
+
+    def key(paths: Iterable[Any]) -> Set[Any]:
+        out = set()
+        for p in paths:
+            try:
+                out.add((os.path.getsize(p), head_tail_sha256(p)))
+            except OSError:
+                out.add(os.path.realpath(str(p)))
+        return out
+
+    a, b = list(a), list(b)
+    return _resolved(a) == _resolved(b) or (len(a) == len(b) and key(a) == key(b))
+
+
 def _names(ds: Any, attr: str) -> Optional[Set[str]]:
     value = getattr(ds, attr, None)
     value = value() if callable(value) else value
@@ -44,8 +62,8 @@ def overlap(train_ds: Any, test_ds: Any) -> Optional[str]:
         if shared:
             return shared
     elif (getattr(train_ds, "split", None) == getattr(test_ds, "split", None)
-          and _resolved(train_ds.source_files()) == _resolved(test_ds.source_files())):
-        return f"the train and the test set are the same split ({train_ds.split!r} of the same files)"
+          and _same_content(train_ds.source_files(), test_ds.source_files())):
+        return f"the train and the test set are the same split ({train_ds.split!r} of the same files or copies of them)"
     for attr, what in (("patient_ids", "patient(s)"), ("slide_names", "slide(s)")):
         shared = _shared(_names(train_ds, attr), _names(test_ds, attr), what,
                          lambda a, b: f"have images in both the train ({a}) and the test set ({b})")

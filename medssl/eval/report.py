@@ -221,8 +221,9 @@ def load_report(path: Path) -> Dict[str, Any]:
         raise DataError(f"no report.json in {p}: pass a directory written by `medssl transfer` or `medssl evaluate`")
     try:
         body = json.loads(f.read_bytes().decode("utf-8"))
-    except (ValueError, OSError) as exc:
-        raise DataError(f"{f} is not valid JSON ({exc}); re-run the evaluation") from exc
+    except (ValueError, OSError, RecursionError) as exc:
+        raise DataError(f"{f} is not valid JSON ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); "
+                        "re-run the evaluation") from exc
     return check_report_body(body, f)
 
 

@@ -31,8 +31,8 @@ class CheckpointManager:
         if not self.dir.is_dir():
             return []
         found = sorted(p for p in self.dir.iterdir() if _NAME.match(p.name))
-        for p in found:
-            check_inside(p, self.dir.parent, "a checkpoint")
+        for p in found:  # a linked checkpoints/ (on scratch space) is the user's own; links in it are not
+            check_inside(p, self.dir, "a checkpoint")
         return found
 
     def latest(self) -> Optional[Path]:

@@ -45,7 +45,7 @@ from medssl.train.config import PretrainConfig
 from medssl.train.metrics_log import MetricsLogger, plot_metrics, read_jsonl, write_csv
 from medssl.train.monitor import HealthMonitor
 from medssl.train.resume import SAFE_ON_RESUME, agree_on_resume, check_resume, continue_schedule, find_resume
-from medssl.train.run_dir import append_history, check_fresh_start, open_run_dir
+from medssl.train.run_dir import append_history, check_fresh_start, check_resume_target, open_run_dir
 from medssl.train.signals import stop_signals
 
 
@@ -310,6 +310,8 @@ class Pretrainer:
         resume = agree_on_resume(find_resume(t.resume, self.ckpts), self.dist)
         changes: Dict[str, Any] = {}
         if resume is not None:
+            if main:
+                check_resume_target(self.run_dir, self.ckpts, Path(resume), self.overwrite)
             state = load_checkpoint(resume, map_location=self.device)
             # Refused here, before anything is loaded or written, unless forced.
             changes = check_resume((state.get("provenance") or {}).get("config"), cfg_dict, checkpoint=resume,

@@ -68,7 +68,8 @@ class MetricsLogger:
 def read_jsonl(path: Path) -> List[Row]:
     """All rows of a metrics file; a torn last line (killed mid-write) is skipped, and so is
     a line that is JSON but not an object (``null``, a list: never written by medssl), with
-    one warning naming the file and the line numbers."""
+    one warning naming the file and the line numbers (a torn last line, the usual case
+    after a kill, is skipped silently)."""
     rows: List[Row] = []
     if not Path(path).is_file():
         return rows
@@ -77,12 +78,15 @@ def read_jsonl(path: Path) -> List[Row]:
     for number, line in enumerate(text.splitlines(), start=1):
         try:
             row = json.loads(line)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # torn, or nested beyond reason
+            skipped.append(number)
             continue
         if isinstance(row, dict) and isinstance(row.get("step", 0), int) and not isinstance(row.get("step"), bool):
             rows.append(row)
         else:
             skipped.append(number)
+    lines_total = text.count("\n") + (0 if text.endswith("\n") else 1)
+    skipped = [n for n in skipped if not (n == lines_total and not text.endswith("\n"))]  # torn last line
     if skipped:
         import warnings
 

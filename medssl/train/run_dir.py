@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import yaml
 
 from medssl.errors import ConfigError
-from medssl.fileio import atomic_write_text, check_inside
+from medssl.fileio import atomic_write, atomic_write_text, check_inside
 from medssl.train.checkpoint_rotation import CheckpointManager
 from medssl.train.metrics_log import RESUME_ADVICE, MetricsLogger, keep_until, read_jsonl
 
@@ -85,6 +85,20 @@ def check_fresh_start(run_dir: Path, ckpts: CheckpointManager, asked_to_resume: 
               "from step 0", file=sys.stderr)
 
 
+def check_resume_target(run_dir: Path, ckpts: CheckpointManager, resume: Path, overwrite: bool) -> None:
+    """A checkpoint from elsewhere (``train.resume: PATH``) continued into ``run_dir`` must
+    not overwrite a finished run or another run's checkpoints there unless ``overwrite``."""
+    import os
+
+    if overwrite or os.path.realpath(resume.parent) == os.path.realpath(ckpts.dir):
+        return
+    own = ckpts.all()
+    if own or (run_dir / "encoder.safetensors").exists():
+        what = f"checkpoints of its own run ({own[-1].name})" if own else "a finished run's encoder.safetensors"
+        raise ConfigError(f"train.resume points at {resume}, outside {run_dir}, which holds {what}; continuing "
+                          "there would overwrite it. Choose another out_dir, or pass --overwrite")
+
+
 def _schema_keys(cls: type, prefix: str = "") -> List[str]:
     """Every dotted key of the dataclass schema ``cls`` (free-form sections count as one)."""
     keys: List[str] = []
@@ -149,7 +163,8 @@ def append_history(run_dir: Path, event: str, step: int, changes: Mapping[str, T
         "forced": bool(forced),
         "changes": {k: {"old": o, "new": n} for k, (o, n) in changes.items()},
     }
-    old = path.read_text(encoding="utf-8") if path.is_file() else ""
-    if old and not old.endswith("\n"):
-        old += "\n"
-    return atomic_write_text(path, old + json.dumps(record, default=str) + "\n", "the run history", RESUME_ADVICE)
+    old = path.read_bytes() if path.is_file() else b""  # kept byte for byte, whatever it holds
+    if old and not old.endswith(b"\n"):
+        old += b"\n"
+    line = (json.dumps(record, default=str) + "\n").encode("utf-8")
+    return atomic_write(path, lambda tmp: tmp.write_bytes(old + line), "the run history", RESUME_ADVICE)

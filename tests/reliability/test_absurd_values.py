@@ -111,10 +111,14 @@ def test_tilde_is_expanded_in_every_path_key(sample_dir: Path, tmp_path: Path,
 
 
 def _zero_byte_folder(tmp: Path, sample: Path) -> Path:
+    """Class folders whose images are zero-byte files, all but the first (which the run
+    reads in the main process to learn the channel count), so the failure is in a worker."""
     root = tmp / "folder"
     shutil.copytree(sample / "folder", root, ignore=shutil.ignore_patterns("*.csv"))
+    first = min(sorted(d.glob("*.png"))[0] for d in root.iterdir() if d.is_dir())
     for png in root.rglob("*.png"):
-        png.write_bytes(b"")
+        if png != first:
+            png.write_bytes(b"")
     return root
 
 
@@ -126,7 +130,7 @@ def test_an_error_inside_a_dataloader_worker_is_the_same_one_line(workers: int, 
     cfg["augment"]["device"] = "cpu"
     rc, _, err = run_cli(["pretrain", str(write_yaml(tmp_path / "cfg.yaml", cfg)), "--no-progress"])
     assert_clean_cli_error(rc, err, r"^medssl: error: cannot read image .*\.png")
-    assert "worker" not in err and "Original Traceback" not in err
+    assert "in DataLoader worker process" not in err and "Original Traceback" not in err
 
 
 def test_user_message_unwraps_torchs_worker_reraise() -> None:
@@ -177,3 +181,27 @@ def test_weights_of_another_architecture_are_refused_naming_keys_unless_partial(
                          mean=[0.5] * 3, std=[0.25] * 3)
     rc, _, err = run_cli(["pretrain", str(cfg), "--no-progress", f"model.weights={own}", "--overwrite"])
     assert rc == 0, err  # the same architecture loads strictly
+
+
+def test_a_full_disk_in_a_writer_medssl_does_not_wrap_is_still_one_line(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    import medssl.data.commands as commands
+
+    def full(out_dir: object, seed: int = 0) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "smp" / "x.h5"))
+
+    monkeypatch.setattr(commands, "write_sample", full)
+    rc, _, err = run_cli(["data", "sample", str(tmp_path / "smp")])
+    assert_clean_cli_error(rc, err, r"cannot write .*x\.h5: No space left on device; free some space")
+
+
+def test_a_tilde_in_a_flag_written_with_equals_is_expanded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import yaml
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    rc, out, err = run_cli(["transfer", "--encoder=~/enc", "--data=~/d.npz", "--out=~/t", "--print-config"])
+    assert rc == 0, err
+    shown = yaml.safe_load(out)
+    assert shown["out"] == str(tmp_path / "home" / "t") and shown["encoder"] == str(tmp_path / "home" / "enc")

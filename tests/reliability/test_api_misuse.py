@@ -109,3 +109,9 @@ def test_load_encoder_on_cuda_without_cuda_is_our_error(encoder: Tuple[Any, Any]
             medssl.load_encoder(path, device=device)
     with pytest.raises(MedSSLError, match=r"load_encoder\(device=\.\.\.\) must be one of"):
         medssl.load_encoder(path, device="gpu")
+
+
+def test_embed_given_a_path_says_to_open_it_first(encoder: Tuple[Any, Any], tmp_path: Path) -> None:
+    model, pre = encoder
+    with pytest.raises(MedSSLError, match=r"embed\(data\): got the path .*medssl\.open_dataset"):
+        medssl.embed(model, str(tmp_path / "images"), pre)

@@ -191,3 +191,43 @@ def test_slides_and_patients_in_both_sets_are_an_overlap() -> None:
     assert overlap(Tiles(["s1", "s2"], ["p1"], "train"), Tiles(["s3"], ["p2"], "test")) is None
     assert "1 slide(s) (s2)" in str(overlap(Tiles(["s1", "s2"], ["p1"], "train"), Tiles(["s2"], ["p2"], "test")))
     assert "1 patient(s) (p1)" in str(overlap(Tiles(["s1"], ["p1"], "train"), Tiles(["s3"], ["p1"], "test")))
+
+
+@pytest.mark.parametrize("which", ["x", "y"])
+@pytest.mark.parametrize("layout", ["chunked", "contiguous"])
+def test_an_hdf5_dataset_declaring_more_than_it_stores_is_refused(sample_dir: Path, tmp_path: Path, which: str,
+                                                                  layout: str) -> None:
+    """A few KB PCAM file declaring 10^6 tiles (or labels) of which a handful were written:
+    HDF5 reads the rest as fill values, so it used to train on blank tiles (or allocate the
+    labels); refused naming the file, the dataset and how much is stored."""
+    import h5py
+
+    root = tmp_path / "pcam"
+    shutil.copytree(sample_dir / "pcam", root)
+    path = next(root.glob(f"*_train_{which}.h5"))
+    with h5py.File(path, "r") as f:
+        first = f[which][:4]
+    path.unlink()
+    with h5py.File(path, "w") as f:
+        shape = (10**6, *first.shape[1:])
+        chunks = (1, *first.shape[1:]) if layout == "chunked" else None
+        ds = f.create_dataset(which, shape=shape, dtype=first.dtype, chunks=chunks)
+        if layout == "chunked":
+            ds[:4] = first
+    assert path.stat().st_size < 1_000_000
+    rc, _, err = run_cli(["data", "stats", str(root), "--split", "train", "--max-images", "8"])
+    assert_clean_cli_error(rc, err, rf"_train_{which}\.h5: dataset '{which}' declares shape \(1000000, .*but only "
+                                    r"[\d,]+ of its [\d,]+ (chunks were ever written|bytes are stored)")
+
+
+def test_a_byte_identical_copy_of_the_train_file_as_test_data_is_the_same_split(sample_dir: Path, tmp_path: Path,
+                                                                                encoder: Path) -> None:
+    src = sample_dir / "medmnist" / "ihcstain.npz"
+    copy = tmp_path / "copy" / "ihcstain.npz"
+    copy.parent.mkdir()
+    shutil.copy(src, copy)
+    shutil.copy(src.with_suffix(".json"), copy.with_suffix(".json"))
+    rc, _, err = run_cli(["transfer", "--encoder", str(encoder), "--data", str(src), "--test-data", str(copy),
+                          "--split-test", "train", "--protocol", "knn", "--seeds", "1", "--no-plots",
+                          "--out", str(tmp_path / "o")])
+    assert_clean_cli_error(rc, err, r"the same split \('train' of the same files or copies of them\)")

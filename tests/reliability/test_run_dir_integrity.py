@@ -247,3 +247,41 @@ def test_medssl_report_out_under_a_missing_folder_is_created(evaluation: Path, t
     (tmp_path / "a_file").write_text("x")
     rc, _, err = run_cli(["report", str(evaluation), "--out", str(tmp_path / "a_file" / "t.md")])
     assert_clean_cli_error(rc, err, r"a_file is a file, not a directory")
+
+
+def test_damaged_history_and_deeply_nested_metrics_do_not_stop_a_resume(finished_run: Tuple[Path, Path],
+                                                                          tmp_path: Path) -> None:
+    cfg, run = _copy_run(finished_run, tmp_path)
+    with (run / "history.jsonl").open("ab") as fh:
+        fh.write(b"\xff\xfe not utf-8, not json")  # no newline either
+    with (run / "metrics.jsonl").open("a") as fh:
+        fh.write("[" * 100_000 + "]" * 100_000 + "\n")
+    before = (run / "history.jsonl").read_bytes()
+    rc, _, err = run_cli(["pretrain", str(cfg), "--resume", "--no-progress", "train.max_steps=3"])
+    assert rc == 0, err
+    assert "Traceback" not in err
+    after = (run / "history.jsonl").read_bytes()
+    assert after.startswith(before) and json.loads(after.splitlines()[-1])["event"] == "resume"
+
+
+def test_a_checkpoint_from_elsewhere_is_not_continued_over_a_finished_run(finished_run: Tuple[Path, Path],
+                                                                        tmp_path: Path) -> None:
+    cfg, run = _copy_run(finished_run, tmp_path)
+    other = tmp_path / "other.pt"
+    shutil.copy(run / "checkpoints" / "step_00000001.pt", other)
+    shutil.rmtree(run / "checkpoints")
+    before = _digest(run)
+    rc, _, err = run_cli(["pretrain", str(cfg), "--no-progress", f"train.resume={other}"])
+    assert_clean_cli_error(rc, err, r"train\.resume points at .*other\.pt, outside .*finished run.*--overwrite")
+    assert _digest(run) == before
+
+
+def test_a_linked_checkpoints_folder_is_the_users_own_and_still_resumes(finished_run: Tuple[Path, Path],
+                                                                        tmp_path: Path) -> None:
+    cfg, run = _copy_run(finished_run, tmp_path)
+    scratch = tmp_path / "scratch"
+    shutil.move(str(run / "checkpoints"), str(scratch))
+    (run / "checkpoints").symlink_to(scratch, target_is_directory=True)
+    rc, _, err = run_cli(["pretrain", str(cfg), "--resume", "--no-progress", "train.max_steps=3"])
+    assert rc == 0, err
+    assert (scratch / "step_00000003.pt").is_file()
