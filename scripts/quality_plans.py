@@ -260,4 +260,13 @@ PLANS: Dict[str, List[Row]] = {
         medssl_row("pnnclr", *ISSUE_OVERRIDES[:1], "support_set.size=1024", name="pnnclr + queue 1024",
                    why="a queue refreshed every 8 steps"),
     ],
+    # issue 35: bf16 autocast on a CPU with native bf16 against float32, the shipped config
+    # otherwise; both arms name their precision, so the rows do not depend on what
+    # ``train.amp: auto`` picks on the machine that trains them
+    "precision": [
+        *(Row(f"medssl {m} {name}", "medssl", (f"objective.name={m}", f"train.amp={amp}"), why)
+          for m in ("simclr", "pnnclr")
+          for name, amp, why in (("fp32", "off", "float32 throughout"),
+                                 ("bf16", "bf16", "bf16 autocast of the model's forward; loss, support set, EMA in float32"))),
+    ],
 }

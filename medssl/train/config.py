@@ -139,7 +139,8 @@ class TrainConfig:
     num_workers: Union[int, Literal["auto"]] = "auto"
     threads: Union[int, Literal["auto"]] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
+    # YAML 1.1 reads a bare ``off`` / ``no`` as false: that is "off", not an error
+    amp: Union[bool, Literal["auto", "off", "bf16", "fp16"]] = "auto"
     channels_last: bool = True
     compile: Union[bool, str] = False
     deterministic: bool = False
@@ -154,6 +155,11 @@ class TrainConfig:
     gather_distributed: bool = True
 
     def __post_init__(self) -> None:
+        if self.amp is False:
+            self.amp = "off"
+        elif self.amp is True:
+            raise ConfigError("train.amp: true is not a precision; use auto, off, bf16 or fp16 "
+                              "(auto: bf16 where it is faster, see docs/configuration.md)")
         check_range("train.epochs", self.epochs, lo=1)
         if self.max_steps is not None:
             check_range("train.max_steps", self.max_steps, lo=1)

@@ -61,7 +61,7 @@ SAFE_ON_RESUME = frozenset({
     "train.epochs", "train.max_steps",                              # budget
     "train.log_every", "train.knn_every", "train.knn_k", "val_data",  # logging and monitoring
     "train.ckpt_every", "train.keep_last",                          # checkpoint cadence
-    "train.num_workers", "train.device", "train.threads", "train.compile",  # machine, speed
+    "train.num_workers", "train.device", "train.threads", "train.compile", "train.amp",  # machine, speed
     "train.resume", "out_dir",                                      # how the resume itself was asked for
 })
 
