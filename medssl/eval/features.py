@@ -85,6 +85,10 @@ def embed(
                               f"{int(idx.min())}..{int(idx.max())}")
     ds = _Preprocessed(data, preprocess, indices)
     if device is not None:
+        if not isinstance(device, torch.device) or (device.type == "cuda" and not torch.cuda.is_available()):
+            from medssl.device import resolve_device
+
+            device = resolve_device(str(device), "embed(device=...)")  # "cuda" without CUDA: our error
         encoder.to(device)  # the features are computed where the images are sent
     device = device or next(encoder.parameters()).device
     was_training = encoder.training

@@ -115,3 +115,12 @@ def test_embed_given_a_path_says_to_open_it_first(encoder: Tuple[Any, Any], tmp_
     model, pre = encoder
     with pytest.raises(MedSSLError, match=r"embed\(data\): got the path .*medssl\.open_dataset"):
         medssl.embed(model, str(tmp_path / "images"), pre)
+
+
+def test_embed_on_cuda_without_cuda_is_our_error(encoder: Tuple[Any, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    model, pre = encoder
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(MedSSLError, match=r"embed\(device=\.\.\.\) is 'cuda' but no CUDA device"):
+        medssl.embed(model, _images(2), pre, device=torch.device("cuda"))
+    feats, _ = medssl.embed(model, _images(2), pre, device="cpu")  # a string names a device too
+    assert feats.shape == (2, model.num_features)
