@@ -60,13 +60,19 @@ def _transfer(args: argparse.Namespace) -> int:
     if args.print_config:
         sys.stdout.write(yaml.safe_dump(to_dict(cfg), sort_keys=False))
         return 0
-    encoder = Path(str(cfg.encoder))
-    if encoder.is_dir() and (encoder / "config.yaml").exists():  # a run directory: its config must be whole
-        from medssl.train.run_dir import read_run_config
-
-        read_run_config(encoder)
+    _check_run_config(cfg.encoder)
     _print_summary(run_transfer(cfg, progress=not args.no_progress))
     return 0
+
+
+def _check_run_config(encoder: Any) -> None:
+    """An encoder given as a run directory: its config.yaml must be whole (refused when torn
+    or cut, :func:`medssl.train.run_dir.read_run_config`); the encoder file itself is not checked."""
+    path = Path(str(encoder))
+    if path.is_dir() and (path / "config.yaml").exists():
+        from medssl.train.run_dir import read_run_config
+
+        read_run_config(path)
 
 
 def evaluation_data(run_dir: Path) -> Dict[str, Any]:
@@ -132,6 +138,7 @@ def _embed(args: argparse.Namespace) -> int:
     check_output_path(out, "--out", kind="file")
     device = resolve_device(args.device or "auto")
     budget = thread_budget(args.threads, key="--threads") if device.type == "cpu" else contextlib.nullcontext()
+    _check_run_config(args.encoder)
     with budget:
         model, preprocess = load_encoder(args.encoder, device=device)
         ds = open_dataset(args.data, split=args.split)

@@ -72,7 +72,7 @@ def test_a_full_disk_while_config_yaml_is_rewritten_keeps_the_old_file(
 
 
 @pytest.mark.parametrize("damage", ["torn", "lost_train", "not_yaml", "a_list"])
-@pytest.mark.parametrize("command", ["evaluate", "transfer", "pretrain_with_it"])
+@pytest.mark.parametrize("command", ["evaluate", "transfer", "embed", "pretrain_with_it"])
 def test_a_damaged_config_yaml_is_refused_wherever_it_is_read(
         finished_run: Tuple[Path, Path], tmp_path: Path, sample_dir: Path, damage: str, command: str) -> None:
     _, run = _copy_run(finished_run, tmp_path)
@@ -91,6 +91,8 @@ def test_a_damaged_config_yaml_is_refused_wherever_it_is_read(
     argv = {"evaluate": ["evaluate", str(run), "--protocol", "knn", "--seeds", "1", "--no-plots"],
             "transfer": ["transfer", "--encoder", str(run), "--data", str(sample_dir / "medmnist" / "ihcstain.npz"),
                          "--seeds", "1", "--no-plots", "--out", str(tmp_path / "t")],
+            "embed": ["embed", "--encoder", str(run), "--data", str(sample_dir / "medmnist" / "ihcstain.npz"),
+                      "--out", str(tmp_path / "e.npz")],
             "pretrain_with_it": ["pretrain", str(cfg_file), "--resume", "--no-progress"]}[command]
     rc, _, err = run_cli(argv)
     assert_clean_cli_error(rc, err, r"config\.yaml.*(lacks \d+ key|not valid YAML|must be a mapping|damaged)")
