@@ -4,8 +4,8 @@ A probe scored on the images it was fitted to reports memorisation, not transfer
 ``--split-train test --split-test test`` printed a fine AUC with exit status 0. The two
 sets are compared at every level a dataset exposes: the whole split (the same files and
 the same split name, however the paths were spelled), single image files (folder and CSV
-datasets), whole-slide images (tile datasets: ``slide_names``) and patients (datasets
-with ``patient_ids``). :func:`overlap` describes what is shared, or returns None.
+datasets), whole-slide images (tile datasets: ``slide_names``) and patients (DICOM /
+NIfTI ``patient_names`` pseudonyms, or ``patient_ids``). :func:`overlap` describes what is shared, or returns None.
 """
 
 from __future__ import annotations
@@ -53,9 +53,17 @@ def _shared(train: Optional[Set[str]], test: Optional[Set[str]], what: str, of: 
     return f"{len(both)} {what} ({', '.join(both[:3])}{', ...' if len(both) > 3 else ''}) {of(len(train), len(test))}"
 
 
+def _image_files(ds: Any) -> Optional[List[Any]]:
+    """The per-image (or per-volume / per-series) files of a dataset that has them."""
+    files = getattr(ds, "files", None)
+    if files is None and callable(getattr(ds, "_object_paths", None)):  # DICOM / NIfTI (radiology_base)
+        files = ds._object_paths()
+    return None if files is None else list(files)
+
+
 def overlap(train_ds: Any, test_ds: Any) -> Optional[str]:
     """What the train and test sets share, in words, or None when they are disjoint."""
-    files = getattr(train_ds, "files", None), getattr(test_ds, "files", None)
+    files = _image_files(train_ds), _image_files(test_ds)
     if files[0] is not None and files[1] is not None:
         shared = _shared(_resolved(files[0]), _resolved(files[1]), "image file(s)",
                          lambda a, b: f"are in both the train ({a} files) and the test set ({b} files)")
@@ -64,7 +72,7 @@ def overlap(train_ds: Any, test_ds: Any) -> Optional[str]:
     elif (getattr(train_ds, "split", None) == getattr(test_ds, "split", None)
           and _same_content(train_ds.source_files(), test_ds.source_files())):
         return f"the train and the test set are the same split ({train_ds.split!r} of the same files or copies of them)"
-    for attr, what in (("patient_ids", "patient(s)"), ("slide_names", "slide(s)")):
+    for attr, what in (("patient_ids", "patient(s)"), ("patient_names", "patient(s)"), ("slide_names", "slide(s)")):
         shared = _shared(_names(train_ds, attr), _names(test_ds, attr), what,
                          lambda a, b: f"have images in both the train ({a}) and the test set ({b})")
         if shared:

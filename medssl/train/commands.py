@@ -34,7 +34,10 @@ def _pretrain(args: argparse.Namespace) -> int:
                       resume_asked=bool(args.resume or args.resume_force), overwrite=args.overwrite)
     if result.encoder is not None:
         steps = f"{result.steps} step" + ("" if result.steps == 1 else "s")
-        print(f"medssl: finished {steps} (last loss {result.last_loss:.4f}).")
+        if result.steps_run == 0:  # resumed at its last step: no loss to show
+            print(f"medssl: the run was already complete ({steps}); nothing to train, the encoder was re-exported.")
+        else:
+            print(f"medssl: finished {steps} (last loss {result.last_loss:.4f}).")
         print(f"  run directory : {result.run_dir}")
         print(f"  encoder       : {result.encoder}")
         print(f"  checkpoint    : {result.checkpoint}")
@@ -60,6 +63,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="train a new run into an out_dir that holds a finished run (its encoder, metrics and "
                    "checkpoints are replaced); without it such a directory is refused")
-    p.add_argument("--out-dir", help="run directory (overrides out_dir)")
+    p.add_argument("--out-dir", help="run directory (default: the config's out_dir)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_pretrain)

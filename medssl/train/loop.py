@@ -40,7 +40,7 @@ from medssl.provenance import run_provenance
 from medssl.runlock import RunLock
 from medssl.threads import ThreadPlan, apply_threads, plan_threads
 from medssl.train import distributed as D
-from medssl.train.builders import build_data, build_model, build_optimisation, warmup_notice
+from medssl.train.builders import build_data, build_model, build_optimisation, exclusion_groups, warmup_notice
 from medssl.train.checkpoint_rotation import CheckpointManager
 from medssl.train.config import PretrainConfig
 from medssl.train.metrics_log import MetricsLogger, plot_metrics, read_jsonl, write_csv
@@ -59,6 +59,12 @@ class RunResult:
     last_loss: float
     checkpoint: Optional[Path]
     encoder: Optional[Path]
+    steps_run: int = 0  # in this call: 0 when a resumed run was already complete
+
+
+def snapshot_path(run_dir: Path, step: int) -> Path:
+    """Where ``train.export_steps`` puts the encoder of ``step``: ``snapshots/step_XXXXXXXX/``."""
+    return Path(run_dir) / "snapshots" / f"step_{step:08d}" / "encoder.safetensors"
 
 
 def seed_everything(seed: int) -> None:
@@ -175,7 +181,8 @@ class Pretrainer:
         self.batch_views, self.on_device_aug = data.batch_views, data.batch_views is not None
         self.in_chans, self.knn, self.augment_params = data.in_chans, data.knn, data.augment_params
         self.steps_per_epoch, self.total_steps = data.steps_per_epoch, data.total_steps
-        built = build_model(cfg, self.in_chans, len(self.dataset), self.device, self.dist)
+        built = build_model(cfg, self.in_chans, len(self.dataset), self.device, self.dist,
+                            groups=exclusion_groups(cfg, self.dataset))
         self.model, self.ddp_model, self.objective = built.model, built.ddp_model, built.objective
         self.support = built.support
         self.gather, self.channels_last, self.objective_gen = built.gather, built.channels_last, built.objective_gen
@@ -385,13 +392,14 @@ class Pretrainer:
                            checkpoint=resume, forced=any(k not in SAFE_ON_RESUME for k in changes))
         else:
             logger = MetricsLogger(self.run_dir, enabled=False)
+        start = self.step
         with stop_signals(self._on_signal):
             last_loss = self._run(logger)
         encoder = self._finish(main) if self.step >= self.total_steps else None
         if self._stop_signal is not None and main:
             print(f"medssl: stopped by signal {self._stop_signal} at step {self.step}; "
                   f"resume with --resume (checkpoint {self.last_checkpoint})", file=sys.stderr)
-        return RunResult(self.run_dir, self.step, last_loss, self.last_checkpoint, encoder)
+        return RunResult(self.run_dir, self.step, last_loss, self.last_checkpoint, encoder, self.step - start)
 
     def _run(self, logger: MetricsLogger) -> float:
         """Train from ``self.step`` to ``total_steps`` (or a stop signal); the last loss."""
@@ -426,6 +434,9 @@ class Pretrainer:
                         logger.log({"step": self.step, **knn})
                         bar.write(f"step {self.step}: " + ", ".join(f"{k}={v:.4f}" for k, v in knn.items()))
                     bar.update(1)
+                    if self.step in t.export_steps and self.step < self.total_steps and main:
+                        # before this step's checkpoint: a run resumed from it has the snapshot
+                        self.export(snapshot_path(self.run_dir, self.step))
                     if self.step % t.ckpt_every == 0 and self.step < self.total_steps:
                         self._save()
                     if self.step >= self.total_steps or self._stop_signal is not None:
@@ -455,11 +466,15 @@ class Pretrainer:
             plot_metrics(rows, self.run_dir / "monitor.png",
                          ["emb_std", "nn_purity", "nn_same_image", "weight_entropy", "knn_top1", "knn_auc"],
                          title=f"{name}: representation health during pretraining")
+        return self.export(self.run_dir / "encoder.safetensors")
+
+    def export(self, path: Path) -> Path:
+        """The encoder as it is now, exported to ``path`` (safetensors and its .json)."""
         a = self.cfg.augment
         mean, std = self.augment_params.plan().normalisation(self.in_chans)
         return export_encoder(
             self.model.encoder,
-            self.run_dir / "encoder.safetensors",
+            path,
             backbone=self.cfg.model.backbone,
             in_chans=self.in_chans,
             image_size=a.image_size,
