@@ -61,6 +61,17 @@ def _image_files(ds: Any) -> Optional[List[Any]]:
     return None if files is None else list(files)
 
 
+def _same_collection(a: Any, b: Any) -> bool:
+    """Whether two datasets come from one collection (the same root folder or manifest CSV):
+    slide names and patient pseudonyms (derived from file names relative to the root when
+    no patient column exists) mean the same thing only then."""
+    for attr in ("csv_path", "root"):
+        x, y = getattr(a, attr, None), getattr(b, attr, None)
+        if x is not None and y is not None:
+            return os.path.realpath(str(x)) == os.path.realpath(str(y))
+    return True
+
+
 def overlap(train_ds: Any, test_ds: Any) -> Optional[str]:
     """What the train and test sets share, in words, or None when they are disjoint."""
     files = _image_files(train_ds), _image_files(test_ds)
@@ -72,6 +83,8 @@ def overlap(train_ds: Any, test_ds: Any) -> Optional[str]:
     elif (getattr(train_ds, "split", None) == getattr(test_ds, "split", None)
           and _same_content(train_ds.source_files(), test_ds.source_files())):
         return f"the train and the test set are the same split ({train_ds.split!r} of the same files or copies of them)"
+    if not _same_collection(train_ds, test_ds):  # names are only comparable within one collection
+        return None
     for attr, what in (("patient_ids", "patient(s)"), ("patient_names", "patient(s)"), ("slide_names", "slide(s)")):
         shared = _shared(_names(train_ds, attr), _names(test_ds, attr), what,
                          lambda a, b: f"have images in both the train ({a}) and the test set ({b})")

@@ -183,7 +183,7 @@ def test_slides_and_patients_in_both_sets_are_an_overlap() -> None:
 
     class Tiles:
         def __init__(self, slides: list, patients: list, split: str) -> None:
-            self.slide_names, self.patient_ids, self.split = slides, patients, split
+            self.slide_names, self.patient_ids, self.split, self.root = slides, patients, split, "/data"
 
         def source_files(self) -> list:
             return [f"/data/{self.split}.h5"]
@@ -231,3 +231,18 @@ def test_a_byte_identical_copy_of_the_train_file_as_test_data_is_the_same_split(
                           "--split-test", "train", "--protocol", "knn", "--seeds", "1", "--no-plots",
                           "--out", str(tmp_path / "o")])
     assert_clean_cli_error(rc, err, r"the same split \('train' of the same files or copies of them\)")
+
+
+def test_names_from_two_collections_are_not_compared() -> None:
+    """Slide 'S1' of one tile folder and 'S1' of another are different slides: no overlap."""
+    from medssl.eval.overlap import overlap
+
+    class Tiles:
+        def __init__(self, root: str, split: str) -> None:
+            self.slide_names, self.root, self.split = ["S1"], root, split
+
+        def source_files(self) -> list:
+            return [f"{self.root}/{self.split}.h5"]
+
+    assert overlap(Tiles("/data/a", "train"), Tiles("/data/b", "test")) is None
+    assert overlap(Tiles("/data/a", "train"), Tiles("/data/a", "test")) is not None
