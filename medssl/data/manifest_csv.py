@@ -20,6 +20,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from medssl.errors import DataError
+from medssl.text import no_such_file
 
 COLUMNS = ("path", "label", "split", "patient", "study")
 _INT = re.compile(r"^-?\d+$")
@@ -73,7 +74,7 @@ def read_manifest(csv_path: Path, root: Optional[Path], allow_outside_root: bool
             raise DataError(f"{csv_path} line {ln}: path {cell!r} points outside {base}; use paths relative to it, "
                             "or set allow_outside_root: true")
         if not full.is_file():
-            raise DataError(f"{csv_path} line {ln}: file {cell!r} not found (looked at {full})")
+            raise DataError(f"{csv_path} line {ln}: " + no_such_file("file", cell, f"looked at {os.path.abspath(full)}"))
         rows.append(ManifestRow(full, ln, r.get("label", ""), norm_split(r.get("split", "")), r.get("patient", ""),
                                 r.get("study", "")))
     return rows, columns, csv_path

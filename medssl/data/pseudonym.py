@@ -29,6 +29,7 @@ from typing import Optional
 
 from medssl.errors import ConfigError
 from medssl.fileio import PathLike
+from medssl.text import no_such_file
 
 SALT_ENV = "MEDSSL_ID_SALT"
 SALT_FILE_ENV = "MEDSSL_ID_SALT_FILE"
@@ -45,8 +46,8 @@ def default_salt_file() -> Path:
 def _read_salt_file(path: Path, create: bool) -> bytes:
     if not path.is_file():
         if not create:
-            raise ConfigError(f"id salt file {path} does not exist; create it (e.g. `head -c 32 /dev/urandom > {path}`) "
-                              f"or unset {SALT_FILE_ENV} / salt_file")
+            raise ConfigError(no_such_file("id salt file", path, f"create it (e.g. `head -c 32 /dev/urandom > {path}`) "
+                                                                 f"or unset {SALT_FILE_ENV} / salt_file"))
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # never replace an existing salt
         with os.fdopen(fd, "wb") as fh:

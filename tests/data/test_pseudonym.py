@@ -50,5 +50,5 @@ def test_short_or_missing_salts_are_refused(tmp_path, monkeypatch):
     (tmp_path / "tiny").write_bytes(b"abc")
     with pytest.raises(ConfigError, match="holds 3 bytes"):
         load_salt(salt_file=tmp_path / "tiny")
-    with pytest.raises(ConfigError, match="does not exist"):
+    with pytest.raises(ConfigError, match="not found; create it"):
         load_salt(salt_file=tmp_path / "nope")
