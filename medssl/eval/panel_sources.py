@@ -59,7 +59,7 @@ def _network_embed(model: torch.nn.Module, preprocess: Any, cfg: Any, device: to
 def _pixel_embed(ds: Any, stage: str, progress: bool) -> Features:
     from medssl.eval.pixels import pixel_features
 
-    return pixel_features(ds, progress=progress, stage=stage), np.asarray(ds.labels())
+    return pixel_features(ds, progress=progress, stage=stage), np.array(ds.labels())  # a copy: may be read-only
 
 
 def random_encoder(meta: Dict[str, Any], seed: int, device: torch.device) -> torch.nn.Module:
