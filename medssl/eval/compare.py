@@ -11,8 +11,9 @@ the spread over seeds. Pairing is checked, not assumed: the same seeds, the same
 content (sha256 of its files) and the same label subsets (index files), else that row is
 left out with a warning.
 
-"Labels saved": on each encoder's curve (mean over seeds against labelled images, points
-with the same count averaged) the labels needed to reach a score are found by linear
+"Labels saved": on each encoder's curve (mean over seeds against labelled images, the
+fraction points, or the labels-per-class points of a panel without fractions; points with
+the same count averaged) the labels needed to reach a score are found by linear
 interpolation in log10(labels) between the first point at or above it and the point
 before; at or above the first point it is that point's count, and a score the curve never
 reaches within the panel is "not reached".
@@ -110,8 +111,12 @@ def labels_to_reach(curve: Sequence[Tuple[float, float]], score: float) -> Optio
 
 
 def _curve(report: Dict[str, Any], target: str, metric: str) -> List[Tuple[float, float]]:
-    return [(r["n_labels"], r["metrics"][metric]["mean"]) for r in report["rows"]
-            if r["source"] == "encoder" and r["target"] == target and r["metrics"][metric]["mean"] is not None]
+    """The encoder's curve on ``target``: its fraction points, or its per-class points when
+    the panel has no fractions (the two sampling rules are not mixed on one curve)."""
+    rows = [r for r in report["rows"] if r["source"] == "encoder" and r["target"] == target
+            and r["metrics"][metric]["mean"] is not None]
+    kind = "fraction" if any(r["point"]["kind"] == "fraction" for r in rows) else "per_class"
+    return [(r["n_labels"], r["metrics"][metric]["mean"]) for r in rows if r["point"]["kind"] == kind]
 
 
 def labels_saved(ref: Dict[str, Any], other: Dict[str, Any], target: str, metric: str) -> Dict[str, Any]:

@@ -55,15 +55,19 @@ class PanelResult:
     cache_hits: Dict[str, str] = field(default_factory=dict)
 
 
-def _check_targets(names: List[str], specs: List[Any], split: str) -> None:
-    """Stop before any work when a target's path is missing or its format unknown."""
+def _check_targets(cfg: TransferConfig, names: List[str], specs: List[Any]) -> None:
+    """Stop before any work when a target's (or the test data's) path is missing or its
+    format unknown."""
     from medssl.data.open import resolve_config
 
-    for name, spec in zip(names, specs):
+    checks = [(f"target {n!r}", s, cfg.split_train) for n, s in zip(names, specs)]
+    if cfg.test_data is not None:
+        checks.append(("test_data", cfg.test_data, cfg.split_test))
+    for what, spec, split in checks:
         try:
             resolve_config(spec, split=split)
         except MedSSLError as exc:
-            raise DataError(f"target {name!r} ({spec}) cannot be read: {exc}") from exc
+            raise DataError(f"{what} ({spec}) cannot be read: {exc}") from exc
 
 
 def run_panel(cfg: TransferConfig, progress: bool = True) -> PanelResult:
@@ -85,7 +89,7 @@ def run_panel(cfg: TransferConfig, progress: bool = True) -> PanelResult:
     try:
         specs = target_specs(cfg)
         names = unique_names(specs)
-        _check_targets(names, specs, cfg.split_train)
+        _check_targets(cfg, names, specs)
         device = resolve_device(cfg.device)
         model, preprocess = load_encoder(cfg.encoder, device=device)
         enc_prov = encoder_provenance(cfg.encoder, preprocess.meta)

@@ -12,22 +12,26 @@ from medssl.eval.plots import _plt, _save
 Curve = List[Tuple[float, float, float, float]]  # (n labels, mean, ci low, ci high), sorted by n
 Curves = Dict[str, Dict[str, Dict[str, Curve]]]  # target -> metric -> line label -> curve
 SHOWN = ("auc", "balanced_accuracy")
+PER_CLASS = ", k per class"  # line-label suffix of labels_per_class points: drawn dashed, same colour
 NAMES = {"auc": "AUC", "accuracy": "accuracy", "balanced_accuracy": "balanced accuracy"}
 
 
 def curves_from_rows(rows: Sequence[Mapping[str, Any]], titles: Mapping[str, str], prefix: str = "") -> Curves:
     """Panel report rows as curves; ``titles`` maps a source name to its line label
     (``prefix`` goes before it, e.g. the report's name when several are overlaid). A point
-    whose metric is undefined (null) is left out; its CI, when null, is drawn as the mean."""
+    whose metric is undefined (null) is left out; its CI, when null, is drawn as the mean.
+    Fractions and labels-per-class points are separate lines (stratified vs balanced
+    subsets are different sampling rules, so one line through both would zigzag)."""
     out: Curves = {}
     for r in rows:
+        kind = PER_CLASS if r["point"]["kind"] == "per_class" else ""
         for metric in NAMES:
             e = r["metrics"][metric]
             if e.get("mean") is None:
                 continue
             lo, hi = (e.get("ci") or [None, None])[:2]
             line = out.setdefault(r["target"], {}).setdefault(metric, {}).setdefault(
-                f"{prefix}{titles.get(r['source'], r['source'])}", [])
+                f"{prefix}{titles.get(r['source'], r['source'])}{kind}", [])
             line.append((float(r["n_labels"]), float(e["mean"]), e["mean"] if lo is None else lo,
                          e["mean"] if hi is None else hi))
     for by_metric in out.values():
@@ -48,9 +52,11 @@ def plot_label_efficiency(curves: Curves, path: Path, metrics: Sequence[str] = S
         for row, metric in enumerate(metrics):
             ax = axes[row][col]
             for label, pts in curves[target].get(metric, {}).items():
-                colour = colours.setdefault(label, f"C{len(colours) % 10}")
+                base = label[: -len(PER_CLASS)] if label.endswith(PER_CLASS) else label
+                colour = colours.setdefault(base, f"C{len(colours) % 10}")
                 n, mean, lo, hi = zip(*pts)
-                ax.plot(n, mean, "o-", color=colour, lw=1.5, ms=4, label=label)
+                style = "s--" if base != label else "o-"
+                ax.plot(n, mean, style, color=colour, lw=1.5, ms=4, label=label)
                 ax.fill_between(n, lo, hi, color=colour, alpha=0.18, lw=0)
             ax.set_xscale("log")
             ax.grid(True, which="both", alpha=0.3)
