@@ -29,24 +29,47 @@ def _flag_mapping(args: argparse.Namespace) -> Dict[str, Any]:
     return _panel_flags(args, out)
 
 
+def _take_overrides(args: argparse.Namespace, values: List[str]) -> List[str]:
+    """``values`` of a several-valued flag without the ``key=value`` overrides it swallowed
+    (``--label-fraction 0.1 protocol=knn``), which go back to ``args.overrides``."""
+    keep = []
+    for v in values:
+        if "=" in v and not v.startswith("-") and not Path(v).exists():
+            args.overrides.append(v)
+        else:
+            keep.append(v)
+    return keep
+
+
+def _numbers(flag: str, values: List[str], kind: type) -> List[Any]:
+    out = []
+    for v in values:
+        try:
+            out.append(kind(v))
+        except ValueError:
+            raise ConfigError(f"{flag}: {v!r} is not {'a number' if kind is float else 'a whole number'}") from None
+    return out
+
+
 def _panel_flags(args: argparse.Namespace, out: Dict[str, Any]) -> Dict[str, Any]:
     """Several --data / --label-fraction values, --labels-per-class, --baseline: panel keys."""
-    data, fractions = out.get("data"), out.get("label_fraction")
-    if isinstance(data, list):
-        if len(data) > 1:
-            out["targets"] = out.pop("data")
-        else:
-            out["data"] = data[0]
-    counts = getattr(args, "labels_per_class", None)
-    if isinstance(fractions, list):
+    if not isinstance(getattr(args, "overrides", None), list):
+        args.overrides = list(getattr(args, "overrides", None) or [])
+    if isinstance(out.get("data"), list):
+        data = _take_overrides(args, out.pop("data"))
+        out.update({"targets": data} if len(data) > 1 else {"data": data[0]} if data else {})
+    counts = _numbers("--labels-per-class", _take_overrides(args, getattr(args, "labels_per_class", None) or []), int)
+    if isinstance(out.get("label_fraction"), list):
+        fractions = _numbers("--label-fraction", _take_overrides(args, out.pop("label_fraction")), float)
         if len(fractions) > 1 or counts:
-            out["label_fractions"] = out.pop("label_fraction")
-        else:
+            out["label_fractions"] = fractions
+        elif fractions:
             out["label_fraction"] = fractions[0]
     if counts:
         out["labels_per_class"] = counts
-    if getattr(args, "baseline", None):
-        out["baselines"] = args.baseline
+    baselines = _take_overrides(args, getattr(args, "baseline", None) or [])
+    if baselines:
+        out["baselines"] = baselines
     return out
 
 
@@ -97,12 +120,12 @@ def _transfer(args: argparse.Namespace) -> int:
     from medssl.config import to_dict
     from medssl.eval.config import load_transfer_config
 
+    mapping = _flag_mapping(args)  # first: it hands back overrides a several-valued flag swallowed
     overrides = list(args.overrides)
     config = args.config
     if config is not None and "=" in config and not Path(config).exists():
         overrides.insert(0, config)  # `medssl transfer key=value --encoder ...`: no YAML given
         config = None
-    mapping = _flag_mapping(args)
     cfg = load_transfer_config(config, mapping, overrides) if (config or mapping or overrides) else None
     if cfg is None:
         raise ConfigError("medssl transfer needs a YAML config or --encoder and --data (see `medssl transfer -h`)")
@@ -235,11 +258,11 @@ def _threads_flag(text: str) -> Any:
 
 def _add_eval_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--protocol", choices=("linear", "knn", "finetune"), help="evaluation protocol (default linear)")
-    p.add_argument("--label-fraction", type=float, nargs="+",
+    p.add_argument("--label-fraction", nargs="+", metavar="F",
                    help="fraction(s) of the train labels to use, in (0, 1]; several make a label-efficiency panel")
-    p.add_argument("--labels-per-class", type=int, nargs="+", metavar="K",
+    p.add_argument("--labels-per-class", nargs="+", metavar="K",
                    help="labelled images per class (one or more; a panel point each, docs/transfer.md)")
-    p.add_argument("--baseline", nargs="+", choices=("random", "pixels"),
+    p.add_argument("--baseline", nargs="+", metavar="{random,pixels}",
                    help="also probe a random-init encoder of the same architecture and/or raw pixels + colour "
                         "histogram on the same subsets (a panel)")
     p.add_argument("--seeds", type=int, help="number of label-subset / probe seeds (default 3)")

@@ -202,7 +202,8 @@ def compare_panels(paths: Sequence[Path], figure: Optional[Path] = None) -> Tupl
                                  "difference": {m: paired_summary(boots[m][1], boots[m][0], per_seed[m][1],
                                                                   per_seed[m][0]) for m in METRICS}})
         for target in sorted({k[0] for k in o_rows} & {k[0] for k in ref_rows}):
-            comp["labels_saved"][target] = {m: labels_saved(ref, other, target, m) for m in ("auc", "balanced_accuracy")}
+            comp["labels_saved"][target] = {m: labels_saved(ref, other, target, m)
+                                            for m in ("auc", "balanced_accuracy")}
         result["comparisons"].append(comp)
     if figure is not None:
         _overlay(reports, names, figure)
@@ -237,7 +238,7 @@ def _fmt_n(v: Optional[float]) -> str:
 
 def _markdown(result: Dict[str, Any], names: Sequence[str], reports: Sequence[Dict[str, Any]],
               issues: List[str]) -> str:
-    from medssl.eval.panel_report import _diff
+    from medssl.eval.panel_report import difference_cell
 
     lines = [f"# Label-efficiency comparison: {', '.join(names[1:])} against {names[0]}", ""]
     if issues:
@@ -250,9 +251,10 @@ def _markdown(result: Dict[str, Any], names: Sequence[str], reports: Sequence[Di
         head = "| Target | Labels | Labelled images | " + " | ".join(LABELS[m] for m in METRICS) + " |"
         lines += [head, "|---|---|---:|" + "---|" * len(METRICS)]
         for r in comp["rows"]:
-            cells = [f"{_diff(r['difference'][m])} ± {r['difference'][m]['sd_over_seeds']:.3f}"
+            cells = [f"{difference_cell(r['difference'][m])} ± {r['difference'][m]['sd_over_seeds']:.3f}"
                      if r["difference"][m]["difference"] is not None else "n/a" for m in METRICS]
-            lines.append(f"| {r['target']} | {r['point']['label']} | {r['n_labels']:g} | " + " | ".join(cells) + " |")
+            lines.append(f"| {r['target']} | {r['point']['label']} | {r['n_labels']:g} | "
+                         + " | ".join(cells) + " |")
         lines += ["", "Labels saved (by interpolation on each curve in log labels):", "",
                   "| Target | Metric | Best of | Best score | at labels | The other reaches it at | Labels the other saves |",
                   "|---|---|---|---:|---:|---:|---:|"]

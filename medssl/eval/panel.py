@@ -183,8 +183,9 @@ def _run_target(cfg: TransferConfig, out: Path, name: str, spec: Any, only: bool
         feats = {}
         for role, ds, split in (("train", train_ds, cfg.split_train), ("test", test_ds, cfg.split_test)):
             legacy = out / f"features_{role}_{split}.npz" if source.name == "encoder" and only else None
-            feats[role] = store.get(source, data_prov[role], split, folder / f"features_{source.name}_{role}_{split}.npz",
-                                    ds, f"{name}: {source.name} features, {role} ({split})", progress, legacy)
+            path = folder / f"features_{source.name}_{role}_{split}.npz"
+            feats[role] = store.get(source, data_prov[role], split, path, ds,
+                                    f"{name}: {source.name} features, {role} ({split})", progress, legacy)
         (x, y), (xq, yq) = feats["train"], feats["test"]
         if result.y_test.size == 0:
             result.y_test = yq

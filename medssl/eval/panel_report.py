@@ -125,7 +125,8 @@ def _cell(entry: Mapping[str, Any]) -> str:
     return f"{entry['mean']:.3f}{band} ± {entry['sd']:.3f}"
 
 
-def _diff(entry: Mapping[str, Any]) -> str:
+def difference_cell(entry: Mapping[str, Any]) -> str:
+    """``+0.012 (-0.003 to +0.027)``: a paired difference and its CI, for Markdown tables."""
     if entry.get("difference") is None:
         return "n/a"
     ci = entry["ci"]
@@ -160,7 +161,7 @@ def render_panel_markdown(report: Mapping[str, Any]) -> str:
             for r in sorted(vs_rows, key=lambda r: r["n_labels"]):
                 for name, d in r["vs"].items():
                     lines.append(f"| {r['point']['label']} | {titles[name]} | "
-                                 + " | ".join(_diff(d[m]) for m in METRICS) + " |")
+                                 + " | ".join(difference_cell(d[m]) for m in METRICS) + " |")
         lines.append("")
     if report["plots"]:
         lines += ["## Figure", ""] + [f"![{k}]({v})" for k, v in report["plots"].items()] + [""]

@@ -227,6 +227,15 @@ def test_several_values_become_panel_keys_and_one_value_keeps_the_old_ones(capsy
     cfg = yaml.safe_load(capsys.readouterr().out)
     assert cfg["data"] == "a.npz" and cfg["label_fraction"] == 0.1
     assert cfg["targets"] == [] and cfg["label_fractions"] == []
+    # overrides after a several-valued flag are still overrides
+    assert main(["transfer", "--encoder", "e", "--data", "a.npz", "b.npz", "seeds=5", "--label-fraction", "0.1",
+                 "0.2", "protocol=knn", "--print-config"]) == 0
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    assert cfg["targets"] == ["a.npz", "b.npz"] and cfg["seeds"] == 5 and cfg["protocol"] == "knn"
+    assert main(["transfer", "--encoder", "e", "--data", "a.npz", "--label-fraction", "0.1", "half"]) == 2
+    assert "--label-fraction: 'half' is not a number" in capsys.readouterr().err
+    assert main(["transfer", "--encoder", "e", "--data", "a.npz", "--baseline", "noise", "--print-config"]) == 2
+    assert "noise" in capsys.readouterr().err
     y = tmp_path / "panel.yaml"  # a YAML panel may list its targets without `data:`
     y.write_text(yaml.safe_dump({"encoder": "e", "targets": ["x.npz", "y.npz"], "label_fractions": [0.5]}))
     assert main(["transfer", str(y), "--print-config"]) == 0

@@ -39,8 +39,9 @@ def binary_npz(sample_dir: Path, out: Path) -> Path:
 def panel(encoder: Path, sample_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("panel")
     two = binary_npz(sample_dir, out.parent / "binary.npz")
-    cfg = load_transfer_config(data=quick_cfg(encoder, ihc(sample_dir), out / "run", targets=[str(ihc(sample_dir)),
-                                              str(two)], label_fractions=[0.1, 0.2], labels_per_class=[3], protocol="knn",
+    cfg = load_transfer_config(data=quick_cfg(encoder, ihc(sample_dir), out / "run",
+                                              targets=[str(ihc(sample_dir)), str(two)], protocol="knn",
+                                              label_fractions=[0.1, 0.2], labels_per_class=[3],
                                               baselines=["random", "pixels"],
                                               report={"n_boot": 50, "tsne": False, "plots": True}))
     return run_panel(cfg, progress=False)
@@ -81,7 +82,8 @@ def test_rows_cis_baselines_and_pairing(panel) -> None:
     per_class = [r for r in rep["rows"] if r["point"]["kind"] == "per_class" and r["target"] == "binary"]
     assert {r["n_labels"] for r in per_class} == {6.0}  # 3 per class, 2 classes
     # the test encoder *is* a random init with torch seed 0, as the random baseline: equal rows, zero difference
-    enc, rnd = ([r for r in rep["rows"] if r["source"] == s and r["target"] == "ihcstain"] for s in ("encoder", "random"))
+    enc, rnd = ([r for r in rep["rows"] if r["source"] == s and r["target"] == "ihcstain"]
+                for s in ("encoder", "random"))
     assert [r["metrics"]["auc"]["values"] for r in enc] == [r["metrics"]["auc"]["values"] for r in rnd]
     assert all(r["vs"]["random"]["auc"]["difference"] == 0.0 for r in enc)
     assert any(r["vs"]["pixels"]["auc"]["difference"] != 0.0 for r in enc)
@@ -95,7 +97,8 @@ def test_outputs_predictions_figure_markdown(panel) -> None:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 3 * 2 * 3 * (195 + 80)  # sources x seeds x points x test images of both targets
     assert {r["target"] for r in rows} == {"ihcstain", "binary"}
-    assert {r["label_fraction"] for r in rows} == {"0.1", "0.2", ""} and {r["labels_per_class"] for r in rows} == {"", "3"}
+    assert {r["label_fraction"] for r in rows} == {"0.1", "0.2", ""}
+    assert {r["labels_per_class"] for r in rows} == {"", "3"}
     binary = next(r for r in rows if r["target"] == "binary")
     assert binary["score_dab_positive"] and binary["score_background"] == ""  # the other target's column
     md = (out / "report.md").read_text()
