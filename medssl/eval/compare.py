@@ -208,6 +208,7 @@ def compare_panels(paths: Sequence[Path], figure: Optional[Path] = None) -> Tupl
     if figure is not None:
         _overlay(reports, names, figure)
         result["figure"] = str(figure)
+    issues = list(dict.fromkeys(issues))  # "seeds differ" would otherwise repeat for every row
     return _markdown(result, names, reports, issues), issues, result
 
 

@@ -90,3 +90,17 @@ def test_a_single_run_report_is_refused_next_to_a_panel(panels, tmp_path: Path) 
     (tmp_path / "report.json").write_text(json.dumps({"format": "medssl-eval-report/1"}))
     with pytest.raises(DataError, match="not a label-efficiency panel report"):
         compare_panels([panels[0], tmp_path])
+
+
+def test_other_seeds_are_not_paired_and_said_once(panels, tmp_path: Path) -> None:
+    import shutil
+
+    a, b = panels
+    c = tmp_path / "C"
+    shutil.copytree(b, c)
+    rep = json.loads((c / "report.json").read_text())
+    rep["protocol"]["seeds"] = [0, 5]
+    (c / "report.json").write_text(json.dumps(rep))
+    _, issues, result = compare_panels([a, c])
+    assert result["comparisons"][0]["rows"] == []
+    assert issues == ["C vs A: not paired, left out: seeds differ ([0, 1] vs [0, 5])"]
