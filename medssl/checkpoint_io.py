@@ -18,6 +18,7 @@ import torch
 
 from medssl.errors import MedSSLError
 from medssl.fileio import PathLike, atomic_write
+from medssl.text import no_such_file
 
 
 
@@ -69,7 +70,7 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
     """
     p = Path(path)
     if not p.is_file():
-        raise CheckpointError(f"checkpoint {p} not found")
+        raise CheckpointError(no_such_file("checkpoint", p))
     try:
         state = torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:

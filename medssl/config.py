@@ -38,6 +38,7 @@ import yaml
 
 from medssl.errors import ConfigError
 from medssl.fileio import PathLike
+from medssl.text import no_such_file
 
 T = TypeVar("T")
 
@@ -135,7 +136,7 @@ def load_yaml(path: PathLike) -> Dict[str, Any]:
     :func:`parse_yaml`; every error names the file (and line)."""
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"config file {p} not found (looked in {p.resolve().parent})")
+        raise ConfigError(no_such_file("config file", p))
     try:
         size = p.stat().st_size
         if size > MAX_YAML_BYTES:

@@ -14,6 +14,9 @@ Rows (``--plan``; each plan's rows and overrides are in ``scripts/quality_plans.
   a supervised reference (cross-entropy on all train labels).
 * ``ablate-simclr`` / ``ablate-nn`` / ``ablate-recipe``: one factor at a time against medssl as the issue ran
   it (issue 12), to explain the gap to lightly.
+* ``long`` / ``ablate-long`` (issue 27): SimCLR and every neighbour objective, shipped recipe
+  and paper form, at budgets of epochs; and the recipe options to test on val
+  (``scripts/quality_curves.py`` draws their curves).
 
 Data sets (``--dataset``): ``bloodmnist`` (the default) and ``pneumoniamnist`` are scored on
 their official val / test splits, ``pathmnist-1000`` (the first 1000 images of PathMNIST's
@@ -23,13 +26,21 @@ each medssl row starts from the data set's shipped config.
 Each finished run is cached under ``--cache`` (default ``/work/quality_cache``, outside the
 repository) in a directory named by the hash of everything that defines it (recipe, config
 overrides, data file, steps, batch, seed, medssl version); evaluations are cached per split
-next to it. A rerun resumes: finished runs are read back, unfinished ones trained. Two
-processes may share a cache (a run in progress is locked). ``--no-train`` only reports.
+next to it. A rerun resumes: finished runs are read back, unfinished ones trained; a medssl
+run continues from its last checkpoint (every ``--ckpt-every`` steps; after a signal,
+``--stop-after`` or ``kill -9``) over as many calls ("sittings") as it takes, each recorded
+(``scripts/quality_sittings.py``). Two processes may share a cache (a run in progress is
+locked). ``--no-train`` only reports, unfinished runs with their progress.
+
+Budgets: ``--steps N ...`` or ``--epochs E ...`` (full batches of the train split). Each
+budget is its own run with its own schedule; ``--curve-from-checkpoints`` instead trains
+only the longest and evaluates the others on its encoder snapshots (one schedule).
 
     python scripts/bench_quality.py --plan ablate-simclr --split val       # hours on 2 CPU cores
     python scripts/bench_quality.py --plan table --split test --steps 100 300 --seeds 0 1 2
     python scripts/bench_quality.py --plan table --no-train --out docs/figures/quality.json
     python scripts/bench_quality.py --plan table --dataset pathmnist-1000   # --split cv
+    python scripts/bench_quality.py --plan long --epochs 1 3 10 30 --seeds 0 1 2 --stop-after 36000  # sittings
     python scripts/bench_quality.py --smoke --cache /tmp/q                  # seconds
     python scripts/bench_quality.py --plan table --split test --device cuda --jobs 12 --deadline 400
 
@@ -58,7 +69,9 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality_plans import PLANS, Row  # noqa: E402
+from quality_plans import EPOCHS_TOKEN, PLANS, Row  # noqa: E402
+from quality_sittings import (RunStopped, Sittings, add_long_run_arguments, checkpoint_step,  # noqa: E402
+                              cpu_model, epochs_to_steps, machine, stop_after)
 from medssl.eval.pixels import HIST_BINS as COLOUR_BINS, colour_histogram  # noqa: E402  (the colour-histogram row)
 # Bump when a recipe below changes what a run with the same spec computes (invalidates the cache).
 RECIPE_VERSION = 1
@@ -131,6 +144,9 @@ class Run:
             from medssl.config import load_yaml
 
             spec["config_data"] = load_yaml(self.config_path())  # as medssl reads it
+            exclusion = support_set_exclusion(spec["config_data"], self.overrides)
+            if exclusion:  # issue 27 made it the default: runs trained before exclude nothing
+                spec["support_set_exclusion"] = exclusion
             recipe = recipe_of(spec["config_data"], self.overrides)
             if recipe is not None:
                 # a recipe lives in medssl's code, not in the config's text: what it sets for
@@ -168,44 +184,81 @@ def recipe_of(config: Mapping[str, Any], overrides: Sequence[str]) -> Optional[D
     return recipes.recipe_of(apply_overrides(dict(config), list(overrides)))  # a deep copy
 
 
+def support_set_exclusion(config: Mapping[str, Any], overrides: Sequence[str]) -> Optional[List[str]]:
+    """What the look-ups of a run with this (parsed) config and ``overrides`` exclude
+    (``support_set.exclude_same_image`` / ``exclude_same_slide``, medssl's defaults filled
+    in): ``["same_image", ...]`` for an objective with a support set, else None."""
+    from medssl.config import apply_overrides
+    from medssl.registry import OBJECTIVES
+
+    raw = apply_overrides(dict(config), list(overrides))
+    objective = raw.get("objective") if isinstance(raw.get("objective"), Mapping) else {}
+    name = str(objective.get("name", "pnnclr"))
+    if name not in OBJECTIVES or not OBJECTIVES.get(name).requirements.support_set:
+        return None
+    given = raw.get("support_set") if isinstance(raw.get("support_set"), Mapping) else {}
+    kept = [what for what, default in (("same_image", True), ("same_slide", False))
+            if given.get(f"exclude_{what}", default)]
+    return kept or None
+
+
 def runs_of(rows: Sequence[Row], dataset: str, data_file: str, steps: Sequence[int], seeds: Sequence[int],
             batch_size: int, backbone: str, image_size: int, extra: Sequence[str] = (),
             device: str = "cpu") -> Iterator[Tuple[Row, Run]]:
     """Every (row, run) of a plan, budgets outermost, seeds next: the first seed of every row
-    finishes before any second seed starts."""
+    finishes before any second seed starts. An override value ``epochs:E`` (a row's
+    warm-up, say) becomes ``E`` epochs of this data set's train split in steps."""
+    per_epoch: List[int] = []  # full batches per epoch, read once when a row needs it
+
+    def in_steps(override: str) -> str:
+        key, _, value = override.partition("=")
+        if not value.startswith(EPOCHS_TOKEN):
+            return override
+        if not per_epoch:
+            per_epoch.append(train_size(data_file, dataset) // batch_size)
+        return f"{key}={int(round(float(value[len(EPOCHS_TOKEN):]) * per_epoch[0]))}"
+
     for n in steps:
         for seed in seeds:
             for row in rows:
                 config = bench_data(dataset).config if row.kind == "medssl" else None
+                overrides = tuple(in_steps(o) for o in (*row.overrides, *extra)) if row.kind == "medssl" else ()
                 yield row, Run(row.kind, dataset, data_file, n, batch_size, seed, image_size, backbone, config,
-                               tuple(row.overrides) + tuple(extra) if row.kind == "medssl" else (),
-                               config_file=row.config_file if row.kind == "medssl" else None, device=device)
+                               overrides, config_file=row.config_file if row.kind == "medssl" else None,
+                               device=device)
 
 
 # ---------------------------------------------------------------------------- training
 def data_spec(run: Run, split: str) -> Dict[str, Any]:
-    spec = {"name": "medmnist", "path": run.data_file, "split": split}
-    flag = bench_data(run.dataset).flag
+    return dataset_spec(run.data_file, run.dataset, split)
+
+
+def dataset_spec(data_file: str, dataset: str, split: str) -> Dict[str, Any]:
+    """The medssl data mapping of ``split`` of a benchmark data set's file."""
+    spec = {"name": "medmnist", "path": data_file, "split": split}
+    flag = bench_data(dataset).flag
     return {**spec, "flag": flag} if flag else spec
 
 
-def train_medssl(run: Run, out: Path) -> Dict[str, Any]:
-    """``medssl pretrain <shipped config>`` with the run's steps, batch, seed and overrides."""
+def train_medssl(run: Run, out: Path, ckpt_every: int = 100, export_steps: Sequence[int] = ()) -> Dict[str, Any]:
+    """``medssl pretrain <shipped config>`` with the run's steps, batch, seed and overrides,
+    continuing from the newest checkpoint in ``out`` if there is one (``train.resume=auto``).
+    A checkpoint every ``ckpt_every`` steps; encoder snapshots at ``export_steps``. A run
+    that stops early raises :class:`RunStopped` (its checkpoint is kept for the next call)."""
     import medssl
 
     overrides = [
         f"data={json.dumps(data_spec(run, 'train'))}", "val_data=null", f"seed={run.seed}", f"out_dir={out}",
         f"train.max_steps={run.steps}", f"train.batch_size={run.batch_size}", "train.num_workers=0",
-        f"train.device={run.device}", "train.knn_every=0", f"train.ckpt_every={run.steps}", "train.keep_last=1",
-        f"train.log_every={max(1, run.steps // 20)}", f"model.backbone={run.backbone}",
+        f"train.device={run.device}", "train.knn_every=0", f"train.ckpt_every={min(ckpt_every, run.steps)}",
+        "train.keep_last=2", "train.resume=auto", f"train.export_steps={json.dumps(sorted(export_steps))}",
+        f"train.log_every={max(1, min(run.steps // 20, 50))}", f"model.backbone={run.backbone}",
         f"augment.image_size={run.image_size}", *run.overrides,
     ]
     cfg = medssl.load_pretrain_config(run.config_path(), overrides)
     res = medssl.pretrain(cfg, progress=False)
     if res.steps != run.steps:  # stopped by a signal (or collapse): never cache a short run
-        raise SystemExit(f"bench_quality: the {run.kind} run stopped at step {res.steps} of {run.steps}; "
-                         f"it is not cached and will be retrained from the start on the next run")
-    shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the encoder export is all we keep
+        raise RunStopped(res.steps, run.steps)
     return {"last_loss": res.last_loss, "overrides": overrides}
 
 
@@ -474,9 +527,12 @@ class Cache:
         os.close(fd)
         return True
 
-    def train(self, run: Run) -> Optional[Path]:
+    def train(self, run: Run, ckpt_every: int = 100, export_steps: Sequence[int] = (),
+              stop_after_s: Optional[float] = None) -> Optional[Path]:
         """The run's directory, training it first when it is not cached; None when another
-        process holds its lock."""
+        process holds its lock. A medssl run continues its partial entry from the last
+        checkpoint (:mod:`quality_sittings`); ``stop_after_s`` stops it then (checkpointed,
+        :class:`RunStopped`). Other kinds train from the start."""
         key = run.key()
         done = self.root / key
         cached = self.trained(run)
@@ -486,23 +542,50 @@ class Cache:
             return None
         try:
             part = self.root / f"{key}.partial"
-            shutil.rmtree(part, ignore_errors=True)
-            part.mkdir()
-            (part / "spec.json").write_text(json.dumps(run.spec(), indent=1, sort_keys=True))
-            t0 = time.perf_counter()
-            info = train_medssl(run, part / "run") if run.kind == "medssl" else train_peer(run, part / "run")
             run_dir = part / "run"
+            if run.kind != "medssl" or checkpoint_step(run_dir) is None:  # nothing to continue
+                shutil.rmtree(part, ignore_errors=True)
+                part.mkdir()
+                (part / "spec.json").write_text(json.dumps(run.spec(), indent=1, sort_keys=True))
+            sittings = Sittings(part)
+            sittings.close_killed(run_dir)
+            sitting = sittings.open(checkpoint_step(run_dir) or 0)
+            try:
+                if run.kind == "medssl":
+                    with stop_after(stop_after_s):
+                        info = train_medssl(run, run_dir, ckpt_every, export_steps)
+                else:
+                    info = train_peer(run, run_dir)
+            except RunStopped as stop:
+                sittings.close(sitting, "stopped", stop.steps_done)
+                raise
+            except BaseException:
+                sittings.close(sitting, "failed", checkpoint_step(run_dir) or 0)
+                raise
+            sittings.close(sitting, "finished", run.steps)
             if run.device == "cuda":
                 info["gpu"] = torch.cuda.get_device_name()
-            info.update(wall_s=time.perf_counter() - t0, load=os.getloadavg(), host=platform.node(),
+            summary = sittings.summary()
+            info.update(wall_s=summary["wall_s"], steps_done=run.steps, n_sittings=summary["n_sittings"],
+                        sittings=summary["sittings"], machine=machine(), load=os.getloadavg(), host=platform.node(),
                         date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                        diagnostics=last_diagnostics(run_dir))
+                        diagnostics=last_diagnostics(run_dir), snapshots=sorted(snapshot_steps(run_dir)))
             (part / "train.json").write_text(json.dumps(info, indent=1))
             shutil.rmtree(done, ignore_errors=True)
             part.rename(done)
+            shutil.rmtree(done / "run" / "checkpoints", ignore_errors=True)  # the encoders are all we keep
             return done
         finally:
             (self.root / f"{key}.lock").unlink(missing_ok=True)
+
+    def progress(self, run: Run) -> Optional[Dict[str, Any]]:
+        """An unfinished run's record: steps done (its newest checkpoint), wall time and
+        sittings so far; None when it has no partial entry."""
+        part = self.root / f"{run.key()}.partial"
+        if not part.is_dir():
+            return None
+        summary = Sittings(part).summary()
+        return {**summary, "steps_done": checkpoint_step(part / "run") or 0, "steps": run.steps}
 
     def _failure_file(self, run: Run) -> Path:
         return self.root / f"{run.key()}.failed"
@@ -518,22 +601,40 @@ class Cache:
     def clear_failure(self, run: Run) -> None:
         self._failure_file(run).unlink(missing_ok=True)
 
-    def evaluation(self, run: Run, split: str, n_boot: int, compute: bool) -> Optional[Dict[str, Any]]:
+    def evaluation(self, run: Run, split: str, n_boot: int, compute: bool,
+                   at_step: Optional[int] = None) -> Optional[Dict[str, Any]]:
+        """The run's evaluation on ``split`` (cached next to it); ``at_step``: of its encoder
+        snapshot at that step (``--curve-from-checkpoints``), None when it has none."""
         d = self.trained(run)
         if d is None:
             return None
-        path = d / f"eval_{split}_b{n_boot}.json"
+        encoder_dir = d / "run"
+        name = f"eval_{split}_b{n_boot}.json"
+        if at_step is not None and at_step != run.steps:
+            from medssl.train.loop import snapshot_path
+
+            encoder_dir = snapshot_path(d / "run", at_step).parent
+            if not encoder_dir.is_dir():
+                return None
+            name = f"eval_{split}_b{n_boot}_at{at_step}.json"
+        path = d / name
         if path.is_file():
             return json.loads(path.read_text())
         if not compute:
             return None
         t0 = time.perf_counter()
-        ev = evaluate(run, d / "run", split, n_boot)
+        ev = evaluate(run, encoder_dir, split, n_boot)
         ev["wall_s"] = time.perf_counter() - t0
         tmp = path.with_suffix(f".{os.getpid()}.tmp")  # two processes may evaluate one run
         tmp.write_text(json.dumps(ev, indent=1))
         tmp.rename(path)
         return ev
+
+
+def snapshot_steps(run_dir: Path) -> List[int]:
+    """Steps of the encoder snapshots a run exported (``train.export_steps``)."""
+    d = Path(run_dir) / "snapshots"
+    return [int(p.name[5:]) for p in d.glob("step_*") if (p / "encoder.safetensors").is_file()] if d.is_dir() else []
 
 
 # ---------------------------------------------------------------------------- report
@@ -573,7 +674,7 @@ def paired(runs: Sequence[Dict[str, Any]], row: str, reference: str, steps: int,
     95 % Student-t CI of the mean difference over the seeds both have."""
     def by_seed(name: str) -> Dict[int, Dict[str, Any]]:
         return {e["run"]["seed"]: e["eval"] for e in runs
-                if e["row"] == name and e["run"]["steps"] == steps and e["eval"]}
+                if e["row"] == name and e.get("steps", e["run"]["steps"]) == steps and e["eval"]}
 
     a, b = by_seed(row), by_seed(reference)
     seeds = sorted(set(a) & set(b))
@@ -619,12 +720,17 @@ def markdown(report: Dict[str, Any]) -> str:
     mean ± sd [95 % t-CI of the mean over seeds]."""
     lines = []
     for steps, rows in report["tables"].items():
-        lines += [f"**{report['dataset']}, {report['split']} split, {steps} steps, batch {report['batch_size']}**",
+        epochs = next((r.get("epochs") for r in rows.values() if r.get("epochs")), None)
+        budget = f"{steps} steps ({epochs:g} epoch{'' if epochs == 1 else 's'})" if epochs else f"{steps} steps"
+        lines += [f"**{report['dataset']}, {report['split']} split, {budget}, batch {report['batch_size']}**",
                   "", "| row | seeds | " + " | ".join(PROTOCOLS) + " | kNN AUC | train s | overrides |",
                   "|---|---|" + "---:|" * (len(PROTOCOLS) + 2) + "---|"]
         for name, r in rows.items():
             if not r["n"]:
-                lines.append(f"| {name} | 0 (not run yet) |" + " |" * (len(PROTOCOLS) + 3))
+                doing = "; ".join(f"seed {p['seed']} at step {p['steps_done']} of {p['steps']}"
+                                  for p in r.get("in_progress", []))
+                lines.append(f"| {name} | 0 ({'in progress: ' + doing if doing else 'not run yet'}) |"
+                             + " |" * (len(PROTOCOLS) + 3))
                 continue
             accs = " | ".join(cell(r["accuracy"][p]) for p in PROTOCOLS)
             ov = " ".join(f"`{o}`" for o in r["overrides"] if not o.startswith("objective.name=")) or "—"
@@ -645,7 +751,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--dataset", default="bloodmnist",
                    help=f"one of {sorted(DATASETS)} (its file under --data-dir), or any MedMNIST flag there")
     p.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "medmnist"))
-    p.add_argument("--steps", type=int, nargs="+", default=[100])
+    p.add_argument("--steps", type=int, nargs="+", default=None, help="budgets in steps (default 100; --smoke: 2)")
+    add_long_run_arguments(p)
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     p.add_argument("--cache", default="/work/quality_cache", help="finished runs (outside the repository)")
@@ -672,6 +779,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.jobs < 1:
         p.error(f"--jobs must be at least 1, got {args.jobs}")
+    if args.ckpt_every < 1:
+        p.error(f"--ckpt-every must be at least 1, got {args.ckpt_every}")
+    if args.epochs is not None and any(e <= 0 for e in args.epochs):
+        p.error(f"--epochs must be positive, got {args.epochs}")
     if args.device == "cuda" and not args.no_train and not torch.cuda.is_available():
         p.error("--device cuda: torch sees no CUDA device here; use --device cpu")
     return args
@@ -728,6 +839,13 @@ def resolve_data(args: argparse.Namespace) -> Tuple[str, str, str, int]:
     return args.dataset, str(f), BACKBONE, IMAGE_SIZE
 
 
+def train_size(data_file: str, dataset: str) -> int:
+    """Images in the data set's train split (what an epoch budget is counted in)."""
+    import medssl
+
+    return len(medssl.open_dataset(dataset_spec(data_file, dataset, "train")))
+
+
 def run_plan(args: argparse.Namespace, log: Callable[[str], None] = print) -> Dict[str, Any]:
     """Train (unless --no-train) and evaluate every run of the plan in order; return the report."""
     start = time.monotonic()
@@ -756,14 +874,24 @@ def run_plan(args: argparse.Namespace, log: Callable[[str], None] = print) -> Di
         log(f"bench_quality: no supervised row on {dataset} (cross-validated on the images it would train on)")
         rows = [r for r in rows if r.kind != "supervised"]
     batch = 16 if args.smoke else args.batch_size
-    steps = [2] if args.smoke else args.steps
     n_boot = 50 if args.smoke else args.n_boot
+    epochs_of: Dict[int, float] = {}
+    if args.epochs is not None:
+        epochs_of = epochs_to_steps(args.epochs, train_size(data_file, dataset), batch)
+        steps = sorted(epochs_of)
+    else:
+        steps = sorted(set(args.steps or ([2] if args.smoke else [100])))
+    # --curve-from-checkpoints: one run of the longest budget, the others its snapshots
+    trained_steps, snapshots = (([max(steps)], [n for n in steps if n != max(steps)])
+                                if args.curve_from_checkpoints else (steps, []))
     # smoke: heads and queue small enough for seconds (medssl rows; the peers' heads are lightly's)
     extra = ("model.proj_hidden=64", "model.pred_hidden=64", "model.proj_dim=32", "support_set.size=64"
              ) if args.smoke else ()
     cache = Cache(Path(args.cache))
     pending: List[Tuple[Row, Run]] = []
-    plan = list(runs_of(rows, dataset, data_file, steps, args.seeds, batch, backbone, image_size, extra, args.device))
+    plan = list(runs_of(rows, dataset, data_file, trained_steps, args.seeds, batch, backbone, image_size, extra,
+                        args.device))
+    stop_at = None if args.stop_after is None else start + args.stop_after
     if args.jobs > 1 and not args.no_train:
         for _, run in plan:
             cache.clear_failure(run)  # this call tries every unfinished run again, once
@@ -780,9 +908,17 @@ def run_plan(args: argparse.Namespace, log: Callable[[str], None] = print) -> Di
         if args.deadline is not None and time.monotonic() - start > args.deadline:
             log(f"bench_quality: past the {args.deadline:.0f} s deadline; the runs left are not started")
             break
+        if stop_at is not None and time.monotonic() >= stop_at:
+            log(f"bench_quality: past --stop-after {args.stop_after:.0f} s; the runs left are not started")
+            break
         t0 = time.perf_counter()
         try:
-            trained = cache.train(run)
+            trained = cache.train(run, args.ckpt_every, snapshots,
+                                  stop_after_s=None if stop_at is None else stop_at - time.monotonic())
+        except RunStopped as stop:
+            log(f"{row.name} seed {run.seed} {run.steps} steps: stopped at step {stop.steps_done} "
+                f"(checkpointed; the next call continues it)")
+            break
         except Exception as exc:  # noqa: BLE001 - a worker goes on with the next run
             if not args.worker:
                 raise
@@ -803,25 +939,37 @@ def run_plan(args: argparse.Namespace, log: Callable[[str], None] = print) -> Di
         "dataset": dataset, "data_file": data_file, "split": args.split, "batch_size": batch,
         "backbone": backbone, "image_size": image_size, "small_input_stem": True, "n_boot": n_boot,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
-                    "threads": args.threads, "load": os.getloadavg(), "device": args.device, "jobs": args.jobs,
+        "machine": {"platform": platform.platform(), "cpu": cpu_model(), "cpus": os.cpu_count(),
+                    "torch": torch.__version__, "threads": args.threads, "load": os.getloadavg(),
+                    "device": args.device, "jobs": args.jobs,
                     **({"gpu": torch.cuda.get_device_name()} if torch.cuda.is_available() else {})},
         "tables": {}, "runs": [],
     }
+    report.update(budgets=[{"steps": n, "epochs": epochs_of.get(n)} for n in steps],
+                  schedule=("one run per budget" if not snapshots else
+                            f"snapshots of the {max(steps)}-step run (--curve-from-checkpoints)"))
     for row, run in plan:
         # runs another process trained (another plan's workers too) are scored here, deadline or not
-        ev = cache.evaluation(run, args.split, n_boot, compute=not args.no_train)
         d = cache.trained(run)
-        entry = {"row": row.name, "why": row.why, "key": d.name if d else run.key(), "run": asdict(run), "eval": ev,
-                 "train": json.loads((d / "train.json").read_text()) if d else None}
-        report["runs"].append(entry)
+        for n in (steps if snapshots else [run.steps]):
+            ev = cache.evaluation(run, args.split, n_boot, compute=not args.no_train, at_step=n)
+            entry = {"row": row.name, "why": row.why, "key": d.name if d else run.key(), "run": asdict(run),
+                     "steps": n, "epochs": epochs_of.get(n), "snapshot": n != run.steps, "eval": ev,
+                     "train": json.loads((d / "train.json").read_text()) if d else None,
+                     "progress": None if d else cache.progress(run)}
+            report["runs"].append(entry)
     for n in steps:
         table = {}
         for row in rows:
-            done = [e for e in report["runs"] if e["row"] == row.name and e["run"]["steps"] == n and e["eval"]]
+            here = [e for e in report["runs"] if e["row"] == row.name and e["steps"] == n]
+            done = [e for e in here if e["eval"]]
             evs = [e["eval"] for e in done]
             table[row.name] = {
                 "n": len(done), "seeds": [e["run"]["seed"] for e in done], "kind": row.kind,
+                "epochs": epochs_of.get(n),
+                "in_progress": [{"seed": e["run"]["seed"], **{k: e["progress"][k] for k in ("steps_done", "steps",
+                                                                                           "wall_s", "n_sittings")}}
+                                for e in here if e["progress"]],
                 "overrides": list(row.overrides), "why": row.why,
                 "train_s": float(np.mean([e["train"]["wall_s"] for e in done])) if done else None,
                 "accuracy": {p: summarise(evs, p, "accuracy") for p in PROTOCOLS} if done else {},

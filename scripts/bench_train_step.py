@@ -10,6 +10,7 @@ full queues; steps alternate between the two in one process and the medians of
 ``--iters`` steps are compared.
 
     python scripts/bench_train_step.py --image-size 32 --batch 64 --queue 8192 --iters 10 --threads 1 --split-views
+    python scripts/bench_train_step.py --image-size 28 --small-stem --batch 128 --queue 11959 --threads 2 --bf16
     python scripts/bench_train_step.py --image-size 96 --batch 256 --queue 65536 --iters 20 --warmup 5 --device cuda
 
 ``--device cuda`` runs both on the GPU in float32 (neither side's autocast), synchronised
@@ -36,7 +37,7 @@ from medssl.objectives.support_set import SupportSet  # noqa: E402
 
 
 def medssl_step(args: argparse.Namespace, views: List[torch.Tensor], split_views: bool = False,
-                channels_last: bool = False) -> Callable[[], float]:
+                channels_last: bool = False, bf16: bool = False) -> Callable[[], float]:
     """One medssl NNCLR step (forward, loss with look-up and enqueue, backward, SGD).
 
     ``split_views`` runs the model once per view (``per_view_bn``), as lightly's recipe
@@ -44,10 +45,13 @@ def medssl_step(args: argparse.Namespace, views: List[torch.Tensor], split_views
     of that choice.
     ``channels_last`` converts the model once and the views every step, as ``medssl
     pretrain`` does by default (``train.channels_last``).
+    ``bf16`` runs the model's forward under bf16 autocast and the objective in float32, as
+    ``medssl pretrain`` does when ``train.amp`` is (or ``auto`` picks) bf16.
     """
     torch.manual_seed(0)
     objective = NNCLR(tau=0.1)
-    model = build_ssl_model(build_backbone(args.backbone, image_size=args.image_size), objective,
+    model = build_ssl_model(build_backbone(args.backbone, image_size=args.image_size,
+                                           small_input_stem=args.small_stem), objective,
                             proj_hidden=args.proj_hidden, proj_dim=args.proj_dim, pred_hidden=args.pred_hidden,
                             per_view_bn=split_views)
     model = model.to(args.device)
@@ -61,7 +65,9 @@ def medssl_step(args: argparse.Namespace, views: List[torch.Tensor], split_views
 
     def step() -> float:
         batch = [v.contiguous(memory_format=torch.channels_last) for v in views] if channels_last else views
-        loss, _ = objective(model(batch, indices=index), support)
+        with torch.autocast(args.device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = model(batch, indices=index)
+        loss, _ = objective(out, support)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -70,13 +76,14 @@ def medssl_step(args: argparse.Namespace, views: List[torch.Tensor], split_views
     return step
 
 
-def lightly_step(args: argparse.Namespace, views: List[torch.Tensor]) -> Callable[[], float]:
-    """One step of lightly's NNCLR recipe with heads of the same widths."""
+def lightly_step(args: argparse.Namespace, views: List[torch.Tensor], bf16: bool = False) -> Callable[[], float]:
+    """One step of lightly's NNCLR recipe with heads of the same widths (``bf16``: its
+    forward and loss under bf16 autocast, as a user would wrap them)."""
     from lightly.loss import NTXentLoss
     from lightly.models.modules import NNCLRPredictionHead, NNCLRProjectionHead, NNMemoryBankModule
 
     torch.manual_seed(0)
-    backbone = build_backbone(args.backbone, image_size=args.image_size)
+    backbone = build_backbone(args.backbone, image_size=args.image_size, small_input_stem=args.small_stem)
     projector = NNCLRProjectionHead(backbone.num_features, args.proj_hidden, args.proj_dim)
     predictor = NNCLRPredictionHead(args.proj_dim, args.pred_hidden, args.proj_dim)
     model = nn.ModuleDict({"backbone": backbone, "projector": projector, "predictor": predictor}).train()
@@ -90,11 +97,12 @@ def lightly_step(args: argparse.Namespace, views: List[torch.Tensor]) -> Callabl
         return z, predictor(z)
 
     def step() -> float:
-        z0, p0 = forward(views[0])
-        z1, p1 = forward(views[1])
-        nn0 = bank(z0.detach(), update=False)
-        nn1 = bank(z1.detach(), update=True)
-        loss = 0.5 * (criterion(nn0, p1) + criterion(nn1, p0))
+        with torch.autocast(args.device.type, dtype=torch.bfloat16, enabled=bf16):
+            z0, p0 = forward(views[0])
+            z1, p1 = forward(views[1])
+            nn0 = bank(z0.detach(), update=False)
+            nn1 = bank(z1.detach(), update=True)
+            loss = 0.5 * (criterion(nn0, p1) + criterion(nn1, p0))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -123,6 +131,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--split-views", action="store_true",
                     help="also time medssl with one model call per view (lightly's pattern)")
     ap.add_argument("--device", default="cpu", help="cpu, or cuda (both sides on the GPU, float32)")
+    ap.add_argument("--small-stem", action="store_true",
+                    help="the small-input stem (3x3 conv, no max-pool) of the MedMNIST configs")
+    ap.add_argument("--bf16", action="store_true",
+                    help="also time both sides under bf16 autocast (medssl: forward only, as pretrain runs it)")
     ap.add_argument("--smoke", action="store_true", help="tiny setting for tests (a few seconds)")
     args = ap.parse_args(argv)
     args.device = torch.device(args.device)
@@ -141,6 +153,9 @@ def main(argv: Optional[List[str]] = None) -> int:
              for _ in range(2)]
     steps = {"medssl": medssl_step(args, views), "lightly": lightly_step(args, views),
              "medssl, channels_last (pretrain's default)": medssl_step(args, views, channels_last=True)}
+    if args.bf16:
+        steps["medssl, channels_last, bf16 autocast"] = medssl_step(args, views, channels_last=True, bf16=True)
+        steps["lightly, bf16 autocast"] = lightly_step(args, views, bf16=True)
     if args.split_views:
         steps["medssl, one forward per view"] = medssl_step(args, views, split_views=True)
     sync = (lambda: torch.cuda.synchronize(args.device)) if args.device.type == "cuda" else None

@@ -41,6 +41,9 @@ def shipped_row(objective: str, *extra: str, name: str, why: str = "") -> Row:
     return Row(name, "medssl", (f"objective.name={objective}", *extra), why, config_file=ROUND7_CONFIG_FILE)
 
 
+# an override value "epochs:E": E epochs of the data set's train split, in steps (bench_quality's runs_of)
+EPOCHS_TOKEN = "epochs:"
+
 # the support-set objectives, in the order their rows run (the one the target names first)
 NEIGHBOUR_OBJECTIVES = ("pnnclr", "psm", "snclr", "nnclr")
 
@@ -259,5 +262,56 @@ PLANS: Dict[str, List[Row]] = {
         medssl_row("pnnclr", *ISSUE_OVERRIDES, "objective.tau=0.2", name="pnnclr + tau 0.2", why="temperature"),
         medssl_row("pnnclr", *ISSUE_OVERRIDES[:1], "support_set.size=1024", name="pnnclr + queue 1024",
                    why="a queue refreshed every 8 steps"),
+    ],
+    # issue 35: bf16 autocast on a CPU with native bf16 against float32, the shipped config
+    # otherwise; both arms name their precision, so the rows do not depend on what
+    # ``train.amp: auto`` picks on the machine that trains them
+    "precision": [
+        *(Row(f"medssl {m} {name}", "medssl", (f"objective.name={m}", f"train.amp={amp}"), why)
+          for m in ("simclr", "pnnclr")
+          for name, amp, why in (("fp32", "off", "float32 throughout"),
+                                 ("bf16", "bf16", "bf16 autocast of the model's forward; loss, support set, EMA in float32"))),
+    ],
+    # issue 27: SimCLR and every neighbour objective at long budgets (--epochs 1 3 10 30), on
+    # each data set's shipped config (same views for every row): the shipped recipe (with
+    # SimCLR's instance term) and the paper form (instance_weight 0); same-image exclusion
+    # on (the default since issue 27) for both
+    "long": [
+        Row("medssl simclr", "medssl", ("objective.name=simclr",), "shipped config"),
+        *(row for m in NEIGHBOUR_OBJECTIVES for row in (
+            Row(f"medssl {m}", "medssl", (f"objective.name={m}",), "shipped recipe (instance term)"),
+            Row(f"{m} (paper form)", "medssl", (f"objective.name={m}", "objective.instance_weight=0.0"),
+                "the paper's loss alone, same views and optimiser"),
+        )),
+    ],
+    # issue 27, item 4 ("make them win"): the recipe options one at a time against the shipped
+    # pNNCLR (or NNCLR / SNCLR / PSM where the option is theirs), on val only, at long budgets
+    "ablate-long": [
+        Row("medssl pnnclr", "medssl", ("objective.name=pnnclr",), "baseline (the long plan's row)"),
+        Row("pnnclr, no same-image exclusion", "medssl",
+            ("objective.name=pnnclr", "support_set.exclude_same_image=false"),
+            "the look-up before issue 27: an older copy of the image itself may be its neighbour"),
+        Row("nnclr, no same-image exclusion", "medssl",
+            ("objective.name=nnclr", "support_set.exclude_same_image=false"),
+            "against the long plan's medssl nnclr"),
+        Row("pnnclr + instance term fading with view agreement", "medssl",
+            ("objective.name=pnnclr", "objective.instance_schedule=purity"),
+            "weight 1 - (label-free) agreement of the two views' nearest neighbours"),
+        Row("pnnclr (paper form) after 1 epoch of SimCLR", "medssl",
+            ("objective.name=pnnclr", "objective.instance_weight=0.0",
+             f"objective.neighbour_warmup_steps={EPOCHS_TOKEN}1"),
+            "neighbours only once SimCLR has shaped the embedding"),
+        Row("pnnclr after 1 epoch of SimCLR", "medssl",
+            ("objective.name=pnnclr", f"objective.neighbour_warmup_steps={EPOCHS_TOKEN}1"), "the same, recipe kept"),
+        Row("nnclr + queue from an EMA target", "medssl", ("objective.name=nnclr", "objective.queue_source=target"),
+            "a queue that drifts less between steps (pNNCLR's is the target's already)"),
+        Row("pnnclr + queue 25 % of the data set", "medssl",
+            ("objective.name=pnnclr", "support_set.size_fraction=0.25"),
+            "a queue refreshed four times an epoch"),
+        Row("pnnclr + queue 5 % of the data set", "medssl",
+            ("objective.name=pnnclr", "support_set.size_fraction=0.05"),
+            "refreshed twenty times an epoch"),
+        Row("snclr + k 10", "medssl", ("objective.name=snclr", "objective.k=10"), "fewer, nearer soft neighbours"),
+        Row("psm + band width 0.2", "medssl", ("objective.name=psm", "objective.a=0.2"), "a wider negative band"),
     ],
 }

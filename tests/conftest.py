@@ -9,12 +9,18 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Dict, Iterator
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# The CPU precision probe of ``amp: auto`` caches its timings per machine (medssl.precision):
+# the suite keeps its own cache (shared by every test and subprocess of one run) instead of
+# the user's ~/.cache/medssl
+os.environ.setdefault("MEDSSL_CACHE_DIR", tempfile.mkdtemp(prefix="medssl-test-cache-"))
 
 
 def _shared_data_dir() -> Path:

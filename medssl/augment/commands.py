@@ -29,7 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     group.set_defaults(func=lambda _args: (group.print_help(), 0)[1])
 
     p = sub.add_parser("preview", help="write a PNG grid of images and their augmented views")
-    p.add_argument("config", metavar="CONFIG_OR_PRESET", help="preset name (histo, natural, gray, eval) or a YAML file with an 'augment:' mapping")
+    p.add_argument("config", metavar="CONFIG_OR_PRESET", help="preset name (histo, natural, gray, radiology, eval) or a YAML file with an 'augment:' mapping")
     p.add_argument("--data", required=True, help="dataset file or folder (as for 'medssl data info')")
     p.add_argument("--split", default="train", help="dataset split (default: train)")
     p.add_argument("--n", type=int, default=8, help="number of images (rows; default 8)")

@@ -278,6 +278,10 @@ class BatchAugment:
         if p.grayscale_p > 0 and x.shape[1] == 3:
             on = (_rand(b, gen) < p.grayscale_p).to(dev).view(-1, 1, 1, 1)
             x = torch.where(on, _luma(x).expand_as(x), x)
+        if p.gamma_p > 0:  # as the CPU path: x ** g, g ~ U(1 - gamma, 1 + gamma), with probability gamma_p
+            on = _rand(b, gen) < p.gamma_p
+            g = torch.where(on, _rand(b, gen, 1.0 - p.gamma, 1.0 + p.gamma), 1.0)
+            x = x.clamp(0.0, 1.0) ** g.to(x.dtype).to(dev).view(-1, 1, 1, 1)
         if p.blur_active(self.image_size):
             on = _rand(b, gen) < p.blur_p
             sigma = _rand(b, gen, *p.blur_sigma)

@@ -120,6 +120,8 @@ class Augment:
             x = colour.colour_jitter(x, *factors)
         if p.grayscale_p > 0 and x.shape[-1] == 3 and gen.random() < p.grayscale_p:
             x = colour.to_gray3(x)
+        if p.gamma_p > 0 and gen.random() < p.gamma_p:  # no draw at all when off: other presets' streams unchanged
+            x = np.power(np.clip(x, 0.0, 1.0), np.float32(gen.uniform(1.0 - p.gamma, 1.0 + p.gamma)))
         if p.blur_active(self.image_size) and gen.random() < p.blur_p:
             sigma = float(gen.uniform(*p.blur_sigma))
             x = colour.gaussian_blur(x, sigma, self._blur_radius)

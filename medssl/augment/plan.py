@@ -48,6 +48,8 @@ class AugmentPlan:
     saturation: float = 0.0
     hue: float = 0.0
     grayscale_p: float = 0.0
+    gamma_p: float = 0.0  # x ** g with g ~ U(1 - gamma, 1 + gamma): intensity-safe for gray modalities
+    gamma: float = 0.0
     blur_p: float = 0.0
     blur_sigma: Pair = (0.1, 2.0)
     blur_min_size: int = 64

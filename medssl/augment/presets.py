@@ -84,6 +84,8 @@ def _check_field(preset: str, key: str, v: Any) -> Any:
         return _number(preset, key, v, 0.0, 1.0)
     if key == "hue":
         return _number(preset, key, v, 0.0, 0.5)
+    if key == "gamma":
+        return _number(preset, key, v, 0.0, 0.9)
     if key == "scale":
         v = _pair(preset, key, v, 0.0, 1.0)
         if v[0] <= 0:
@@ -221,6 +223,8 @@ class GrayParams(PresetParams):
     jitter_p: float = 0.8
     brightness: float = 0.2
     contrast: float = 0.2
+    gamma_p: float = 0.0
+    gamma: float = 0.0
     blur_p: float = 0.0
     blur_sigma: Pair = (0.1, 1.0)
     blur_min_size: int = 64
@@ -239,8 +243,21 @@ class GrayParams(PresetParams):
             scale=self.scale, ratio=self.ratio, keep_center=self.keep_center,
             rotate_degrees=self.rotate_degrees, hflip_p=self.hflip_p, jitter_p=self.jitter_p,
             brightness=self.brightness, contrast=self.contrast, blur_p=self.blur_p,
-            blur_sigma=self.blur_sigma, blur_min_size=self.blur_min_size,
+            blur_sigma=self.blur_sigma, blur_min_size=self.blur_min_size, gamma_p=self.gamma_p, gamma=self.gamma,
         )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RadiologyParams(GrayParams):
+    """CT / MR / X-ray after a window (the ``dicom`` and ``nifti`` data sets): the gray
+    preset plus a random gamma (``x ** g``, ``g ~ U(0.7, 1.3)``, half the views). On a
+    windowed image brightness and contrast jitter move the window's center and width
+    within the displayed range; gamma bends the curve without creating values a scanner
+    cannot produce. No colour operation, no vertical flip."""
+
+    preset: ClassVar[str] = "radiology"
+    gamma_p: float = 0.5
+    gamma: float = 0.3
 
 
 @dataclass(frozen=True)
@@ -262,7 +279,7 @@ class EvalParams(PresetParams):
         )  # fmt: skip
 
 
-for _cls in (HistoParams, NaturalParams, GrayParams, EvalParams):
+for _cls in (HistoParams, NaturalParams, GrayParams, RadiologyParams, EvalParams):
     # The registry checks a mapping's keys against the dataclass fields before building.
     AUGMENTATIONS.register(_cls.preset)(_cls)
 
@@ -282,7 +299,7 @@ def build_augmentation(
 ):
     """A callable ``(image HWC uint8, rng) -> float32 tensor (C, image_size, image_size)``.
 
-    ``name_or_cfg``: "histo" | "natural" | "gray" | "eval", or a mapping with ``name``
+    ``name_or_cfg``: "histo" | "natural" | "gray" | "radiology" | "eval", or a mapping with ``name``
     and parameter overrides; ``overrides`` win over the mapping. See docs/augmentation.md.
     """
     params = resolve_params(name_or_cfg, **overrides)

@@ -16,6 +16,7 @@ from medssl.augment.pipeline import check_image
 from medssl.augment.presets import build_augmentation, resolve_params
 from medssl.augment.views import MultiView, parse_augment_section
 from medssl.errors import ConfigError, DataError
+from medssl.text import no_such_file
 
 AugmentSpec = Union[str, Mapping[str, Any], List[Mapping[str, Any]]]
 
@@ -30,7 +31,7 @@ def load_augment_spec(config_or_preset: str) -> Tuple[AugmentSpec, Optional[int]
     if path.suffix.lower() not in (".yaml", ".yml"):
         return config_or_preset, None
     if not path.is_file():
-        raise ConfigError(f"augmentation config {path} not found")
+        raise ConfigError(no_such_file("augmentation config", path))
     from medssl.config import load_yaml
 
     doc = load_yaml(path)

@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 
 from medssl.errors import DataError
 from medssl.fileio import PathLike
+from medssl.text import looked_at
 
 Label = Union[int, np.ndarray]
 
@@ -99,6 +100,8 @@ def require_file(path: PathLike, what: str, how_to_get: str) -> Path:
             f"Decompress it first: gunzip -k {p}.gz"
         )
     where = f"directory {p.parent} does not exist" if not p.parent.exists() else f"not in {p.parent}"
+    if not p.is_absolute():  # say where a relative root led
+        where += f"; looked at {looked_at(p)}"
     raise DataError(f"{what}: expected file {p.name} ({where}). {how_to_get}")
 
 

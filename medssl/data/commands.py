@@ -10,6 +10,7 @@ from typing import Any, Dict
 from medssl.data.info import channel_stats, check_max_images, default_split, describe_path, images_used
 from medssl.data.open import open_dataset, resolve_config
 from medssl.data.sample import write_sample
+from medssl.text import counts_line
 
 
 def _run_sample(args: argparse.Namespace) -> int:
@@ -22,16 +23,37 @@ def _run_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_radiology(r: Dict[str, Any], list_skipped: bool) -> None:
+    """The dicom / nifti summary: pseudonymous patients and studies, never their ids; the
+    skipped files (the same for every split) are listed when ``list_skipped``."""
+    per_p, per_s = r["images_per_patient"], r["images_per_study"]
+    print(f"  patients: {r['patients']} (images per patient: min {per_p['min']}, median {per_p['median']:g}, "
+          f"max {per_p['max']}); studies: {r['studies']} (images per study: min {per_s['min']}, "
+          f"median {per_s['median']:g}, max {per_s['max']})")
+    for key in ("modalities", "transfer_syntaxes"):
+        if r.get(key):
+            print(f"  {key.replace('_', ' ')}: " + ", ".join(f"{k} {v}" for k, v in r[key].items()))
+    if r.get("unreadable"):
+        print(f"  skipped {len(r['unreadable'])} file(s): " + ", ".join(f"{k} {v}" for k, v in r["skipped"].items())
+              + ("" if list_skipped else " (listed above)"))
+        for u in r["unreadable"] if list_skipped else []:
+            print(f"    {u['path']}: {u['why']}")
+
+
 def _print_info(info: Dict[str, Any]) -> None:
     print(f"format: {info['format']}")
     print(f"config: {json.dumps(info['config'])}")
+    listed = False
     for split, d in info["splits"].items():
         if "error" in d:
             print(f"split {split}: not available ({d['error']})")
             continue
-        counts = ", ".join(f"{k} {v}" for k, v in d["label_counts"].items())
+        counts = counts_line(d["label_counts"])  # a name with a comma is quoted
         print(f"split {split}: {d['length']} images of shape {d['image_shape']}, task {d['task']}")
         print(f"  labels: {counts or 'none'}")
+        if "radiology" in d:
+            _print_radiology(d["radiology"], list_skipped=not listed)
+            listed = listed or bool(d["radiology"].get("unreadable"))
     sample = info.get("embedded_sample")
     for f in info["files"]:
         line = f"file {f['path']}: {f['bytes']} bytes"
@@ -82,7 +104,7 @@ def add_parser(subparsers: Any) -> None:
     data.set_defaults(func=lambda _args: (data.print_help(), 0)[1])
 
     p = sub.add_parser("sample", help="write small datasets in the PCAM/MedMNIST/STL-10/folder formats from real images")
-    p.add_argument("out_dir", metavar="OUT_DIR")
+    p.add_argument("out_dir", metavar="OUT_DIR", help="folder to write the sample into (created if absent)")
     p.add_argument("--seed", type=int, default=0, help="seed for tile orientations and crops (default 0)")
     p.set_defaults(func=_run_sample)
 
@@ -93,7 +115,7 @@ def add_parser(subparsers: Any) -> None:
     p.set_defaults(func=_run_info)
 
     p = sub.add_parser("stats", help="per-channel mean/std (0..1 scale) for normalisation")
-    p.add_argument("path", metavar="PATH_OR_CONFIG")
+    p.add_argument("path", metavar="PATH_OR_CONFIG", help="a dataset file or folder, or a YAML config with a data: section")
     p.add_argument("--split", default=None, help="split to measure (default: train where the format has splits)")
     p.add_argument("--max-images", type=int, default=10000, help="evenly spaced images to use; 0 = all (default 10000)")
     p.add_argument("--json", action="store_true", help="print JSON instead of YAML-ready lines")

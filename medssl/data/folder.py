@@ -68,6 +68,7 @@ from medssl.errors import ConfigError, DataError, DataWarning
 from medssl.fileio import PathLike
 from medssl.registry import DATASETS
 from medssl.tasks import TASKS
+from medssl.text import looked_at, name_list, no_such_file
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 _MULTI_SEP = re.compile(r"[|;]")
@@ -82,7 +83,8 @@ def _same_split(a: str, b: str) -> bool:
     return norm.get(a.strip().lower(), a.strip().lower()) == norm.get(b.strip().lower(), b.strip().lower())
 
 
-def _size_hw(image_size: Union[None, int, Sequence[int]]) -> Optional[Tuple[int, int]]:
+def _size_hw(image_size: Union[None, int, Sequence[int]], where: str = "folder") -> Optional[Tuple[int, int]]:
+    """``None`` or ``(h, w)`` from an int or a pair; ConfigError naming ``where`` otherwise."""
     if image_size is None:
         return None
     if isinstance(image_size, int) and not isinstance(image_size, bool):
@@ -90,9 +92,9 @@ def _size_hw(image_size: Union[None, int, Sequence[int]]) -> Optional[Tuple[int,
     elif isinstance(image_size, (list, tuple)) and len(image_size) == 2:
         hw = (int(image_size[0]), int(image_size[1]))
     else:
-        raise ConfigError(f"folder: image_size must be null, an int or [height, width], got {image_size!r}")
+        raise ConfigError(f"{where}: image_size must be null, an int or [height, width], got {image_size!r}")
     if min(hw) < 1:
-        raise ConfigError(f"folder: image_size must be positive, got {image_size!r}")
+        raise ConfigError(f"{where}: image_size must be positive, got {image_size!r}")
     return hw
 
 
@@ -136,7 +138,7 @@ def decode_image(path: PathLike, channels: int = 3, size_hw: Optional[Tuple[int,
                 im = im.resize((size_hw[1], size_hw[0]), Image.BILINEAR)
             arr = np.asarray(im, dtype=np.uint8)
     except FileNotFoundError as exc:
-        raise DataError(f"image file {path} not found: {exc}") from exc
+        raise DataError(no_such_file("image file", path)) from exc
     except Image.DecompressionBombError as exc:  # beyond PIL's hard limit (2 x MAX_PIXELS) even when ours allows it
         raise DataError(f"image {path} is larger than PIL decodes (over {2 * MAX_PIXELS:,} pixels): {exc}; "
                         "resize or tile it (medssl data tile)") from exc
@@ -227,14 +229,14 @@ class ImageFolderDataset(MedicalImageDataset):
         assert self.root is not None
         base = self.root
         if not base.is_dir():
-            raise DataError(f"folder: root {base} is not a directory")
+            raise DataError(f"folder: root {base} is not a directory (looked at {looked_at(base)})")
         if split:
             subdirs = sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
             match = [d for d in subdirs if _same_split(d, split)]
             if not match:
                 raise DataError(
                     f"folder: split '{split}' asked for but {base} has no '{split}' subfolder "
-                    f"(subfolders: {', '.join(subdirs) or 'none'}); drop 'split' or arrange root/<split>/<class>/"
+                    f"(subfolders: {name_list(subdirs) or 'none'}); drop 'split' or arrange root/<split>/<class>/"
                 )
             base = base / match[0]
         self._source = str(base)
@@ -278,7 +280,7 @@ class ImageFolderDataset(MedicalImageDataset):
         if not csv_path.is_file() and self.root is not None and (self.root / csv_path).is_file():
             csv_path = self.root / csv_path
         if not csv_path.is_file():
-            raise DataError(f"folder: CSV file {csv_path} not found")
+            raise DataError(no_such_file("folder: CSV file", csv_path))
         self._source, self.csv_path = str(csv_path), csv_path
         base = self.root if self.root is not None else csv_path.parent
         try:
@@ -355,7 +357,7 @@ class ImageFolderDataset(MedicalImageDataset):
                     "use paths relative to it, or set allow_outside_root: true"
                 )
         if not full.is_file():
-            raise DataError(f"{csv_path} line {line}: image file {cell!r} not found (looked at {full})")
+            raise DataError(f"{csv_path} line {line}: image file {cell!r} not found (looked at {looked_at(full)})")
         return full
 
     # -- dataset contract -------------------------------------------------------------------

@@ -26,6 +26,8 @@ CANDIDATE_SPLITS: Dict[str, Tuple[Optional[str], ...]] = {
     "medmnist": ("train", "val", "test"),
     "folder": ("train", "val", "test"),
     "wsi_tiles": ("all", "train", "val", "test"),  # train/val/test once `medssl data split` ran
+    "dicom": ("all", "train", "val", "test"),  # train/val/test from a split column or `medssl data split --by patient`
+    "nifti": ("all", "train", "val", "test"),
 }
 
 
@@ -49,7 +51,7 @@ def label_counts(ds: MedicalImageDataset) -> Dict[str, int]:
 def describe_dataset(ds: MedicalImageDataset) -> Dict[str, Any]:
     """Length, image shape (from item 0), task, classes and label counts of one split."""
     shape = list(ds[0][0].shape) if len(ds) else None
-    return {
+    out = {
         "length": len(ds),
         "image_shape": shape,
         "task": ds.task,
@@ -57,6 +59,10 @@ def describe_dataset(ds: MedicalImageDataset) -> Dict[str, Any]:
         "class_names": list(ds.class_names),
         "label_counts": label_counts(ds),
     }
+    summary = getattr(ds, "summary", None)  # dicom / nifti: patients, studies, modalities, skipped files
+    if callable(summary):
+        out["radiology"] = summary()
+    return out
 
 
 def _source_files(name: str, cfg: Dict[str, Any], datasets: Sequence[MedicalImageDataset]) -> List[Path]:
@@ -67,7 +73,7 @@ def _source_files(name: str, cfg: Dict[str, Any], datasets: Sequence[MedicalImag
         elif name == "medmnist":
             path = Path(ds.path)
             files += [path] + ([path.with_suffix(".json")] if path.with_suffix(".json").is_file() else [])
-        elif name == "wsi_tiles":
+        elif name in ("wsi_tiles", "dicom", "nifti"):
             files += ds.source_files()
     if name == "folder" and cfg.get("csv"):
         files.append(Path(cfg["csv"]))

@@ -11,12 +11,15 @@ Detection rules for a path (first match wins):
 * ``*.h5`` named ``camelyonpatch_level_2_split_{split}_{x|y}.h5`` -- ``pcam`` of its folder,
   that split unless ``split`` is given;
 * ``*_X.bin`` / ``*_y.bin`` -- ``stl10`` of its folder, that split unless given;
-* ``*.csv`` -- ``folder`` with ``csv=`` the file;
+* ``*.csv`` -- ``dicom`` / ``nifti`` with ``csv=`` the file when its first ``path`` ends in
+  ``.dcm`` / ``.nii`` / ``.nii.gz``, else ``folder``;
 * a directory holding a ``medssl data tile`` ``manifest.json`` -> ``wsi_tiles``;
 * a directory holding ``camelyonpatch_level_2_split_*`` files -> ``pcam``; holding
   ``stl10_binary/`` or ``*_X.bin`` -> ``stl10``; holding ``labels.csv`` -> ``folder`` with
-  that CSV; holding exactly one ``.npz`` -> ``medmnist``; otherwise, holding images
-  (directly or up to two folder levels down) -> ``folder``.
+  that CSV; holding exactly one ``.npz`` -> ``medmnist``; holding ``.nii`` / ``.nii.gz``
+  volumes -> ``nifti``; holding ``.dcm`` files or a ``DICOMDIR`` (up to four folder levels
+  down) -> ``dicom``; otherwise, holding images (directly or up to two folder levels
+  down) -> ``folder``.
 """
 
 from __future__ import annotations
@@ -26,9 +29,11 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Union
 
 from medssl.data.base import MedicalImageDataset
+from medssl.data.dicom_scan import has_preamble
 from medssl.errors import ConfigError, DataError
 from medssl.fileio import PathLike
 from medssl.registry import DATASETS
+from medssl.text import looked_at, name_list
 
 Spec = Union[PathLike, Mapping[str, Any]]
 
@@ -39,7 +44,8 @@ LOOKED_FOR = (
     "a .yaml/.yml config with a 'data:' mapping; a .npz (MedMNIST layout); a "
     "camelyonpatch_level_2_split_*.h5 file or a folder of them (PCAM); a folder holding "
     "stl10_binary/ or *_X.bin files (STL-10); a `medssl data tile` output folder (wsi_tiles); "
-    "a .csv with path,label columns or a folder of images (own images)"
+    "a .csv with path,label columns or a folder of images (own images); a folder of .dcm files (dicom) or of "
+    ".nii / .nii.gz volumes (nifti)"
 )
 
 
@@ -62,6 +68,39 @@ def _has_images(folder: Path) -> bool:
     return False
 
 
+def _radiology(folder: Path) -> Optional[str]:
+    """``nifti`` / ``dicom`` when the folder holds such files up to four levels down
+    (DICOM: ``.dcm``, a ``DICOMDIR``, or suffix-less files with the ``DICM`` preamble)."""
+    for depth in range(1, 6):
+        pattern = "/".join(["*"] * depth)
+        paths = list(folder.glob(pattern))
+        names = [p.name.lower() for p in paths]
+        if any(n.endswith((".nii", ".nii.gz")) for n in names):
+            return "nifti"
+        if any(n.endswith(".dcm") or n == "dicomdir" for n in names):
+            return "dicom"
+        bare = [p for p in paths if not p.suffix and p.is_file()][:20]  # PACS exports often drop the suffix
+        if any(has_preamble(p) for p in bare):
+            return "dicom"
+    return None
+
+
+def _csv_config(path: Path) -> Dict[str, Any]:
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            first = next(csv.DictReader(fh), None) or {}
+    except (OSError, UnicodeDecodeError, csv.Error):
+        first = {}  # the folder data set reports the CSV's problem
+    cell = str(first.get("path") or "").strip().lower()
+    if cell.endswith((".nii", ".nii.gz")):
+        return {"name": "nifti", "csv": str(path)}
+    if cell.endswith(".dcm"):
+        return {"name": "dicom", "csv": str(path)}
+    return {"name": "folder", "csv": str(path)}
+
+
 def _dir_config(folder: Path) -> Optional[Dict[str, Any]]:
     if (folder / "manifest.json").is_file() and (folder / "shards").is_dir():
         return {"name": "wsi_tiles", "root": str(folder)}
@@ -70,14 +109,17 @@ def _dir_config(folder: Path) -> Optional[Dict[str, Any]]:
     if (folder / "stl10_binary").is_dir() or any(folder.glob("*_X.bin")) or (folder / "stl10_binary.tar.gz").is_file():
         return {"name": "stl10", "root": str(folder)}
     if (folder / "labels.csv").is_file():
-        return {"name": "folder", "csv": str(folder / "labels.csv")}
+        return _csv_config(folder / "labels.csv")
     npz = sorted(folder.glob("*.npz"))
     if len(npz) == 1:
         return {"name": "medmnist", "path": str(npz[0])}
     if len(npz) > 1:
         raise DataError(
-            f"{folder} holds several .npz files ({', '.join(p.name for p in npz)}); pass one of them"
+            f"{folder} holds several .npz files ({name_list(p.name for p in npz)}); pass one of them"
         )
+    kind = _radiology(folder)
+    if kind is not None:
+        return {"name": kind, "root": str(folder)}
     if _has_images(folder):
         return {"name": "folder", "root": str(folder)}
     return None
@@ -90,7 +132,7 @@ def detect(path: PathLike) -> Dict[str, Any]:
         gz = p.with_name(p.name + ".gz")
         if gz.is_file():
             raise DataError(f"found {gz.name} but not {p.name} in {p.parent}. Decompress it first: gunzip -k {gz}")
-        raise DataError(f"{p} does not exist. Expected {LOOKED_FOR}")
+        raise DataError(f"{p} does not exist (looked at {looked_at(p)}). Expected {LOOKED_FOR}")
     suffix = p.suffix.lower()
     if p.is_file():
         if suffix in (".yaml", ".yml"):
@@ -98,7 +140,7 @@ def detect(path: PathLike) -> Dict[str, Any]:
         if suffix == ".npz":
             return {"name": "medmnist", "path": str(p)}
         if suffix == ".csv":
-            return {"name": "folder", "csv": str(p)}
+            return _csv_config(p)
         m = _PCAM_FILE.match(p.name)
         if m:
             return {"name": "pcam", "root": str(p.parent), "split": m.group(1)}

@@ -31,8 +31,24 @@ from medssl.registry import DATASETS
 from medssl.wsi.manifest import load_manifest
 from medssl.wsi.shards import read_meta
 from medssl.wsi.splits import SPLITS, read_splits
+from medssl.text import name_list, no_such_file
 
 MAX_OPEN = 16  # shard handles kept open per process (a worker reads few shards at a time)
+
+
+def find_slide_labels(labels: PathLike, root: Path) -> Path:
+    """The slide-label CSV a config names: the path as given (a relative one against the
+    working directory, like every path in a config), else, for a relative path, inside
+    the tiling directory ``root`` (where ``medssl data tile`` output lives). DataError
+    naming every absolute path tried."""
+    p = Path(labels).expanduser()
+    if p.is_file() or p.is_absolute():
+        return p
+    if (root / p).is_file():
+        return root / p
+    raise DataError(f"slide labels {labels}: no such file (looked at {os.path.abspath(p)}, relative to the working "
+                    f"directory, and at {os.path.abspath(root / p)}, in the tiling directory); give a CSV with "
+                    "columns slide,label")
 
 
 def read_slide_labels(path: PathLike) -> Tuple[Dict[str, int], List[str]]:
@@ -43,7 +59,7 @@ def read_slide_labels(path: PathLike) -> Tuple[Dict[str, int], List[str]]:
     """
     p = Path(path).expanduser()
     if not p.is_file():
-        raise DataError(f"slide labels {p}: no such file; give a CSV with columns slide,label")
+        raise DataError(no_such_file("slide labels", p, "give a CSV with columns slide,label"))
     try:
         with open(p, newline="") as fh:
             rows = list(csv.DictReader(fh))
@@ -88,7 +104,7 @@ class WSITiles(MedicalImageDataset):
             wanted = read_splits(self.root)[self.split]
             missing = [s for s in wanted if s not in done]
             if missing:
-                raise DataError(f"{self.root}/splits.json: slide(s) {', '.join(missing[:5])} of split {self.split} "
+                raise DataError(f"{self.root}/splits.json: slide(s) {name_list(missing[:5])} of split {self.split} "
                                 "are not tiled (done) in the manifest; re-run medssl data split")
         else:
             raise DataError(f"wsi_tiles: unknown split {split!r}; use all, train, val or test")
@@ -120,9 +136,9 @@ class WSITiles(MedicalImageDataset):
         self.task: Optional[str] = None
         self.num_classes = 0
         self.class_names: Tuple[str, ...] = ()
-        self.labels_path = Path(labels).expanduser() if labels is not None else None
-        if labels is not None:
-            self._attach_labels(labels)
+        self.labels_path = find_slide_labels(labels, self.root) if labels is not None else None
+        if self.labels_path is not None:
+            self._attach_labels(self.labels_path)
         self._reset_handles()
 
     def _attach_labels(self, labels: PathLike) -> None:
@@ -130,7 +146,7 @@ class WSITiles(MedicalImageDataset):
         missing = [s for s in self.slide_names if s not in by_slide]
         if missing:
             raise DataError(f"slide labels {labels}: no label for {len(missing)} slide(s) of {self.root} split "
-                            f"{self.split} ({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); add them")
+                            f"{self.split} ({name_list(missing[:5])}{', ...' if len(missing) > 5 else ''}); add them")
         present = sorted({names[v] for v in by_slide.values()})
         if len(present) < 2:
             raise DataError(f"slide labels {labels}: only one class ({present[0]}); a labelled set needs two or more")

@@ -103,14 +103,19 @@ def _run(cfg: Any, progress: bool) -> None:
 
 
 def _print_summary(result: Any) -> None:
+    from medssl.eval.report import format_mean_sd
+
     rep = result.report
     agg = rep["aggregate"]
     p = rep["protocol"]
     print(f"medssl: {p['name']} at {100 * p['label_fraction']:g} % labels, seeds {p['seeds']}:")
+    if p.get("seeds_requested") and len(p["seeds_requested"]) != len(p["seeds"]):
+        print(f"  note: {len(p['seeds_requested'])} seeds asked for, {len(p['seeds'])} run: the seeds would be "
+              "identical copies here (report.md says why)")
     for key in ("auc", "accuracy", "balanced_accuracy"):
         e = agg[key]
-        val = "n/a (undefined)" if e["mean"] is None else f"{e['mean']:.4f} ± {e['sd']:.4f}"
-        print(f"  {key:<18}: {val}")
+        ci = f", 95 % CI {e['ci'][0]:.3f} – {e['ci'][1]:.3f}" if e.get("ci") else ""
+        print(f"  {key:<18}: {format_mean_sd(e)}{ci}")
     for w in rep["warnings"]:
         print(f"  warning: {w}", file=sys.stderr)
     print(f"  report: {result.out_dir / 'report.md'} (and report.json, plots)")
@@ -144,7 +149,10 @@ def evaluation_data(run_dir: Path) -> Dict[str, Any]:
 
     cfg_file = run_dir / "config.yaml"
     if not cfg_file.is_file():
-        raise DataError(f"{run_dir} has no config.yaml: pass a run directory written by `medssl pretrain`")
+        from medssl.text import looked_at
+
+        raise DataError(f"{run_dir} has no config.yaml (looked at {looked_at(cfg_file)}): pass a run directory "
+                        "written by `medssl pretrain`")
     raw = load_yaml(cfg_file)
     tried: List[str] = []
     for key in ("val_data", "data"):
@@ -256,22 +264,26 @@ def _threads_flag(text: str) -> Any:
     return n
 
 
-def _add_eval_flags(p: argparse.ArgumentParser) -> None:
+_DEVICE_HELP = "auto (a GPU when there is one, else the CPU), cpu or cuda (default auto)"
+
+
+def _add_eval_flags(p: argparse.ArgumentParser, out_default: str) -> None:
     p.add_argument("--protocol", choices=("linear", "knn", "finetune"), help="evaluation protocol (default linear)")
     p.add_argument("--label-fraction", nargs="+", metavar="F",
-                   help="fraction(s) of the train labels to use, in (0, 1]; several make a label-efficiency panel")
+                   help="fraction(s) of the train labels to use, in (0, 1] (default 1.0); several make a "
+                        "label-efficiency panel (docs/transfer.md)")
     p.add_argument("--labels-per-class", nargs="+", metavar="K",
-                   help="labelled images per class (one or more; a panel point each, docs/transfer.md)")
+                   help="labelled images per class, one or more: a panel point each (default: none)")
     p.add_argument("--baseline", nargs="+", metavar="{random,pixels}",
                    help="also probe a random-init encoder of the same architecture and/or raw pixels + colour "
-                        "histogram on the same subsets (a panel)")
+                        "histogram on the same subsets, in a panel (default: none)")
     p.add_argument("--seeds", type=int, help="number of label-subset / probe seeds (default 3)")
     p.add_argument("--seed", type=int, help="first seed (default 0)")
     p.add_argument("--split-train", help="labelled split to train the probe on (default train)")
     p.add_argument("--split-test", help="split to score (default test)")
-    p.add_argument("--out", help="output directory")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--batch-size", type=int, help="batch size for feature extraction")
+    p.add_argument("--out", help=f"output directory (default {out_default})")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), help=f"where to run: {_DEVICE_HELP}")
+    p.add_argument("--batch-size", type=int, help="batch size for feature extraction (default 256)")
     p.add_argument("--threads", type=_threads_flag, help=_THREADS_HELP)
     p.add_argument("--no-plots", action="store_true", help="skip the figures")
     p.add_argument("--no-progress", action="store_true", help="no progress display")
@@ -286,15 +298,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "key=value`. Writes report.json, report.md and plots to --out (docs/transfer.md).",
     )
     t.add_argument("config", nargs="?", help="transfer YAML config (configs/transfer/); optional with flags")
-    t.add_argument("--encoder", help="run directory or encoder.safetensors")
-    t.add_argument("--data", nargs="+", help="labelled dataset(s): a path (format auto-detected) or a dataset "
-                   "YAML; several make a panel, each target scored on its own")
+    t.add_argument("--encoder", help="run directory or encoder.safetensors (default: the YAML's encoder; one of "
+                   "the two is required)")
+    t.add_argument("--data", nargs="+", help="labelled dataset(s): a path (format auto-detected) or a dataset YAML; "
+                   "several make a panel, each target scored on its own (default: the YAML's data or targets; "
+                   "one of the two is required)")
     t.add_argument("--test-data", help="a separate labelled test dataset (default: --data)")
     t.add_argument("--allow-class-name-mismatch", action="store_true", default=None,
                    help="accept a --test-data whose class names differ from --data's (same classes under "
                         "other names); the report uses the train names and says so")
     t.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    _add_eval_flags(t)
+    _add_eval_flags(t, "runs/transfer, or the YAML's out")
     t.set_defaults(func=_transfer)
 
     e = subparsers.add_parser(
@@ -303,7 +317,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "data): train split -> test split. Output goes to RUN_DIR/eval_<protocol> unless --out is given.",
     )
     e.add_argument("run_dir", help="a run directory written by `medssl pretrain`")
-    _add_eval_flags(e)
+    _add_eval_flags(e, "RUN_DIR/eval_<protocol>")
     e.set_defaults(func=_evaluate, encoder=None, data=None, test_data=None)
 
     m = subparsers.add_parser("embed", help="write embeddings of a dataset with an exported encoder",
@@ -312,9 +326,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     m.add_argument("--data", required=True, help="dataset path or YAML (format auto-detected)")
     m.add_argument("--split", default=None, help="split to embed (default: the dataset's default)")
     m.add_argument("--out", required=True, help="output .npz (keys features, labels, encoder_sha256, split)")
-    m.add_argument("--batch-size", type=int)
+    m.add_argument("--batch-size", type=int, help="images per forward pass (default 256)")
     m.add_argument("--threads", type=_threads_flag, default="auto", help=_THREADS_HELP)
-    m.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    m.add_argument("--device", choices=("auto", "cpu", "cuda"), help=f"where to run: {_DEVICE_HELP}")
     m.add_argument("--no-progress", action="store_true", help="no progress display")
     m.set_defaults(func=_embed)
 
@@ -324,6 +338,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                               "panels: each against the first, paired differences with CIs, labels saved and "
                               "overlaid curves (docs/transfer.md).")
     r.add_argument("dirs", nargs="+", help="evaluation directories (each with report.json)")
-    r.add_argument("--out", help="write the table here instead of printing it (panels: also OUT.json and OUT.png)")
-    r.add_argument("--figure", help="panels: write the overlaid label-efficiency curves here (default: OUT.png)")
+    r.add_argument("--out", help="write the table to this file (default: print it; panels: also OUT.json and "
+                   "OUT.png)")
+    r.add_argument("--figure", help="panels: write the overlaid label-efficiency curves here (default: OUT.png "
+                   "when --out is given, else none)")
     r.set_defaults(func=_report)

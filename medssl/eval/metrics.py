@@ -22,6 +22,7 @@ from scipy.stats import rankdata
 
 from medssl.errors import ConfigError, EvaluationError
 from medssl.eval.validate import check_predictions, check_probabilities, normalise_task
+from medssl.text import name_list
 
 MetricFn = Callable[[np.ndarray, np.ndarray], float]
 
@@ -331,11 +332,11 @@ def evaluate_predictions(
     if undefined:
         why = "have no positive or no negative example" if task == "multilabel" else "are absent (or the only class present)"
         warnings.append(
-            f"AUC undefined: class(es) {', '.join(undefined)} {why} in y_true, so the mean AUC is null"
+            f"AUC undefined: class(es) {name_list(undefined)} {why} in y_true, so the mean AUC is null"
         )
     absent = [n for n, k in zip(class_names, counts) if k == 0]
     if absent and task != "multilabel":
-        warnings.append(f"class(es) {', '.join(absent)} absent from y_true: sensitivity is null for them")
+        warnings.append(f"class(es) {name_list(absent)} absent from y_true: sensitivity is null for them")
 
     sens, spec = sensitivity_specificity(y, s, task, threshold)
     out: Dict[str, Any] = {

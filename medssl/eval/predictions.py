@@ -25,16 +25,16 @@ import numpy as np
 
 from medssl.eval.metrics import predict_labels
 from medssl.eval.validate import check_predictions
+from medssl.text import csv_header
 
 FILE = "predictions.csv"
 
 
 def _column_names(class_names: Sequence[str]) -> List[str]:
-    """Class names made unique (a repeated name gets ``_<index>``), for column headers."""
-    out: List[str] = []
-    for i, name in enumerate(class_names):
-        out.append(name if list(class_names).count(name) == 1 else f"{name}_{i}")
-    return out
+    """Class names made unique (a repeated name gets ``_<index>``) and one line each, for
+    column headers (the csv module quotes commas and quotes in them)."""
+    names = [csv_header(n) for n in class_names]
+    return [name if names.count(name) == 1 else f"{name}_{i}" for i, name in enumerate(names)]
 
 
 def prediction_rows(seed: int, split: str, y_true: Any, scores: Any, task: str,
@@ -85,7 +85,7 @@ def auc_recipe(task: str, class_names: Sequence[str], seed: int, file: str = FIL
     lines = ["import pandas as pd", "from sklearn.metrics import roc_auc_score", "",
              f'd = pd.read_csv("{file}")', f'd = d[d["seed"] == {seed}]']
     if task == "binary":
-        lines.append(f'auc = roc_auc_score(d["true_label"], d["score_{cols[-1]}"])')
+        lines.append(f'auc = roc_auc_score(d["true_label"], d[{"score_" + cols[-1]!r}])')
     elif task == "multilabel":
         lines.append(f"labels = {cols!r}")
         lines.append('auc = sum(roc_auc_score(d[f"true_{c}"], d[f"score_{c}"]) for c in labels) / len(labels)')

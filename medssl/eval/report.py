@@ -1,9 +1,10 @@
 """Evaluation reports: ``report.json`` (everything), ``report.md`` (a table a clinician can
 paste) and side-by-side comparison of several evaluation directories.
 
-Confidence intervals in the Markdown table are the stratified percentile bootstrap
-intervals of the *first seed's* test predictions (the table says so); mean +- sd is the
-sample sd across seeds.
+The headline table shows the mean over seeds, its sample sd and the 95 % interval of that
+mean: a stratified percentile bootstrap of the test set pooled over seeds (each resample
+scores every seed on the same items; :mod:`medssl.eval.seeds`). The per-seed table keeps
+each seed's own interval.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from medssl.provenance import package_versions
 from medssl.errors import DataError
 from medssl.eval import slide_level
+from medssl.eval.seeds import format_mean_sd
+from medssl.text import md_cell, name_list
 
 FORMAT = "medssl-eval-report/1"
 METRIC_LABELS = {
@@ -42,6 +45,7 @@ def _protocol_summary(cfg: Any, per_seed: List[Dict[str, Any]]) -> Dict[str, Any
         "label_fraction": cfg.label_fraction,
         "min_per_class": cfg.min_per_class,
         "seeds": [r["seed"] for r in per_seed],
+        "seeds_requested": cfg.seed_list(),
         "split_train": cfg.split_train,
         "split_test": cfg.split_test,
         "details": first,
@@ -72,8 +76,10 @@ def build_report(cfg: Any, per_seed: List[Dict[str, Any]], aggregate: Dict[str, 
         "class_names_source": class_names_source or {"from": "train", "agree": True},
         "n_test": m0["n"],
         "test_class_counts": m0["class_counts"],
-        "ci": {"source": "first_seed", "seed": per_seed[0]["seed"],
-               "method": "stratified percentile bootstrap of the test predictions",
+        "ci": {"source": "pooled_over_seeds", "seed": per_seed[0]["seed"],  # seed: the figures' seed
+               "method": "stratified percentile bootstrap of the test set pooled over seeds (each resample "
+                         "scores every seed on the same test items; the metric is averaged over seeds)",
+               "aggregate": "aggregate.<metric>.ci", "per_seed": "per_seed[i].metrics.<metric>_ci",
                "level": 1.0 - float(m0.get("bootstrap", {}).get("alpha", 0.05)),
                "n_boot": m0.get("bootstrap", {}).get("n_boot")},
         "aggregate": aggregate,
@@ -128,8 +134,8 @@ def protocol_text(report: Mapping[str, Any]) -> str:
         f"{100 * p['label_fraction']:g} % of the labelled '{p['split_train']}' split of {train.get('dataset')} "
         f"({train.get('length')} items; {sizes} items per seed, at least {p['min_per_class']} per class), "
         f"seeds {p['seeds']}. Scored on all {report['n_test']} items of the '{p['split_test']}' split of "
-        f"{test.get('dataset')}. Mean +- sd are across seeds (sample sd); 95 % CIs are {ci['method']} "
-        f"({ci['n_boot']} resamples) for seed {ci['seed']}."
+        f"{test.get('dataset')}. Mean +- sd are across seeds (sample sd); the 95 % CI of the mean is a "
+        f"{ci['method']} ({ci['n_boot']} resamples); each seed's own CI is in the per-seed table."
     )
 
 
@@ -137,45 +143,59 @@ def _fmt(v: Optional[float], digits: int = 3) -> str:
     return "n/a" if v is None else f"{v:.{digits}f}"
 
 
-def _mean_sd(entry: Mapping[str, Any]) -> str:
-    if entry.get("mean") is None:
-        return "n/a (undefined)"
-    return f"{entry['mean']:.3f} ± {entry['sd']:.3f} (n={entry['n']})"
+def _ci_text(ci: Any) -> str:
+    return f"{_fmt(ci[0])} – {_fmt(ci[1])}" if ci and ci[0] is not None else "—"
+
+
+def _per_seed_lines(report: Mapping[str, Any]) -> List[str]:
+    """One row per seed: its label count, AUC and accuracy with the seed's own 95 % CI."""
+    lines = ["Per seed (each with its own 95 % CI, a stratified bootstrap of its test predictions):", "",
+             "| Seed | Labels used | AUC | AUC 95 % CI | Accuracy | Accuracy 95 % CI |", "|---|---|---|---|---|---|"]
+    for r in report["per_seed"]:
+        m = r["metrics"]
+        lines.append(f"| {r['seed']} | {r['subset'].get('size')} | {_fmt(m.get('auc'))} | {_ci_text(m.get('auc_ci'))} "
+                     f"| {_fmt(m.get('accuracy'))} | {_ci_text(m.get('accuracy_ci'))} |")
+    return lines + [""]
 
 
 def _names_origin(report: Mapping[str, Any]) -> str:
     src = report.get("class_names_source") or {}
     if src.get("agree", True):
         return "class names of the train data, which the test data shares"
-    return (f"class names of the train data; the test data calls them {', '.join(src.get('test', []))}, "
+    return (f"class names of the train data; the test data calls them {name_list(src.get('test', []))}, "
             "accepted by allow_class_name_mismatch")
+
+
+def _ci_header(n_seeds: int) -> str:
+    if n_seeds == 1:
+        return "95 % CI (test-set bootstrap)"
+    return f"95 % CI of the mean (test-set bootstrap pooled over the {n_seeds} seeds)"
 
 
 def render_markdown(report: Mapping[str, Any]) -> str:
     """``report.md``: headline table, per-class table, protocol paragraph, notes, plots."""
     p = report["protocol"]
     agg = report["aggregate"]
-    m0 = report["per_seed"][0]["metrics"]
     seed0 = report["ci"]["seed"]
     lines = [
         f"# Transfer evaluation: {p['name']}, {100 * p['label_fraction']:g} % labels",
         "",
-        f"Task: {report['task']} ({report['num_classes']} classes: {', '.join(report['class_names'])}; "
+        f"Task: {report['task']} ({report['num_classes']} classes: {name_list(report['class_names'])}; "
         f"{_names_origin(report)}); test items: {report['n_test']}; seeds: {', '.join(str(s) for s in p['seeds'])}.",
         "",
-        f"| Metric | Mean ± SD across seeds | 95 % CI (seed {seed0}) |",
+        f"| Metric | Mean ± SD across seeds | {_ci_header(len(p['seeds']))} |",
         "|---|---|---|",
     ]
     for key, label in METRIC_LABELS.items():
-        ci = m0.get(f"{key}_ci")
-        ci_txt = f"{_fmt(ci[0])} – {_fmt(ci[1])}" if ci and ci[0] is not None else "—"
-        lines.append(f"| {label} | {_mean_sd(agg[key])} | {ci_txt} |")
-    lines += ["", f"Per class (one-vs-rest on the predicted class; AUC of seed {seed0}):", "",
+        lines.append(f"| {label} | {format_mean_sd(agg[key])} | {_ci_text(agg[key].get('ci'))} |")
+    lines += [""] + _per_seed_lines(report)
+    lines += ["Per class (one-vs-rest on the predicted class; mean ± SD across seeds):", "",
               "| Class | Test n | Sensitivity | Specificity | AUC |", "|---|---|---|---|---|"]
-    aucs = m0.get("auc_per_class", {})
+    aucs = agg.get("auc_per_class", {})  # binary: the positive class only
     for name, n in zip(report["class_names"], report["test_class_counts"]):
-        lines.append(f"| {name} | {n} | {_mean_sd(agg['sensitivity'][name])} | "
-                     f"{_mean_sd(agg['specificity'][name])} | {_fmt(aucs.get(name)) if name in aucs else '—'} |")
+        lines.append(f"| {md_cell(name)} | {n} | {format_mean_sd(agg['sensitivity'][name])} | "
+                     f"{format_mean_sd(agg['specificity'][name])} | "
+                     f"{format_mean_sd(aucs[name]) if name in aucs else '—'} |")
     lines += [""] + slide_level.markdown_lines(report.get("slide_level"))
     lines += ["## Protocol", "", p["text"], ""]
     if report["notes"] or report["warnings"]:
@@ -261,8 +281,8 @@ def compare_reports(paths: Sequence[Path]) -> Tuple[str, List[str]]:
         row = [path.name or str(path), f"{r['encoder']['encoder_json'].get('backbone')} "
                f"(`{r['encoder']['sha256'][:8]}`)", mark(p["name"], "protocol"),
                mark(f"{100 * p['label_fraction']:g} %", "label fraction"), str(len(p["seeds"]))]
-        row += [_mean_sd(r["aggregate"][k]) for k in COMPARE_METRICS]
-        lines.append("| " + " | ".join(row) + " |")
+        row += [format_mean_sd(r["aggregate"][k]) for k in COMPARE_METRICS]
+        lines.append("| " + " | ".join(md_cell(c) for c in row) + " |")
     lines += ["", "Metrics: mean ± sample sd across seeds (n = seeds where the metric is defined). "
               "Each evaluation directory holds predictions.csv (per seed and test image); its report.md "
               "shows how to recompute the AUC from it with scikit-learn."]

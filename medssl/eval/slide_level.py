@@ -94,11 +94,25 @@ def slide_level(labels: Any, scores: Any, slide: Any, task: str, slide_names: Op
 
 
 def for_dataset(ds: Any, labels: np.ndarray, scores: np.ndarray, task: str) -> Optional[Dict[str, Any]]:
-    """:func:`slide_level` for a test dataset that knows its tiles' slides, else ``None``."""
+    """:func:`slide_level` for a test dataset that knows its tiles' slides, else ``None``.
+
+    A radiology data set (``dicom`` / ``nifti``: a ``patient_index()`` method) is pooled
+    per patient the same way (``"unit": "patient"``), when every patient has one label."""
     index = getattr(ds, "slide_index", None)
-    if index is None or task not in ("binary", "multiclass"):
+    if task not in ("binary", "multiclass"):
         return None
-    return slide_level(labels, scores, index(), task, getattr(ds, "slide_names", None))
+    if index is not None:
+        return slide_level(labels, scores, index(), task, getattr(ds, "slide_names", None))
+    index = getattr(ds, "patient_index", None)
+    if index is None:
+        return None
+    groups = index()
+    y = np.asarray(labels).reshape(-1)
+    if any(len(np.unique(y[groups == g])) > 1 for g in np.unique(groups)):
+        return None  # a patient with images of several labels has no single patient-level truth
+    out = slide_level(labels, scores, groups, task, getattr(ds, "patient_names", None))
+    out["unit"] = "patient"
+    return out
 
 
 def summarise(per_seed: Sequence[Mapping[str, Any]]) -> Optional[Dict[str, Any]]:
@@ -109,7 +123,8 @@ def summarise(per_seed: Sequence[Mapping[str, Any]]) -> Optional[Dict[str, Any]]
     runs = [r["metrics"]["slide_level"] for r in per_seed if r["metrics"].get("slide_level")]
     if not runs:
         return None
-    out: Dict[str, Any] = {"n_slides": runs[0]["n_slides"], "class_counts": runs[0]["class_counts"]}
+    out: Dict[str, Any] = {"n_slides": runs[0]["n_slides"], "class_counts": runs[0]["class_counts"],
+                           "unit": runs[0].get("unit", "slide")}
     for how in POOLINGS:
         out[how] = {}
         for key in ("auc", "accuracy"):
@@ -124,13 +139,14 @@ def markdown_lines(summary: Optional[Mapping[str, Any]]) -> List[str]:
     if not summary:
         return []
 
-    def cell(e: Mapping[str, Any]) -> str:
-        return "n/a (undefined)" if e["mean"] is None else f"{e['mean']:.3f} ± {e['sd']:.3f} (n={e['n']})"
+    from medssl.eval.seeds import format_mean_sd as cell  # no "± 0.000" for one seed
 
-    lines = ["## Slide level", "",
-             f"Tile scores pooled per slide ({summary['n_slides']} test slides, class counts "
+    unit = summary.get("unit", "slide")
+    item = "Tile" if unit == "slide" else "Image"
+    lines = [f"## {unit.capitalize()} level", "",
+             f"{item} scores pooled per {unit} ({summary['n_slides']} test {unit}s, class counts "
              f"{summary['class_counts']}); mean ± SD across seeds.", "",
-             "| Pooling | Slide AUC | Slide accuracy |", "|---|---|---|"]
+             f"| Pooling | {unit.capitalize()} AUC | {unit.capitalize()} accuracy |", "|---|---|---|"]
     for how in POOLINGS:
         lines.append(f"| {how} | {cell(summary[how]['auc'])} | {cell(summary[how]['accuracy'])} |")
     return lines + [""]

@@ -24,6 +24,7 @@ import numpy as np
 
 from medssl.errors import ConfigError, DataError, EvaluationError
 from medssl.fileio import PathLike
+from medssl.text import no_such_file
 
 log = logging.getLogger(__name__)
 FORMAT = "medssl-indices/1"
@@ -223,7 +224,7 @@ def load_indices(path: PathLike) -> Tuple[np.ndarray, Dict[str, Any]]:
     """Read what :func:`save_indices` wrote: ``(int64 indices, meta)``."""
     p = Path(path)
     if not p.is_file():
-        raise DataError(f"index file {p} not found; create it with medssl.eval.subsets.save_indices")
+        raise DataError(no_such_file("index file", p, "create it with medssl.eval.subsets.save_indices"))
     try:
         if p.suffix == ".npy":
             idx = np.load(p, allow_pickle=False)

@@ -24,10 +24,12 @@ from medssl.device import resolve_device
 from medssl.eval import slide_level
 from medssl.eval.cache import cached_features, fingerprint
 from medssl.eval.config import TransferConfig
+from medssl.eval.seeds import across_seeds, seeds_to_run
 from medssl.errors import DataError
 from medssl.fileio import check_output_path
 from medssl.provenance import sha256_file
 from medssl.provenance import data_provenance
+from medssl.text import name_list
 from medssl.threads import thread_budget
 
 log = logging.getLogger(__name__)
@@ -150,10 +152,13 @@ def aggregate(per_seed: List[Dict[str, Any]]) -> Tuple[Dict[str, Any], List[str]
         if not valid:
             return {"mean": None, "sd": None, "n": 0, "values": values}
         m, s = mean_sd(valid)
-        return {"mean": m, "sd": s, "n": len(valid), "values": values}
+        return {"mean": m, "sd": s, "n": len(valid), "values": values,
+                "same_on_all_seeds": len(valid) > 1 and len(set(valid)) == 1}
 
     out: Dict[str, Any] = {k: summarise([r["metrics"].get(k) for r in per_seed], k) for k in HEADLINE}
-    for key in ("sensitivity", "specificity"):
+    for key in ("sensitivity", "specificity", "auc_per_class"):
+        if key == "auc_per_class" and key not in per_seed[0]["metrics"]:
+            continue  # metrics made without it (older or hand-built): nothing to aggregate
         names = list(per_seed[0]["metrics"][key])
         out[key] = {n: summarise([r["metrics"][key].get(n) for r in per_seed], f"{key} of {n}") for n in names}
     return out, notes
@@ -243,9 +248,10 @@ def _evaluate(cfg: TransferConfig, inputs: _Inputs, out: Path, progress: bool) -
     predictions: List[Tuple[int, np.ndarray, np.ndarray]] = []
     first: Dict[str, Any] = {}
     stage = {"linear": "linear probe", "knn": "kNN"}.get(cfg.protocol, "fine-tune")
-    seeds = Progress(cfg.seeds, f"{stage}, {cfg.seeds} seed(s)", enabled=progress, unit="seed")
+    seed_list, seed_notes = seeds_to_run(cfg, train_labels)  # one seed where seeds change nothing
+    seeds = Progress(len(seed_list), f"{stage}, {len(seed_list)} seed(s)", enabled=progress, unit="seed")
     with seeds:
-        for seed in cfg.seed_list():
+        for seed in seed_list:
             idx, subset = _subset(train_labels, cfg, seed, out)
             if cfg.protocol == "finetune":
                 scores, emb, metrics = _finetune(cfg, seed, model, preprocess, train_ds, idx, test_ds, task,
@@ -266,6 +272,8 @@ def _evaluate(cfg: TransferConfig, inputs: _Inputs, out: Path, progress: bool) -
                 seeds.set_postfix(seed=seed, auc=f"{metrics['auc']:.4f}")
             seeds.update(1)
     agg, notes = aggregate(per_seed)
+    notes += seed_notes + across_seeds(agg, predictions[0][1], [p[2] for p in predictions], task,
+                                       cfg.report.n_boot, seed_list[0])
     write_predictions(out / PREDICTIONS, predictions, cfg.split_test, task, names)
 
     plots: Dict[str, str] = {}
@@ -319,7 +327,7 @@ def check_label_spaces(train_ds: Any, test_ds: Any, allow_name_mismatch: bool = 
             "if they are the same classes under other names; the report then uses the train names"
         )
     return train_names, source, [
-        f"class names differ between train ({', '.join(train_names)}) and test ({', '.join(test_names)}){order}; "
+        f"class names differ between train ({name_list(train_names)}) and test ({name_list(test_names)}){order}; "
         "accepted by allow_class_name_mismatch, the report uses the train names"
     ]
 
@@ -356,5 +364,5 @@ def _label_warnings(train: np.ndarray, test: np.ndarray, task: str, names: List[
         present = set(np.asarray(y).reshape(len(y), -1)[:, 0].astype(np.int64).tolist())
         missing = [n for i, n in enumerate(names) if i not in present]
         if missing:
-            out.append(f"the {role} split has no example of class(es) {', '.join(missing)}")
+            out.append(f"the {role} split has no example of class(es) {name_list(missing)}")
     return out

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from medssl.errors import ConfigError, RegistryError
+from medssl.text import looked_at
 
 #: Inputs at or below this side length (px) get the small-input stem under ``"auto"``.
 SMALL_INPUT_MAX_PX = 64
@@ -170,8 +171,8 @@ def read_weights_file(path: Union[str, Path]) -> Dict[str, Tensor]:
         )
     if not p.is_file():
         raise ConfigError(
-            f"backbone weights file {str(p)!r} does not exist. Pass the path of a local "
-            f".safetensors or .pth file. {_OFFLINE_HINT}"
+            f"backbone weights file {str(p)!r} does not exist (looked at {looked_at(p)}). Pass the path of a "
+            f"local .safetensors or .pth file. {_OFFLINE_HINT}"
         )
     try:
         if p.suffix == ".safetensors":

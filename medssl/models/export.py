@@ -19,6 +19,7 @@ from torch import nn
 
 from medssl.errors import ConfigError, MedSSLError
 from medssl.fileio import PathLike
+from medssl.text import no_such_file
 
 FORMAT = "medssl-encoder-v1"
 
@@ -157,8 +158,8 @@ def _resolve(path: PathLike) -> Tuple[Path, Dict[str, Any]]:
         p = p.with_suffix(".safetensors")
     if not p.is_file():
         raise ConfigError(
-            f"encoder file {p} not found: pass a run directory holding encoder.safetensors, "
-            "or the .safetensors file itself"
+            no_such_file("encoder file", p, "pass a run directory holding encoder.safetensors, "
+                         "or the .safetensors file itself")
         )
     sidecar = p.with_suffix(".json")
     embedded = _embedded_metadata(p)

@@ -96,15 +96,18 @@ def look_up(
     training: bool,
     generator: Optional[torch.Generator],
     min_rows: int = 0,
+    query_indices: Optional[Tensor] = None,
 ) -> Optional["Neighbours"]:
     """Neighbours of ``query`` ``[B, D]`` from ``support``, or ``None`` at cold start.
 
     Cold start = the support set holds fewer rows than the selector's ``k`` or than
     ``min_rows`` (a support-set warm-up); the caller then applies its documented fallback.
+    ``query_indices [B]`` (dataset indices) let the support set exclude each query's own
+    image (``SupportSet.exclude_same_image``).
     """
     if support is None or len(support) < max(selector_k(selector), min_rows):
         return None
-    return selector(query, support, training=training, generator=generator)
+    return selector(query, support, training=training, generator=generator, query_indices=query_indices)
 
 
 def require_support(objective: str, support: Optional["SupportSet"]) -> "SupportSet":
@@ -155,13 +158,15 @@ def neighbour_stats(
     labels: Optional[Tensor],
     indices: Optional[Tensor],
     weights: Optional[Tensor] = None,
+    displaced: Optional[Tensor] = None,
 ) -> Dict[str, float]:
     """Neighbour purity / same-image fractions (when labels / indices are known)."""
     if labels is None and indices is None:
         return {}
     from medssl.objectives.neighbours import neighbour_diagnostics
 
-    return {k: float(v) for k, v in neighbour_diagnostics(rows, support, labels, indices, weights=weights).items()}
+    stats = neighbour_diagnostics(rows, support, labels, indices, weights=weights, displaced=displaced)
+    return {k: float(v) for k, v in stats.items()}
 
 
 def tile(x: Optional[Tensor], n: int) -> Optional[Tensor]:

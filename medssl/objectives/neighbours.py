@@ -16,7 +16,7 @@ query towards its neighbour merely to shrink the noise.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Dict, Optional, Tuple
 
 import torch
@@ -77,11 +77,20 @@ def pseudo_neighbour(
     return F.normalize(mid, dim=-1) if renormalize else mid
 
 
-def select_neighbours(query: Tensor, support: SupportSet, k: int) -> Tuple[Tensor, Tensor, Tensor]:
+def select_neighbours(query: Tensor, support: SupportSet, k: int,
+                      query_indices: Optional[Tensor] = None) -> Tuple[Tensor, Tensor, Tensor]:
     """Top-``k`` cosine neighbours of ``query [B, D]``: ``(embeddings [B, k, D], rows [B, k],
-    sims [B, k])``; embeddings are detached queue rows in the query's dtype."""
-    sims, rows = support.topk(query, k)
-    return support.gather(rows).to(query.dtype), rows, sims
+    sims [B, k])``; embeddings are detached queue rows in the query's dtype. With
+    ``query_indices [B]`` (dataset indices) rows of the query's own image (or group) are
+    excluded where ``support`` excludes them (:meth:`SupportSet.topk_excluding`)."""
+    found = _nearest_rows(query, support, k, query_indices)
+    return found.embeddings, found.rows, found.sims
+
+
+def _nearest_rows(query: Tensor, support: SupportSet, k: int, query_indices: Optional[Tensor]) -> "Neighbours":
+    """:func:`select_neighbours` as a :class:`Neighbours` (with ``displaced``)."""
+    sims, rows, displaced = support.topk_excluding(query, k, query_indices)
+    return Neighbours(support.gather(rows).to(query.dtype), rows, sims, displaced)
 
 
 @dataclass
@@ -93,11 +102,14 @@ class Neighbours:
             the query's gradient unless ``pnn_grad`` is off).
         rows: ``[B, K]`` int64 support-set rows the neighbours came from.
         sims: ``[B, K]`` float32 cosine similarity of the query to each queue row.
+        displaced: ``[B]`` bool, the queries whose nearest row was one of their own image
+            (or group) and was excluded; None when the look-up excluded nothing.
     """
 
     embeddings: Tensor
     rows: Tensor
     sims: Tensor
+    displaced: Optional[Tensor] = None
 
     @property
     def first(self) -> Tensor:
@@ -110,15 +122,16 @@ class Neighbours:
 
 
 class NeighbourSelector:
-    """Base: ``selector(query [B, D], support, training=...) -> Neighbours``."""
+    """Base: ``selector(query [B, D], support, training=..., query_indices=...) -> Neighbours``
+    (``query_indices [B]``: the queries' dataset indices, for the support set's exclusion)."""
 
     k: int = 1
 
     def __call__(
-        self, query: Tensor, support: SupportSet, *, training: bool, generator: Optional[torch.Generator] = None
+        self, query: Tensor, support: SupportSet, *, training: bool, generator: Optional[torch.Generator] = None,
+        query_indices: Optional[Tensor] = None,
     ) -> Neighbours:
-        emb, rows, sims = select_neighbours(query, support, self.k)
-        return Neighbours(emb, rows, sims)
+        return _nearest_rows(query, support, self.k, query_indices)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
@@ -161,13 +174,15 @@ class PseudoNNSelector(NeighbourSelector):
         self.renormalize, self.pnn_grad = bool(renormalize), bool(pnn_grad)
 
     def __call__(
-        self, query: Tensor, support: SupportSet, *, training: bool, generator: Optional[torch.Generator] = None
+        self, query: Tensor, support: SupportSet, *, training: bool, generator: Optional[torch.Generator] = None,
+        query_indices: Optional[Tensor] = None,
     ) -> Neighbours:
-        emb, rows, sims = select_neighbours(query, support, self.k)
+        found = _nearest_rows(query, support, self.k, query_indices)
         pnn = pseudo_neighbour(
-            query, emb, self.alpha, self.beta, generator=generator, renormalize=self.renormalize, noise=training
+            query, found.embeddings, self.alpha, self.beta, generator=generator, renormalize=self.renormalize,
+            noise=training,
         )
-        return Neighbours(pnn if self.pnn_grad else pnn.detach(), rows, sims)
+        return replace(found, embeddings=pnn if self.pnn_grad else pnn.detach())
 
 
 def build_selector(name: str, **kwargs: Any) -> NeighbourSelector:
@@ -182,6 +197,7 @@ def neighbour_diagnostics(
     query_labels: Optional[Tensor] = None,
     query_indices: Optional[Tensor] = None,
     weights: Optional[Tensor] = None,
+    displaced: Optional[Tensor] = None,
 ) -> Dict[str, float]:
     """Neighbour purity and same-image rate of a look-up (diagnostics only, never a loss).
 
@@ -190,11 +206,16 @@ def neighbour_diagnostics(
         query_labels: ``[B]`` labels of the queries (``-1`` = unknown).
         query_indices: ``[B]`` dataset indices of the queries.
         weights: ``[B, K]`` non-negative neighbour weights (e.g. SNCLR's w).
+        displaced: ``[B]`` bool from an excluding look-up (:class:`Neighbours`).
 
     Returns:
         ``nn_purity``: fraction of (query, neighbour) pairs with both labels known whose
         labels agree; ``nn_purity_weighted``: the same, weighted; ``nn_same_image``: fraction
-        of neighbours with a known index that are an older embedding of the query's image.
+        of neighbours with a known index that are an older embedding of the query's image
+        (0 with ``exclude_same_image`` unless a query had fewer than K other rows);
+        ``nn_same_slide``: the same for the support set's exclusion groups (slides), when
+        it has them; ``nn_same_image_excluded``: fraction of queries whose nearest row
+        before exclusion was of their own image / group (what exclusion changed).
         A key is left out when it has no pairs to average over (never NaN).
     """
     rows = rows.reshape(rows.shape[0], -1)
@@ -219,4 +240,9 @@ def neighbour_diagnostics(
         n_known = int(known.sum())
         if n_known:
             out["nn_same_image"] = float(((ni == qi) & known).sum()) / n_known
+            if support.exclusion_groups is not None:
+                qg, ng = support.exclusion_keys(qi), support.exclusion_keys(ni)
+                out["nn_same_slide"] = float(((ng == qg) & (ng >= 0) & known).sum()) / n_known
+    if displaced is not None and displaced.numel():
+        out["nn_same_image_excluded"] = float(displaced.float().mean())
     return out

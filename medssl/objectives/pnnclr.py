@@ -75,6 +75,9 @@ class PNNCLR(SupportSetObjective):
             are used (default 0: as soon as it holds ``k`` rows; see :class:`SupportSetObjective`).
         instance_weight, instance_tau: an added SimCLR term on the online projections,
             ``w · NT-Xent(z1, z2)`` (default 0: off; see :class:`SupportSetObjective`).
+        instance_schedule, instance_fade_steps, neighbour_warmup_steps: the instance term's
+            weight over training and a SimCLR-only warm-up (default constant, 0, 0; see
+            :mod:`medssl.objectives.instance_schedule`).
         seed: seeds the pseudo-neighbour noise.
 
     The target network's EMA momentum is the model's (``model.ema_base``).
@@ -98,9 +101,12 @@ class PNNCLR(SupportSetObjective):
         min_fill: float = 0.0,
         instance_weight: float = 0.0,
         instance_tau: float = 0.1,
+        instance_schedule: str = "constant", instance_fade_steps: int = 0,
+        neighbour_warmup_steps: int = 0,
         seed: Optional[int] = None,
     ) -> None:
-        super().__init__(seed, min_fill, instance_weight, instance_tau)
+        super().__init__(seed, min_fill, instance_weight, instance_tau, instance_schedule, instance_fade_steps,
+                         neighbour_warmup_steps)
         self.tau = check_positive(self.name, "tau", tau)
         self.alpha = check_between(self.name, "alpha", alpha, 0.0, 1.0)
         self.beta = check_between(self.name, "beta", beta, 0.0, None)

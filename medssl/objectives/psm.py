@@ -55,6 +55,16 @@ def psm_view_loss(
     return w_hard * l_hard + w_soft * l_soft, l_hard, l_soft
 
 
+def same_image_rows(support: SupportSet, indices: Optional[Tensor]) -> Optional[Tensor]:
+    """``[B, M]`` bool: the written support rows of each anchor's own image (or group) when
+    ``support`` excludes them and the anchors' dataset ``indices [B]`` are known, else None."""
+    if indices is None or not support.excludes:
+        return None
+    keys = support.exclusion_keys(indices.reshape(-1).to(support.indices.device, torch.long))
+    rows = support.exclusion_keys(support.indices[: len(support)])
+    return (keys[:, None] == rows[None, :]) & (keys[:, None] >= 0)
+
+
 class PSM(SupportSetObjective):
     """PSM objective module (queue of target projections; enqueues ``t2``).
 
@@ -73,6 +83,9 @@ class PSM(SupportSetObjective):
             are used (default 0: as soon as it holds ``k`` rows; see :class:`SupportSetObjective`).
         instance_weight, instance_tau: an added SimCLR term on the online projections,
             ``w · NT-Xent(z1, z2)`` (default 0: off; see :class:`SupportSetObjective`).
+        instance_schedule, instance_fade_steps, neighbour_warmup_steps: the instance term's
+            weight over training and a SimCLR-only warm-up (default constant, 0, 0; see
+            :mod:`medssl.objectives.instance_schedule`).
         seed: seeds the negative sampling (and a ``pnn`` selector's noise).
 
     Cold start: while the support set holds fewer than ``k`` rows there are no soft
@@ -87,8 +100,11 @@ class PSM(SupportSetObjective):
                  sampler: str = "gaussian", a: float = 0.1, delta: float = 0.1, n_neg: int = 4096,
                  band_drop: int = 32, batch_negatives: bool = True, neighbours: SelectorSpec = None,
                  min_fill: float = 0.0, instance_weight: float = 0.0, instance_tau: float = 0.1,
+                 instance_schedule: str = "constant", instance_fade_steps: int = 0,
+                 neighbour_warmup_steps: int = 0,
                  seed: Optional[int] = None) -> None:
-        super().__init__(seed, min_fill, instance_weight, instance_tau)
+        super().__init__(seed, min_fill, instance_weight, instance_tau, instance_schedule, instance_fade_steps,
+                         neighbour_warmup_steps)
         self.tau = check_positive(self.name, "tau", tau)
         self.k = check_int(self.name, "k", k, 1)
         self.tau_w = check_positive(self.name, "tau_w", tau_w)
@@ -103,13 +119,16 @@ class PSM(SupportSetObjective):
         self.choose_selector(neighbours, "topk", {"topk": {"k": self.k}, "pnn": {"k": self.k}})
 
     def _negatives(self, p: Tensor, t: Tensor, queue: Tensor, mined_rows: Tensor,
-                   generator: Optional[torch.Generator]) -> Tuple[Tensor, Tensor]:
+                   generator: Optional[torch.Generator], excluded: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         """Kept queue negatives ``(idx, valid)`` of anchors ``p`` with this module's sampler."""
         return mine_negatives(p, t, queue, mined_rows, sampler=self.sampler, a=self.a, delta=self.delta,
-                              n_neg=self.n_neg, band_drop=self.band_drop, generator=generator)
+                              n_neg=self.n_neg, band_drop=self.band_drop, generator=generator, excluded=excluded)
 
     def views(self, outputs: ViewOutputs) -> Views:
-        return self.predictions_and_targets(outputs)
+        v = self.predictions_and_targets(outputs)
+        if outputs.indices is not None:  # last: the skeleton reads B from the first view
+            v["indices"] = outputs.indices
+        return v
 
     def query(self, v: Views) -> Tensor:
         return torch.cat([v["t2"], v["t1"]])
@@ -127,10 +146,11 @@ class PSM(SupportSetObjective):
             queue = support.embeddings[: len(support)].to(v["p1"].dtype, copy=True)
             mined = found.embeddings.detach()
             res, kept_sims, kept_counts = [], [], []
+            excluded = same_image_rows(support, v.get("indices"))
             for (p, t), half in zip(pairs, (slice(0, b), slice(b, None))):
                 m = mined[half]
                 omega = soft_positive_weights(t, m, self.tau_w)
-                idx, valid = self._negatives(p, t, queue, found.rows[half], generator)
+                idx, valid = self._negatives(p, t, queue, found.rows[half], generator, excluded)
                 res.append(psm_view_loss(p, t, m, omega, queue, idx, valid, tau=self.tau, w_hard=self.w_hard,
                                          w_soft=self.w_soft, batch_negatives=self.batch_negatives))
                 kept_sims.append((p.detach() @ queue.t()).gather(1, idx)[valid])

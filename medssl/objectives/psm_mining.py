@@ -75,18 +75,21 @@ def sample_negatives_band(s_neg: Tensor, eligible: Tensor, *, drop: int = 32, ke
 def mine_negatives(
     p: Tensor, t: Tensor, queue: Tensor, mined_rows: Tensor, *, sampler: str = "gaussian",
     a: float = 0.1, delta: float = 0.1, n_neg: int = 4096, band_drop: int = 32,
-    generator: Optional[torch.Generator] = None,
+    generator: Optional[torch.Generator] = None, excluded: Optional[Tensor] = None,
 ) -> Tuple[Tensor, Tensor]:
     """The kept queue negatives of anchors ``p [B, D]`` (positives ``t [B, D]``).
 
     Every written row of ``queue [M, D]`` is eligible except the anchor's own mined
-    positives ``mined_rows [B, k]``; ``sampler`` is ``"gaussian"``
+    positives ``mined_rows [B, k]`` and the rows ``excluded [B, M]`` marks (older rows of
+    the anchor's own image: a false negative by construction); ``sampler`` is ``"gaussian"``
     (:func:`sample_negatives_gaussian`) or ``"band"`` (:func:`sample_negatives_band`).
     Returns ``idx [B, N]`` and ``valid [B, N]``.
     """
     s_neg = (p.detach() @ queue.t()).float()
     eligible = torch.ones_like(s_neg, dtype=torch.bool)
     eligible.scatter_(1, mined_rows, False)  # mined positives are not negatives
+    if excluded is not None:
+        eligible &= ~excluded.to(eligible.device)
     if sampler == "band":
         return sample_negatives_band(s_neg, eligible, drop=band_drop, keep=n_neg)
     s_pos = (p.detach() * t).sum(dim=1).float()

@@ -83,6 +83,9 @@ class SNCLR(SupportSetObjective):
             are used (default 0: as soon as it holds ``k`` rows; see :class:`SupportSetObjective`).
         instance_weight, instance_tau: an added SimCLR term on the online projections,
             ``w · NT-Xent(z1, z2)`` (default 0: off; see :class:`SupportSetObjective`).
+        instance_schedule, instance_fade_steps, neighbour_warmup_steps: the instance term's
+            weight over training and a SimCLR-only warm-up (default constant, 0, 0; see
+            :mod:`medssl.objectives.instance_schedule`).
         seed: seeds a ``pnn`` selector's noise.
 
     Cold start: while the support set holds fewer than ``k`` rows the anchor's only
@@ -96,8 +99,11 @@ class SNCLR(SupportSetObjective):
                  gamma: Union[str, float] = "max", loss_form: str = "weighted_positive",
                  detach_weights: bool = False, neighbours: SelectorSpec = None, min_fill: float = 0.0,
                  instance_weight: float = 0.0, instance_tau: float = 0.1,
+                 instance_schedule: str = "constant", instance_fade_steps: int = 0,
+                 neighbour_warmup_steps: int = 0,
                  seed: Optional[int] = None) -> None:
-        super().__init__(seed, min_fill, instance_weight, instance_tau)
+        super().__init__(seed, min_fill, instance_weight, instance_tau, instance_schedule, instance_fade_steps,
+                         neighbour_warmup_steps)
         self.tau = check_positive(self.name, "tau", tau)
         self.k = check_int(self.name, "k", k, 1)
         self.dim = check_int(self.name, "dim", dim, 1)

@@ -23,11 +23,14 @@ import torch
 from torch import Tensor
 
 from medssl.models.outputs import ViewOutputs
-from medssl.objectives.base import Diagnostics, Objective
+from medssl.errors import ConfigError
+from medssl.objectives.base import Diagnostics, Objective, embedding_std
 from medssl.objectives.common import (
     SelectorSpec,
     SeededGenerators,
     check_between,
+    check_choice,
+    check_int,
     check_positive,
     look_up,
     neighbour_stats,
@@ -38,6 +41,7 @@ from medssl.objectives.common import (
     tile,
 )
 from medssl.objectives.functional import nt_xent
+from medssl.objectives.instance_schedule import SCHEDULES, InstanceSchedule, view_agreement
 from medssl.objectives.neighbours import Neighbours
 from medssl.objectives.support_set import SupportSet
 
@@ -72,17 +76,38 @@ class SupportSetObjective(Objective):
             ``L + w · NT-Xent(z1, z2; instance_tau)`` over the two views' online projections
             (SimCLR's loss, both sides carrying gradient). 0 (default) is the papers' loss.
         instance_tau: the instance term's temperature (> 0), default 0.1 (SimCLR's).
+        instance_schedule: ``constant`` (default), ``linear`` (fades to 0 over
+            ``instance_fade_steps``) or ``purity`` (fades as the two views' nearest
+            neighbours agree: a label-free proxy of neighbour purity); see
+            :mod:`medssl.objectives.instance_schedule`.
+        instance_fade_steps: ``linear``'s length in steps.
+        neighbour_warmup_steps: the first N training steps are SimCLR alone (default 0).
 
     A subclass checks its options, then calls :meth:`choose_selector` once.
     """
 
     def __init__(self, seed: Optional[int], min_fill: float = 0.0, instance_weight: float = 0.0,
-                 instance_tau: float = 0.1) -> None:
+                 instance_tau: float = 0.1, instance_schedule: str = "constant", instance_fade_steps: int = 0,
+                 neighbour_warmup_steps: int = 0) -> None:
         super().__init__()
         self.generators = SeededGenerators(seed)
         self.min_fill = check_between(self.name, "min_fill", min_fill, 0.0, 1.0)
         self.instance_weight = check_between(self.name, "instance_weight", instance_weight, 0.0, None)
         self.instance_tau = check_positive(self.name, "instance_tau", instance_tau)
+        schedule = check_choice(self.name, "instance_schedule", instance_schedule, SCHEDULES)
+        fade = check_int(self.name, "instance_fade_steps", instance_fade_steps, 0)
+        warmup = check_int(self.name, "neighbour_warmup_steps", neighbour_warmup_steps, 0)
+        # only when used: the checkpoints of runs without these options keep their keys
+        self.schedule: Optional[InstanceSchedule] = None
+        if schedule != "constant" and self.instance_weight == 0:
+            raise ConfigError(f"objective {self.name!r}: instance_schedule {schedule!r} fades the instance term, "
+                              "but instance_weight is 0 (no term); set instance_weight > 0 or leave the schedule "
+                              "'constant'")
+        if schedule != "constant" or warmup > 0:
+            try:
+                self.schedule = InstanceSchedule(schedule, fade, warmup)
+            except ConfigError as exc:
+                raise ConfigError(f"objective {self.name!r}: {exc}") from exc
 
     def choose_selector(self, neighbours: SelectorSpec, default: str,
                         defaults: Mapping[str, Mapping[str, Any]]) -> None:
@@ -114,7 +139,7 @@ class SupportSetObjective(Objective):
                               blocks: int, weights: Optional[Tensor]) -> Diagnostics:
         """Purity / same-image rates of the found neighbours (labels, indices tiled per block)."""
         return neighbour_stats(found.rows, support, tile(outputs.labels, blocks), tile(outputs.indices, blocks),
-                               weights=weights)
+                               weights=weights, displaced=found.displaced)
 
     def two(self, outputs: ViewOutputs, field_name: str) -> Tuple[Tensor, Tensor]:
         """The first two views of ``outputs.<field_name>``, with a clear error when missing."""
@@ -135,24 +160,51 @@ class SupportSetObjective(Objective):
     ) -> Tuple[Tensor, Diagnostics]:
         support = require_support(self.name, support)
         v = self.views(outputs)
+        schedule = self.schedule if self.training else None  # the schedules follow training steps
+        if schedule is not None and schedule.warming_up():
+            return self._simclr_warmup(outputs, v, support, schedule)
         query = self.query(v)
         gen = self.generators.get(query.device, generator)
-        # Look-ups strictly before this step's enqueue: a step never finds its own rows.
+        b = next(iter(v.values())).shape[0]
+        blocks = query.shape[0] // b
+        # Look-ups strictly before this step's enqueue: a step never finds its own rows; with
+        # the queries' indices the support set leaves out older rows of their own images.
         found = look_up(self.selector, query, support, training=self.training, generator=gen,
-                        min_rows=math.ceil(self.min_fill * support.capacity))
+                        min_rows=math.ceil(self.min_fill * support.capacity),
+                        query_indices=tile(outputs.indices, blocks))
         terms = self.terms(v, found, query, support, gen)
         loss, extra = terms.loss, {}
-        if self.instance_weight > 0:
+        weight = self.instance_weight if schedule is None else schedule.weight(self.instance_weight)
+        if weight > 0:
             # both views' online projections, as SimCLR: the objective's own terms have one
             # gradient-carrying side per pair (the other a queue row or an EMA target)
             z1, z2 = self.two(outputs, "z")
             instance = nt_xent(z1, z2, self.instance_tau)
-            loss = loss + self.instance_weight * instance
+            loss = loss + weight * instance
             extra = {"loss_objective": float(terms.loss.detach()), "loss_instance": float(instance.detach())}
         diag: Diagnostics = {"loss": float(loss.detach()), **terms.diagnostics, **extra,
                              "cold_start": float(found is None)}
+        agreement = None
         if found is not None:
-            blocks = query.shape[0] // next(iter(v.values())).shape[0]
             diag.update(self.neighbour_diagnostics(found, support, outputs, blocks, terms.weights))
+            # the first two query blocks are the two views of the batch in every objective
+            agreement = view_agreement(found.rows[:b, 0], found.rows[b:2 * b, 0], support.indices)
+            diag["view_agreement"] = agreement
+        if schedule is not None:
+            diag["instance_weight"] = weight
+            schedule.observe(agreement)
         support.enqueue(self.stored(v), indices=outputs.indices, labels=outputs.labels)
         return loss, diag
+
+    def _simclr_warmup(self, outputs: ViewOutputs, v: Views, support: SupportSet,
+                       schedule: InstanceSchedule) -> Tuple[Tensor, Diagnostics]:
+        """A ``neighbour_warmup_steps`` step: SimCLR's loss on the online projections; the
+        support set is filled as in any step, nothing is looked up."""
+        z1, z2 = self.two(outputs, "z")
+        loss = nt_xent(z1, z2, self.instance_tau)
+        for p in outputs.p or ():  # the predictor unused, yet in the graph: DDP expects every parameter's gradient
+            loss = loss + 0.0 * p.sum()
+        schedule.observe(None)
+        support.enqueue(self.stored(v), indices=outputs.indices, labels=outputs.labels)
+        return loss, {"loss": float(loss.detach()), "loss_instance": float(loss.detach()), "cold_start": 1.0,
+                      "neighbour_warmup": 1.0, "emb_std": embedding_std(z1)}

@@ -10,6 +10,14 @@ Contract with the objectives: perform all look-ups of a step first, then :meth:`
 all-gathered before enqueue (rank order), so every rank holds the same queue; ranks may
 enqueue different numbers of rows.
 
+Exclusion (``exclude_same_image``, on by default): a look-up given the queries' dataset
+indices never returns a row of the same image -- with the queue as large as the training
+set, from the second epoch on it holds an older embedding of every image, and that copy
+would otherwise often be the "nearest neighbour". With ``exclusion_groups`` (dataset index
+-> group, e.g. the slide of each WSI tile) no row of the same group is returned either.
+Excluded rows are ranked after every other row, so a query with fewer than ``k`` other
+rows still gets ``k`` (only then may an excluded one appear; the diagnostics count it).
+
 All state lives in persistent buffers (saved in ``state_dict``; a resumed run continues
 exactly). ``ptr`` and ``num_filled`` are mirrored as Python ints so that a look-up does
 not need a device->host synchronisation: change the queue only through :meth:`enqueue`,
@@ -32,6 +40,8 @@ from medssl.errors import ConfigError
 
 # Auto-chunk the similarity matrix above this many elements (~128 MiB of float32).
 _AUTO_CHUNK_ELEMENTS = 1 << 25
+# Subtracted from an excluded row's cosine (in [-1, 1]): it ranks below every other row.
+_EXCLUDED_PENALTY = 4.0
 
 
 def _distributed_world() -> int:
@@ -73,6 +83,12 @@ class SupportSet(nn.Module):
             of all ranks (default on) so every rank holds the same queue.
         dataset_size: number of training images; a larger ``size`` is capped to it with a
             warning (older embeddings of the same image would only crowd the queue).
+        exclude_same_image: a look-up given query indices (:meth:`topk_excluding`) never
+            returns a row stored with the same dataset index (default on; rows or queries
+            with an unknown index, ``-1``, are never excluded).
+        exclusion_groups: optional ``[N]`` int group of each dataset index (e.g. the slide
+            of each tile): then no row of the query's group is returned. Not saved in the
+            state dict (it is derived from the data set).
     """
 
     embeddings: Tensor
@@ -82,7 +98,8 @@ class SupportSet(nn.Module):
     num_filled: Tensor
 
     def __init__(
-        self, size: int, dim: int, *, gather_distributed: bool = True, dataset_size: Optional[int] = None
+        self, size: int, dim: int, *, gather_distributed: bool = True, dataset_size: Optional[int] = None,
+        exclude_same_image: bool = True, exclusion_groups: Optional[Tensor] = None,
     ) -> None:
         super().__init__()
         size, dim = int(size), int(dim)
@@ -96,6 +113,10 @@ class SupportSet(nn.Module):
             )
             size = int(dataset_size)
         self.gather_distributed = bool(gather_distributed)
+        self.exclude_same_image = bool(exclude_same_image)
+        if exclusion_groups is not None:
+            exclusion_groups = torch.as_tensor(exclusion_groups, dtype=torch.long).reshape(-1)
+        self.register_buffer("exclusion_groups", exclusion_groups, persistent=False)
         self.register_buffer("embeddings", torch.zeros(size, dim, dtype=torch.float32))
         self.register_buffer("indices", torch.full((size,), -1, dtype=torch.long))
         self.register_buffer("labels", torch.full((size,), -1, dtype=torch.long))
@@ -116,8 +137,14 @@ class SupportSet(nn.Module):
     def __len__(self) -> int:
         return self._filled
 
+    @property
+    def excludes(self) -> bool:
+        """Whether look-ups given query indices mask rows of the same image (or group)."""
+        return self.exclude_same_image or self.exclusion_groups is not None
+
     def extra_repr(self) -> str:
-        return f"capacity={self.capacity}, dim={self.dim}, filled={self._filled}"
+        return (f"capacity={self.capacity}, dim={self.dim}, filled={self._filled}, "
+                f"exclude_same_image={self.exclude_same_image}, groups={self.exclusion_groups is not None}")
 
     @torch.no_grad()
     def reset(self) -> None:
@@ -191,7 +218,7 @@ class SupportSet(nn.Module):
     # ------------------------------------------------------------------ read
     @torch.no_grad()
     def topk(self, query: Tensor, k: int, chunk_size: Optional[int] = None) -> Tuple[Tensor, Tensor]:
-        """Cosine top-``k`` of each query row among the written rows.
+        """Cosine top-``k`` of each query row among the written rows (no exclusion).
 
         Args:
             query: ``[B, D]`` any float dtype (normalised here; similarities in float32).
@@ -203,6 +230,46 @@ class SupportSet(nn.Module):
             ``sims [B, k]`` float32 (descending) and ``rows [B, k]`` int64 queue rows;
             both detached.
         """
+        sims, rows, _ = self._topk(query, k, chunk_size, None)
+        return sims, rows
+
+    @torch.no_grad()
+    def topk_excluding(self, query: Tensor, k: int, query_indices: Optional[Tensor],
+                       chunk_size: Optional[int] = None) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+        """:meth:`topk` without the rows of each query's own image (or group).
+
+        Args:
+            query_indices: ``[B]`` dataset index of each query (``-1`` = unknown) or None.
+                Ignored (plain :meth:`topk`) when this support set excludes nothing.
+
+        Returns:
+            ``sims [B, k]``, ``rows [B, k]`` as :meth:`topk` (true cosines), and
+            ``displaced [B]`` bool: the query's nearest row *before* exclusion was one of
+            its own image / group (None when nothing was excluded).
+        """
+        keys = self._query_keys(query_indices, query.shape[0]) if self.excludes else None
+        return self._topk(query, k, chunk_size, keys)
+
+    def _query_keys(self, query_indices: Optional[Tensor], b: int) -> Optional[Tensor]:
+        """Exclusion key ``[B]`` of each query (its index, or its group), ``-1`` = none."""
+        if query_indices is None:
+            return None
+        qi = query_indices.detach().reshape(-1).to(device=self.indices.device, dtype=torch.long)
+        if qi.shape[0] != b:
+            raise ValueError(f"topk_excluding got {b} queries but {qi.shape[0]} query indices")
+        return self.exclusion_keys(qi)
+
+    def exclusion_keys(self, idx: Tensor) -> Tensor:
+        """What a look-up compares to exclude a row: the dataset indices ``idx`` themselves, or
+        their group (``exclusion_groups``); unknown (``-1`` or out of range) gives ``-1``."""
+        groups = self.exclusion_groups
+        if groups is None:
+            return idx
+        known = (idx >= 0) & (idx < groups.shape[0])
+        return torch.where(known, groups.to(idx.device)[idx.clamp(0, groups.shape[0] - 1)], torch.full_like(idx, -1))
+
+    def _topk(self, query: Tensor, k: int, chunk_size: Optional[int],
+              keys: Optional[Tensor]) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
         filled = self._filled
         if k < 1 or k > filled:
             raise ValueError(
@@ -213,18 +280,23 @@ class SupportSet(nn.Module):
             raise ValueError(f"topk expects a query [B, {self.dim}]; got {tuple(query.shape)}")
         q = F.normalize(query.detach().to(device=self.embeddings.device, dtype=torch.float32), dim=1)
         bank = self.embeddings[:filled].float()
+        row_keys = self.exclusion_keys(self.indices[:filled]) if keys is not None else None
         if chunk_size is None:
             chunk_size = max(k, _AUTO_CHUNK_ELEMENTS // max(1, q.shape[0]))
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1; got {chunk_size}")
-        if chunk_size >= filled:
-            sims, rows = torch.topk(q @ bank.T, k, dim=1)
-            return sims, rows
-        best_s: Optional[Tensor] = None
+        best_s: Optional[Tensor] = None  # ranking scores (excluded rows penalised)
         best_r: Optional[Tensor] = None
+        best_excluded: Optional[Tensor] = None  # highest cosine among the excluded rows
         for start in range(0, filled, chunk_size):
-            block = bank[start:start + chunk_size]
-            s, r = torch.topk(q @ block.T, min(k, block.shape[0]), dim=1)
+            s = q @ bank[start:start + chunk_size].T
+            if keys is not None and row_keys is not None:
+                rk = row_keys[start:start + chunk_size]
+                mask = (keys[:, None] == rk[None, :]) & (keys[:, None] >= 0)
+                top_ex = s.masked_fill(~mask, float("-inf")).amax(dim=1)
+                best_excluded = top_ex if best_excluded is None else torch.maximum(best_excluded, top_ex)
+                s = s - _EXCLUDED_PENALTY * mask.float()
+            s, r = torch.topk(s, min(k, s.shape[1]), dim=1)
             r = r + start
             if best_s is None:
                 best_s, best_r = s, r
@@ -233,7 +305,12 @@ class SupportSet(nn.Module):
                 best_s, sel = torch.topk(cand_s, min(k, cand_s.shape[1]), dim=1)
                 best_r = cand_r.gather(1, sel)
         assert best_s is not None and best_r is not None
-        return best_s, best_r
+        if best_excluded is None or keys is None or row_keys is None:
+            return best_s, best_r, None
+        # the true cosines: an excluded row chosen only for want of others gets its penalty back
+        chosen_excluded = (row_keys[best_r] == keys[:, None]) & (keys[:, None] >= 0)
+        sims = best_s + _EXCLUDED_PENALTY * chosen_excluded.float()
+        return sims, best_r, best_excluded > sims[:, 0]
 
     def nearest(self, query: Tensor, chunk_size: Optional[int] = None) -> Tuple[Tensor, Tensor]:
         """Cosine nearest neighbour: ``sims [B]``, ``rows [B]``."""

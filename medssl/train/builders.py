@@ -154,10 +154,26 @@ class TrainingModel:
     objective_gen: torch.Generator
 
 
+def exclusion_groups(cfg: PretrainConfig, dataset: Any) -> Optional[torch.Tensor]:
+    """The slide of each training image when ``support_set.exclude_same_slide`` is on (from
+    the data set's ``slide_index()``), else None; a data set without slides is a ConfigError."""
+    if not cfg.support_set.exclude_same_slide:
+        return None
+    slide_index = getattr(dataset, "slide_index", None)
+    if slide_index is None:
+        raise ConfigError(
+            f"support_set.exclude_same_slide is true but the training data ({cfg.data.get('name')!r}) has no "
+            "slides (no slide_index()); it applies to tiles of whole-slide images (data name wsi_tiles). "
+            "Set it to false"
+        )
+    return torch.as_tensor(slide_index(), dtype=torch.long)
+
+
 def build_model(cfg: PretrainConfig, in_chans: int, dataset_size: int, device: torch.device,
-                dist: D.DistInfo) -> TrainingModel:
+                dist: D.DistInfo, groups: Optional[torch.Tensor] = None) -> TrainingModel:
     """The objective (first: its parameters draw from the RNG before the model's), the SSL
-    model with the heads the objective requires, and the support set it requires."""
+    model with the heads the objective requires, and the support set it requires
+    (``groups``: :func:`exclusion_groups`)."""
     m = cfg.model
     obj_cfg = dict(cfg.objective)
     # An objective with learnable parts on the embeddings (SNCLR's attention) declares the
@@ -189,13 +205,14 @@ def build_model(cfg: PretrainConfig, in_chans: int, dataset_size: int, device: t
     gather = cfg.train.gather_distributed and dist.enabled
     support: Optional[SupportSet] = None
     if needs.support_set:
-        support = SupportSet(cfg.support_set.size, m.proj_dim, gather_distributed=False,
-                             dataset_size=dataset_size).to(device)
+        support = SupportSet(cfg.support_set.rows_for(dataset_size), m.proj_dim, gather_distributed=False,
+                             dataset_size=dataset_size, exclude_same_image=cfg.support_set.exclude_same_image,
+                             exclusion_groups=groups).to(device)
         k = needs.neighbours_per_query
         if k > support.capacity:  # it would stay in cold start (no neighbours) for ever
             raise ConfigError(
                 f"objective.k={k} is larger than the support set, which holds at most "
-                f"{support.capacity} rows (support_set.size={cfg.support_set.size}, training set "
+                f"{support.capacity} rows (support_set.size={cfg.support_set.rows_for(dataset_size)}, training set "
                 f"{dataset_size} images); lower objective.k or raise support_set.size"
             )
     ddp_model: nn.Module = model

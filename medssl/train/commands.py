@@ -26,7 +26,10 @@ def _pretrain(args: argparse.Namespace) -> int:
     result = pretrain(cfg, progress=not args.no_progress, resume_force=args.resume_force)
     if result.encoder is not None:
         steps = f"{result.steps} step" + ("" if result.steps == 1 else "s")
-        print(f"medssl: finished {steps} (last loss {result.last_loss:.4f}).")
+        if result.steps_run == 0:  # resumed at its last step: no loss to show
+            print(f"medssl: the run was already complete ({steps}); nothing to train, the encoder was re-exported.")
+        else:
+            print(f"medssl: finished {steps} (last loss {result.last_loss:.4f}).")
         print(f"  run directory : {result.run_dir}")
         print(f"  encoder       : {result.encoder}")
         print(f"  checkpoint    : {result.checkpoint}")
@@ -49,6 +52,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume-force", action="store_true",
                    help="resume even if the config changes what is trained (dataset, objective, model, "
                    "optimiser, seed ...); each change is recorded in out_dir/history.jsonl")
-    p.add_argument("--out-dir", help="run directory (overrides out_dir)")
+    p.add_argument("--out-dir", help="run directory (default: the config's out_dir)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_pretrain)

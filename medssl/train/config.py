@@ -76,12 +76,26 @@ class ModelConfig:
 
 @dataclass
 class SupportSetConfig:
-    """The memory queue shared by the nearest-neighbour objectives."""
+    """The memory queue shared by the nearest-neighbour objectives. ``exclude_same_image``
+    (default on): a look-up never returns an older row of the query's own image;
+    ``exclude_same_slide``: nor a row of the same slide (a data set with tiles of slides)."""
 
     size: int = 65536
+    size_fraction: Optional[float] = None
+    exclude_same_image: bool = True
+    exclude_same_slide: bool = False
 
     def __post_init__(self) -> None:
         check_range("support_set.size", self.size, lo=1)
+        if self.size_fraction is not None:
+            check_range("support_set.size_fraction", self.size_fraction, lo=0.0, hi=1.0, lo_open=True)
+
+    def rows_for(self, dataset_size: int) -> int:
+        """The queue's rows for a training set of ``dataset_size`` images: ``size``, or
+        ``size_fraction`` of the set (at least one row) when that is given."""
+        if self.size_fraction is None:
+            return self.size
+        return max(1, int(round(self.size_fraction * dataset_size)))
 
 
 @dataclass
@@ -138,13 +152,15 @@ class TrainConfig:
     num_workers: int = 2
     threads: Union[int, Literal["auto"]] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
+    # YAML 1.1 reads a bare ``off`` / ``no`` as false: that is "off", not an error
+    amp: Union[bool, Literal["auto", "off", "bf16", "fp16"]] = "auto"
     channels_last: bool = True
     compile: Union[bool, str] = False
     deterministic: bool = False
     log_every: int = 10
     ckpt_every: int = 500
     keep_last: int = 2
+    export_steps: List[int] = field(default_factory=list)
     knn_every: int = 0
     knn_k: int = 20
     collapse_std: float = 1e-3
@@ -153,6 +169,11 @@ class TrainConfig:
     gather_distributed: bool = True
 
     def __post_init__(self) -> None:
+        if self.amp is False:
+            self.amp = "off"
+        elif self.amp is True:
+            raise ConfigError("train.amp: true is not a precision; use auto, off, bf16 or fp16 "
+                              "(auto: bf16 where it is faster, see docs/configuration.md)")
         check_range("train.epochs", self.epochs, lo=1)
         if self.max_steps is not None:
             check_range("train.max_steps", self.max_steps, lo=1)
@@ -163,6 +184,8 @@ class TrainConfig:
         for key in ("log_every", "ckpt_every", "keep_last", "knn_k", "collapse_patience"):
             check_range(f"train.{key}", getattr(self, key), lo=1)
         check_range("train.knn_every", self.knn_every, lo=0)
+        for i, step in enumerate(self.export_steps):
+            check_range(f"train.export_steps[{i}]", step, lo=1)
         check_range("train.collapse_std", self.collapse_std, lo=0.0)
 
 

@@ -23,7 +23,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -34,12 +34,13 @@ from medssl.device import cpu_has_native_bf16, resolve_device
 from medssl.errors import ConfigError, MedSSLError
 from medssl.models.export import export_encoder
 from medssl.models.outputs import ViewOutputs
+from medssl.precision import PrecisionChoice, choose_cpu_precision
 from medssl.progress import Progress
 from medssl.provenance import run_provenance
 from medssl.runlock import RunLock
 from medssl.threads import ThreadPlan, apply_threads, plan_threads
 from medssl.train import distributed as D
-from medssl.train.builders import build_data, build_model, build_optimisation, warmup_notice
+from medssl.train.builders import build_data, build_model, build_optimisation, exclusion_groups, warmup_notice
 from medssl.train.checkpoint_rotation import CheckpointManager
 from medssl.train.config import PretrainConfig
 from medssl.train.metrics_log import MetricsLogger, plot_metrics, read_jsonl, write_csv
@@ -58,6 +59,12 @@ class RunResult:
     last_loss: float
     checkpoint: Optional[Path]
     encoder: Optional[Path]
+    steps_run: int = 0  # in this call: 0 when a resumed run was already complete
+
+
+def snapshot_path(run_dir: Path, step: int) -> Path:
+    """Where ``train.export_steps`` puts the encoder of ``step``: ``snapshots/step_XXXXXXXX/``."""
+    return Path(run_dir) / "snapshots" / f"step_{step:08d}" / "encoder.safetensors"
 
 
 def seed_everything(seed: int) -> None:
@@ -67,12 +74,13 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_amp(name: str, device: torch.device) -> Optional[torch.dtype]:
-    """The autocast dtype, or None.
+    """The autocast dtype, or None, for every case that needs no measurement.
 
-    CUDA: ``auto`` prefers bf16, else fp16. CPU: only an explicit ``bf16``, and only on a
-    processor with native bf16 (:func:`~medssl.device.cpu_has_native_bf16`), else float32
-    with a warning; ``auto`` stays float32 on a CPU, because bf16 autocast measured ~13x
-    slower than float32 for ResNet-18 on an AVX512-BF16 CPU (docs/benchmarks.md).
+    CUDA: ``auto`` prefers bf16, else fp16. CPU: an explicit ``bf16`` on a processor with
+    native bf16 (:func:`~medssl.device.cpu_has_native_bf16`; float32 with a warning
+    elsewhere); ``auto`` returns None here and is decided by
+    :meth:`Pretrainer._choose_cpu_precision`, which times the model in both precisions
+    (:mod:`medssl.precision`).
     """
     if name == "off":
         return None
@@ -89,6 +97,28 @@ def resolve_amp(name: str, device: torch.device) -> Optional[torch.dtype]:
     if name == "auto":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.bfloat16 if name == "bf16" else torch.float16
+
+
+def probe_step(cfg: PretrainConfig, in_chans: int, channels_last: bool) -> Callable[[torch.nn.Module, bool], None]:
+    """One training forward + backward of an :class:`SSLModel` at the run's shape (batch,
+    views, channels, image size, layout) on inputs from a private generator: what
+    :func:`~medssl.precision.choose_cpu_precision` times. The objective is left out: it runs
+    in float32 in both precisions, so it costs both the same."""
+    a, b = cfg.augment, cfg.train.batch_size
+    gen = torch.Generator().manual_seed(0)
+    views = [torch.rand(b, in_chans, a.image_size, a.image_size, generator=gen) for _ in range(a.num_views)]
+    if channels_last:
+        views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+
+    def step(model: torch.nn.Module, bf16: bool) -> None:
+        model.train()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = model(views)
+        loss = sum(z.sum() for z in out.z) + (sum(p.sum() for p in out.p) if out.p is not None else 0)
+        loss.backward()
+        model.zero_grad(set_to_none=True)
+
+    return step
 
 
 def compile_model(model: torch.nn.Module, setting: Any) -> Any:
@@ -136,6 +166,8 @@ class Pretrainer:
             if self.dist.is_main:
                 print(f"medssl: {self.thread_plan.describe()}", file=sys.stderr)
         self.amp_dtype = resolve_amp(t.amp, self.device)
+        # a CPU's ``auto`` is measured once the model exists (or taken from a resumed run)
+        self.precision_pending = t.amp == "auto" and self.device.type == "cpu"
         if t.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=self.device.type == "cuda")
         seed_everything(cfg.seed + self.dist.rank)
@@ -145,7 +177,8 @@ class Pretrainer:
         self.batch_views, self.on_device_aug = data.batch_views, data.batch_views is not None
         self.in_chans, self.knn, self.augment_params = data.in_chans, data.knn, data.augment_params
         self.steps_per_epoch, self.total_steps = data.steps_per_epoch, data.total_steps
-        built = build_model(cfg, self.in_chans, len(self.dataset), self.device, self.dist)
+        built = build_model(cfg, self.in_chans, len(self.dataset), self.device, self.dist,
+                            groups=exclusion_groups(cfg, self.dataset))
         self.model, self.ddp_model, self.objective = built.model, built.ddp_model, built.objective
         self.support = built.support
         self.gather, self.channels_last, self.objective_gen = built.gather, built.channels_last, built.objective_gen
@@ -179,6 +212,8 @@ class Pretrainer:
             "rng": capture_rng_state(),
             "objective_rng": self.objective_gen.get_state(),
             "health": self.health.state_dict(),
+            "precision": "bf16" if self.amp_dtype == torch.bfloat16 else
+                         "fp16" if self.amp_dtype == torch.float16 else "float32",
             "provenance": self._provenance,
         }
 
@@ -290,6 +325,25 @@ class Pretrainer:
         D.barrier()
         return self.last_checkpoint
 
+    def _choose_cpu_precision(self, recorded: Optional[str]) -> Optional[torch.dtype]:
+        """``train.amp: auto`` on a CPU: a resumed run keeps the precision it was trained in
+        (where this CPU has native bf16); a new one times both (:mod:`medssl.precision`).
+        Every rank uses rank 0's answer."""
+        if recorded in ("bf16", "float32") and (recorded == "float32" or cpu_has_native_bf16()):
+            choice = PrecisionChoice(torch.bfloat16 if recorded == "bf16" else None, source="resumed")
+        else:
+            a = self.cfg.augment
+            shape = {"batch": self.cfg.train.batch_size, "views": a.num_views, "channels": self.in_chans,
+                     "size": a.image_size, "channels_last": bool(self.channels_last), "step": "train"}
+            choice = choose_cpu_precision(self.model, probe_step(self.cfg, self.in_chans, bool(self.channels_last)),
+                                          shape)
+        if self.dist.enabled:
+            choice = D.broadcast_object(choice)
+        if self.dist.is_main:
+            print(f"medssl: {choice.describe()}", file=sys.stderr)
+        self.precision_pending = False
+        return choice.dtype
+
     def _on_signal(self, signum: int, _frame: Any) -> None:
         """SIGTERM/SIGINT: finish the current step, save a checkpoint and exit cleanly."""
         if self.dist.enabled:  # acted on only once all ranks agree (see fit)
@@ -312,6 +366,7 @@ class Pretrainer:
                                    run_dir=self.run_dir, force=self.resume_force)
             fresh_optimizer = any(k.startswith("optim.") for k in changes)
             self.load_state_dict(state, resume, fresh_optimizer=fresh_optimizer)
+            recorded = state.get("precision")
             del state
             self.last_checkpoint = resume
             if main:
@@ -319,24 +374,29 @@ class Pretrainer:
                 if fresh_optimizer:
                     print(f"medssl: optim changed under --resume-force: the optimiser state starts afresh at "
                           f"step {self.step} (the learning-rate schedule continues)", file=sys.stderr)
-        elif main and self.ckpts.latest() is not None:
+        else:
+            recorded = None
+        if main and resume is None and self.ckpts.latest() is not None:
             raise MedSSLError(
                 f"{self.run_dir} already holds checkpoints of another run. Pass --resume to continue it, "
                 "or choose another out_dir."
             )
+        if self.precision_pending:
+            self.amp_dtype = self._choose_cpu_precision(recorded)
         if main:
             logger = open_run_dir(self.run_dir, cfg_dict, self.step)
             append_history(self.run_dir, "resume" if resume is not None else "start", self.step, changes,
                            checkpoint=resume, forced=any(k not in SAFE_ON_RESUME for k in changes))
         else:
             logger = MetricsLogger(self.run_dir, enabled=False)
+        start = self.step
         with stop_signals(self._on_signal):
             last_loss = self._run(logger)
         encoder = self._finish(main) if self.step >= self.total_steps else None
         if self._stop_signal is not None and main:
             print(f"medssl: stopped by signal {self._stop_signal} at step {self.step}; "
                   f"resume with --resume (checkpoint {self.last_checkpoint})", file=sys.stderr)
-        return RunResult(self.run_dir, self.step, last_loss, self.last_checkpoint, encoder)
+        return RunResult(self.run_dir, self.step, last_loss, self.last_checkpoint, encoder, self.step - start)
 
     def _run(self, logger: MetricsLogger) -> float:
         """Train from ``self.step`` to ``total_steps`` (or a stop signal); the last loss."""
@@ -371,6 +431,9 @@ class Pretrainer:
                         logger.log({"step": self.step, **knn})
                         bar.write(f"step {self.step}: " + ", ".join(f"{k}={v:.4f}" for k, v in knn.items()))
                     bar.update(1)
+                    if self.step in t.export_steps and self.step < self.total_steps and main:
+                        # before this step's checkpoint: a run resumed from it has the snapshot
+                        self.export(snapshot_path(self.run_dir, self.step))
                     if self.step % t.ckpt_every == 0 and self.step < self.total_steps:
                         self._save()
                     if self.step >= self.total_steps or self._stop_signal is not None:
@@ -400,11 +463,15 @@ class Pretrainer:
             plot_metrics(rows, self.run_dir / "monitor.png",
                          ["emb_std", "nn_purity", "nn_same_image", "weight_entropy", "knn_top1", "knn_auc"],
                          title=f"{name}: representation health during pretraining")
+        return self.export(self.run_dir / "encoder.safetensors")
+
+    def export(self, path: Path) -> Path:
+        """The encoder as it is now, exported to ``path`` (safetensors and its .json)."""
         a = self.cfg.augment
         mean, std = self.augment_params.plan().normalisation(self.in_chans)
         return export_encoder(
             self.model.encoder,
-            self.run_dir / "encoder.safetensors",
+            path,
             backbone=self.cfg.model.backbone,
             in_chans=self.in_chans,
             image_size=a.image_size,

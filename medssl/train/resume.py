@@ -22,6 +22,7 @@ import torch
 from medssl.errors import ConfigError, MedSSLError
 from medssl.train import distributed as D
 from medssl.train.checkpoint_rotation import CheckpointManager
+from medssl.text import looked_at
 
 
 def find_resume(resume: Union[bool, str], ckpts: CheckpointManager) -> Optional[Path]:
@@ -36,7 +37,7 @@ def find_resume(resume: Union[bool, str], ckpts: CheckpointManager) -> Optional[
         return found
     path = Path(str(resume))
     if not path.is_file():
-        raise MedSSLError(f"train.resume points at {path}, which does not exist")
+        raise MedSSLError(f"train.resume points at {path}, which does not exist (looked at {looked_at(path)})")
     return path
 
 
@@ -60,12 +61,22 @@ def agree_on_resume(resume: Optional[Path], dist: D.DistInfo) -> Optional[Path]:
 SAFE_ON_RESUME = frozenset({
     "train.epochs", "train.max_steps",                              # budget
     "train.log_every", "train.knn_every", "train.knn_k", "val_data",  # logging and monitoring
-    "train.ckpt_every", "train.keep_last",                          # checkpoint cadence
-    "train.num_workers", "train.device", "train.threads", "train.compile",  # machine, speed
+    "train.ckpt_every", "train.keep_last", "train.export_steps",    # checkpoint / export cadence
+    "train.num_workers", "train.device", "train.threads", "train.compile", "train.amp",  # machine, speed
     "train.resume", "out_dir",                                      # how the resume itself was asked for
 })
 
 _UNSET = "(not set)"
+
+#: Keys added after checkpoints were first written, with the value that reproduces what a run
+#: from before the key trained: a checkpoint's config without the key is compared as if it
+#: held that value (so such a run resumes with it, and is refused with a clear diff without).
+ADDED_KEYS: Dict[str, Any] = {
+    "support_set.exclude_same_image": False,  # issue 27: look-ups excluded nothing before
+    "support_set.exclude_same_slide": False,
+    "support_set.size_fraction": None,
+    "train.export_steps": [],
+}
 
 Change = Tuple[Any, Any]
 
@@ -96,6 +107,14 @@ def _show(changes: Mapping[str, Change], limit: int = 8) -> str:
     return "; ".join(items[:limit]) + (f"; ... (+{len(items) - limit} more)" if len(items) > limit else "")
 
 
+def _uses_support_set(objective: Any) -> bool:
+    from medssl.registry import OBJECTIVES
+
+    if not isinstance(objective, str) or objective not in OBJECTIVES:
+        return True
+    return bool(getattr(getattr(OBJECTIVES.get(objective), "requirements", None), "support_set", True))
+
+
 def check_resume(old: Optional[Mapping[str, Any]], new: Mapping[str, Any], *, checkpoint: Path,
                  run_dir: Path, force: bool = False) -> Dict[str, Change]:
     """All changes from the checkpoint's config ``old`` to ``new``.
@@ -106,12 +125,19 @@ def check_resume(old: Optional[Mapping[str, Any]], new: Mapping[str, Any], *, ch
     """
     if old is None:  # a checkpoint from before configs were recorded: nothing to compare
         return {}
-    changes = config_changes(old, new)
+    flat_old, flat_new = flatten(old), flatten(new)
+    added = {k: v for k, v in ADDED_KEYS.items() if k not in flat_old}
+    if not _uses_support_set(flat_new.get("objective.name")):  # its keys train nothing here
+        added.update({k: flat_new.get(k) for k in added if k.startswith("support_set.")})
+    changes = config_changes({**flat_old, **added}, flat_new)
     unsafe = {k: v for k, v in changes.items() if k not in SAFE_ON_RESUME}
     if unsafe and not force:
+        newer = [f"{k}: {added[k]!r}" for k in unsafe if k in added]
+        hint = (f" The run predates key(s) whose defaults changed what is trained; to resume it as it trained, "
+                f"set {', '.join(newer)}." if newer else "")
         raise ConfigError(
             f"cannot resume {checkpoint}: this config differs from the one the run was trained with in "
-            f"{len(unsafe)} key(s) that change what is trained ({_show(unsafe)}). Resume with the run's own "
+            f"{len(unsafe)} key(s) that change what is trained ({_show(unsafe)}).{hint} Resume with the run's own "
             f"config ({run_dir / 'config.yaml'}), start a new out_dir, or pass --resume-force to continue "
             f"with the new values (recorded in {run_dir / 'history.jsonl'})"
         )

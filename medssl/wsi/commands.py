@@ -35,8 +35,12 @@ def _run_tile(args: argparse.Namespace) -> int:
 def _run_split(args: argparse.Namespace) -> int:
     from medssl.wsi.splits import NAME, describe, write_splits
 
+    if args.by in ("patient", "study"):  # radiology (dicom / nifti): medssl.data.split_command
+        from medssl.data.split_command import run_group_split
+
+        return run_group_split(args)
     if args.by != "slide":  # pragma: no cover - argparse choices already refuse
-        raise DataError("--by must be 'slide'")
+        raise DataError("--by must be 'slide', 'patient' or 'study'")
     doc = write_splits(args.dir, val=args.val, test=args.test, seed=args.seed)
     print(f"{args.dir}/{NAME}: {describe(doc)} (seed {args.seed})")
     return 0
@@ -59,15 +63,16 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--tile", type=int, default=96, help="tile side in output pixels (default 96)")
     res = p.add_mutually_exclusive_group()
     res.add_argument("--mpp", type=float, default=None, help="output microns per pixel (default 0.5)")
-    res.add_argument("--level", type=int, default=None, help="read this pyramid level as is instead of --mpp")
+    res.add_argument("--level", type=int, default=None, help="read this pyramid level as is instead of --mpp (default: none, "
+                     "the level nearest --mpp)")
     p.add_argument("--slide-mpp", type=float, default=None,
-                   help="level-0 microns per pixel for slides whose metadata lacks it")
+                   help="level-0 microns per pixel for slides whose metadata lacks it (default: from the slide)")
     p.add_argument("--overlap", type=int, default=0, help="pixels shared by neighbouring tiles (default 0)")
     p.add_argument("--tissue", choices=("otsu", "none"), default="otsu",
                    help="tissue detection: Otsu on saturation (default), or keep every tile")
     p.add_argument("--min-tissue", type=float, default=0.5, help="minimum tissue fraction of a kept tile (default 0.5)")
     p.add_argument("--max-tiles-per-slide", type=_positive_int, default=None,
-                   help="keep at most this many tiles per slide, drawn at random with --seed")
+                   help="keep at most this many tiles per slide, drawn at random with --seed (default: all)")
     p.add_argument("--shard-size", type=_positive_int, default=2048, help="tiles per shard file (default 2048)")
     p.add_argument("--workers", type=_positive_int, default=1, help="slides tiled in parallel (processes, default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed for --max-tiles-per-slide (default 0)")
@@ -76,10 +81,15 @@ def add_parsers(sub: Any) -> None:
                    help="no per-slide progress lines (--no-progress, as on every long command)")
     p.set_defaults(func=_run_tile)
 
-    p = sub.add_parser("split", help="slide-level train/val/test splits of a tiling (writes DIR/splits.json)")
-    p.add_argument("dir", metavar="DIR", help="a `medssl data tile` output directory")
-    p.add_argument("--by", choices=("slide",), default="slide",
-                   help="unit of the split: slide (tile-level splits leak neighbouring tiles into the test set)")
+    p = sub.add_parser("split", help="slide-, patient- or study-level train/val/test splits (writes DIR/splits.json)")
+    p.add_argument("dir", metavar="DIR", help="a `medssl data tile` output directory (--by slide), or a DICOM / NIfTI "
+                                              "folder, manifest CSV or YAML config (--by patient / study)")
+    p.add_argument("--by", choices=("slide", "patient", "study"), default="slide",
+                   help="unit of the split (default slide, for tilings; patient or study for DICOM / NIfTI): "
+                        "image- or tile-level splits leak near-copies into the test set")
+    p.add_argument("--out", default=None, metavar="FILE",
+                   help="--by patient / study: where to write the splits file (default DIR/splits.json, or beside "
+                        "the manifest CSV)")
     p.add_argument("--val", type=float, default=0.1, help="fraction of slides for validation (default 0.1)")
     p.add_argument("--test", type=float, default=0.1, help="fraction of slides for test (default 0.1)")
     p.add_argument("--seed", type=int, default=0, help="shuffle seed (default 0)")

@@ -22,6 +22,7 @@ from typing import Any, Dict, Optional
 from medssl._version import __version__
 from medssl.errors import DataError
 from medssl.fileio import atomic_write
+from medssl.text import looked_at
 
 FORMAT = "medssl-wsi-manifest/1"
 NAME = "manifest.json"
@@ -71,7 +72,8 @@ def load_manifest(out: Path) -> Dict[str, Any]:
     """The manifest of tiling directory ``out``; DataError naming the file when unreadable."""
     path = Path(out) / NAME
     if not path.is_file():
-        raise DataError(f"{out}: no {NAME}; this is not a `medssl data tile` output directory "
+        at = "" if path.is_absolute() else f" (looked at {looked_at(path)})"
+        raise DataError(f"{out}: no {NAME}{at}; this is not a `medssl data tile` output directory "
                         "(tile slides into it first: medssl data tile SLIDES... --out DIR)")
     try:
         doc = json.loads(path.read_text())

@@ -18,6 +18,7 @@ from typing import Any, List, Optional, Tuple
 import numpy as np
 
 from medssl.errors import DataError
+from medssl.text import looked_at
 
 BACKENDS = ("openslide", "tiffslide")
 
@@ -131,7 +132,8 @@ def open_slide(path: Any, backends: Tuple[str, ...] = BACKENDS) -> Slide:
     """
     p = Path(path).expanduser()
     if not p.is_file():
-        raise DataError(f"{p}: no such slide file" if not p.exists() else f"{p}: is not a file; pass slide files")
+        raise DataError(f"{p}: no such slide file (looked at {looked_at(p)})" if not p.exists()
+                        else f"{p}: is not a file; pass slide files")
     reasons: List[str] = []
     for backend in backends:
         if backend not in BACKENDS:

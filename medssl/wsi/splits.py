@@ -23,9 +23,11 @@ NAME = "splits.json"
 SPLITS = ("train", "val", "test")
 
 
-def split_slides(ids: List[str], val: float, test: float, seed: int = 0, where: str = "") -> Dict[str, List[str]]:
+def split_slides(ids: List[str], val: float, test: float, seed: int = 0, where: str = "",
+                 unit: str = "slide") -> Dict[str, List[str]]:
     """Shuffle ``ids`` with ``seed`` and cut ``round(val * n)`` / ``round(test * n)``
-    slides for val / test (at least one each when its fraction is > 0); the rest train."""
+    slides for val / test (at least one each when its fraction is > 0); the rest train.
+    ``unit`` names what an id is in errors (``patient`` for radiology splits)."""
     for name, frac in (("--val", val), ("--test", test)):
         if not 0.0 <= frac < 1.0:
             raise DataError(f"{name} must be a fraction in [0, 1), got {frac}")
@@ -33,8 +35,9 @@ def split_slides(ids: List[str], val: float, test: float, seed: int = 0, where: 
     n_val = max(1, round(val * n)) if val > 0 else 0
     n_test = max(1, round(test * n)) if test > 0 else 0
     if n_val + n_test >= n:
-        raise DataError(f"{where or 'the tiling'}: {n} slide(s) cannot give {n_val} val + {n_test} test slide(s) and at least one train "
-                        "slide; tile more slides or lower --val/--test")
+        more = "tile more slides" if unit == "slide" else f"add {unit}s"
+        raise DataError(f"{where or 'the tiling'}: {n} {unit}(s) cannot give {n_val} val + {n_test} test {unit}(s) and at least one train "
+                        f"{unit}; {more} or lower --val/--test")
     order = [ids[i] for i in np.random.default_rng(seed).permutation(n)]
     return {"test": sorted(order[:n_test]), "val": sorted(order[n_test:n_test + n_val]),
             "train": sorted(order[n_test + n_val:])}

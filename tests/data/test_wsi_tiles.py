@@ -195,3 +195,21 @@ def test_two_ranks_pretrain_in_lockstep_on_shards(cohort, tmp_path):
     # 8 per worker, 6 per rank and epoch; 8 steps reach the second epoch
     assert [r["step"] for r in rows] == list(range(1, 9))
     assert [r["epoch"] for r in rows] == [0] * 6 + [1] * 2
+
+
+def test_relative_slide_labels_are_found_in_the_tiling_and_a_missing_one_names_both_places(cohort, tmp_path,
+                                                                                            monkeypatch):
+    """configs/transfer/wsi.yaml says `labels: slides.csv`: looked up in the working directory,
+    then in the tiling; missing, the message names both absolute paths."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError) as err:
+        WSITiles(cohort, labels="slides.csv")
+    assert str(tmp_path / "slides.csv") in str(err.value) and str(cohort / "slides.csv") in str(err.value)
+    labels = cohort / "slides.csv"
+    labels.write_text("slide,label\n" + "".join(f"{s},{'tumor' if s in 'ace' else 'normal'}\n" for s in COHORT_SLIDES))
+    try:
+        ds = WSITiles(cohort, labels="slides.csv")
+        assert ds.labels_path == cohort / "slides.csv" and ds.task == "binary"
+        assert labels in ds.source_files()
+    finally:
+        labels.unlink()

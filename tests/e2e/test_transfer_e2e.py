@@ -42,7 +42,8 @@ def test_sample_demo_transfer(encoder: Path, sample_dir: Path, tmp_path: Path, p
         assert rep["aggregate"][key]["n"] == 2, key
     assert rep["protocol"]["text"] in (out / "report.md").read_text()
     md = (out / "report.md").read_text()
-    assert "| Metric | Mean ± SD across seeds | 95 % CI (seed 0) |" in md and "| Accuracy | " in md
+    assert "| Metric | Mean ± SD across seeds | 95 % CI of the mean (test-set bootstrap pooled over the 2 seeds) |" in md
+    assert "| Accuracy | " in md and "| Seed | Labels used | AUC | AUC 95 % CI |" in md
     for name, size in (("roc", (600, 500)), ("confusion", None), ("reliability", (500, 600)), ("tsne", (600, 500))):
         png = out / f"{name}.png"
         assert png.stat().st_size > 5_000, name

@@ -60,3 +60,57 @@ def test_device_cuda_embeds_a_cpu_encoder_on_the_gpu(encoder: Path, sample_dir: 
     feats, _ = embed(model, ds, preprocess, batch_size=16, device=torch.device("cuda"))
     assert next(model.parameters()).is_cuda
     np.testing.assert_allclose(feats, ref, rtol=1e-3, atol=1e-3)  # TF32 convolutions on the GPU
+
+
+def _choice(monkeypatch: pytest.MonkeyPatch, dtype, calls: list) -> None:
+    import medssl.eval.features as F
+    from medssl.precision import PrecisionChoice
+
+    def choose(model, step, shape):
+        calls.append(dict(shape))
+        step(model, dtype is not None)  # the probe's step runs: a forward of the real batch
+        return PrecisionChoice(dtype, 2.0, 1.0, "cache")
+    monkeypatch.setattr(F, "choose_cpu_precision", choose)
+
+
+def test_bf16_features_are_float32_and_close_to_float32_ones(encoder: Path, sample_dir: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("medssl.eval.features.cpu_has_native_bf16", lambda: True)
+    model, preprocess = load_encoder(encoder)
+    ds = open_dataset(sample_dir / "pcam", split="test")
+    exact, _ = embed(model, ds, preprocess, batch_size=4, precision="off")
+    half, _ = embed(model, ds, preprocess, batch_size=4, precision="bf16")
+    assert half.dtype == np.float32 and not np.array_equal(half, exact)  # autocast did run
+    scale = np.abs(exact).max()
+    assert np.abs(half - exact).max() <= 0.05 * scale  # bf16 keeps ~3 significant digits
+
+
+def test_auto_probes_only_data_sets_worth_probing(encoder: Path, sample_dir: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import medssl.eval.features as F
+
+    model, preprocess = load_encoder(encoder)
+    ds = open_dataset(sample_dir / "pcam", split="test")
+    exact, _ = embed(model, ds, preprocess, batch_size=4, precision="off")
+    calls: list = []
+    _choice(monkeypatch, torch.bfloat16, calls)
+    # fewer than PROBE_MIN_BATCHES batches: float32 without a probe
+    small, _ = embed(model, ds, preprocess, batch_size=len(ds) // (F.PROBE_MIN_BATCHES - 1) + 1)
+    assert calls == [] and np.allclose(small, exact, atol=1e-6)
+    batch = max(1, len(ds) // F.PROBE_MIN_BATCHES)
+    probed, _ = embed(model, ds, preprocess, batch_size=batch)
+    assert len(calls) == 1 and calls[0]["batch"] == batch and calls[0]["step"] == "embed"
+    assert not np.array_equal(probed, exact)  # the probe's bf16 answer was used
+    calls.clear()
+    _choice(monkeypatch, None, calls)
+    kept, _ = embed(model, ds, preprocess, batch_size=batch)
+    assert len(calls) == 1 and np.allclose(kept, exact, atol=1e-6)
+
+
+def test_an_unknown_precision_is_refused(encoder: Path, sample_dir: Path) -> None:
+    from medssl.errors import ConfigError
+
+    model, preprocess = load_encoder(encoder)
+    ds = open_dataset(sample_dir / "pcam", split="test")
+    with pytest.raises(ConfigError, match="precision must be auto, off or bf16, got 'fp8'"):
+        embed(model, ds, preprocess, precision="fp8")

@@ -29,7 +29,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path):
 def test_markdown_has_the_clinical_table(runs) -> None:
     rep = load_report(runs["knn20"])
     md = render_markdown(rep)
-    assert "| Metric | Mean ± SD across seeds | 95 % CI (seed 0) |" in md
+    assert "| Metric | Mean ± SD across seeds | 95 % CI of the mean (test-set bootstrap pooled over the 2 seeds) |" in md
     auc = rep["aggregate"]["auc"]
     assert f"| AUC (ROC) | {auc['mean']:.3f} ± {auc['sd']:.3f} (n=2) |" in md
     for name in rep["class_names"]:

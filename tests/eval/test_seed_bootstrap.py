@@ -66,3 +66,16 @@ def test_resample_counts_are_stratified_and_chunked(monkeypatch: pytest.MonkeyPa
     w = np.concatenate(chunks)
     np.testing.assert_array_equal(w[:, y == 0].sum(1), 5)  # every resample keeps the class counts
     np.testing.assert_array_equal(w[:, y == 2].sum(1), 20)
+
+
+def test_seed_mean_ci_equals_the_single_runs_pooled_interval() -> None:
+    """The panel's interval is the one report.md of a single run shows (medssl.eval.seeds)."""
+    from medssl.eval.seeds import pooled_bootstrap_ci
+
+    y, s0 = _data("multiclass", n=70, seed=8)
+    s1 = _data("multiclass", n=70, seed=9)[1]
+    _, _, boots = bootstrap_seed_means(y, [[s0, s1]], "multiclass", n_boot=100, seed=3)
+    ref = pooled_bootstrap_ci(y, [s0, s1], "multiclass", n_boot=100, seed=3)
+    for m in ("auc", "accuracy"):
+        lo, hi, _ = percentile_ci(boots[m][0])
+        assert [lo, hi] == pytest.approx(ref[m]["ci"], abs=1e-12), m

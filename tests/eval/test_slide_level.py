@@ -94,3 +94,27 @@ def test_transfer_on_slide_tiles_reports_slide_level_auc(cohort, tmp_path):
     assert set(seed0["scores"]) == set(test_slides) and seed0["scores"][test_slides[0]]["label"] == 1
     assert "## Slide level" in (tmp_path / "out" / "report.md").read_text()
     assert json.loads((tmp_path / "out" / "report.json").read_text())["slide_level"]["n_slides"] == 2
+
+
+class _Patients:
+    """A test set that knows its images' patients (as the dicom / nifti data sets do)."""
+
+    def __init__(self, index: np.ndarray) -> None:
+        self._index = index
+        self.patient_names = [f"p-{i:016x}" for i in range(int(index.max()) + 1)]
+
+    def patient_index(self) -> np.ndarray:
+        return self._index
+
+
+def test_radiology_test_sets_pool_per_patient():
+    from medssl.eval.slide_level import for_dataset
+
+    res = for_dataset(_Patients(SLIDE), Y, np.stack([1 - P, P], 1), "binary")
+    assert res["unit"] == "patient" and res["n_slides"] == 4
+    assert res["mean"]["auc"] == 1.0 and set(res["scores"]) == {f"p-{i:016x}" for i in range(4)}
+    md = "\n".join(markdown_lines(summarise([{"metrics": {"slide_level": res}}])))
+    assert "## Patient level" in md and "4 test patients" in md and "| Patient AUC |" in md
+    mixed = Y.copy()
+    mixed[0] = 0  # patient 0 now has images of two labels: no patient-level truth, no section
+    assert for_dataset(_Patients(SLIDE), mixed, np.stack([1 - P, P], 1), "binary") is None

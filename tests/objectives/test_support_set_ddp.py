@@ -1,5 +1,6 @@
 """SupportSet under torch.distributed (2 CPU processes, gloo): every rank ends with the
-same queue, equal to the rows of all ranks concatenated in rank order."""
+same queue, equal to the rows of all ranks concatenated in rank order, and a look-up that
+excludes the queries' own images returns the same rows on every rank (none of those images)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,13 @@ def _rows(rank: int, step: int, n: int) -> tuple[torch.Tensor, torch.Tensor, tor
     return emb, idx, idx % 2
 
 
+def _queries(support: SupportSet) -> tuple[torch.Tensor, torch.Tensor]:
+    """Near-copies of four stored rows (two written by each rank), under their indices."""
+    pick = torch.tensor([0, 3, 6, 9])
+    q = support.embeddings[pick] + 0.01 * torch.randn(4, D, generator=torch.Generator().manual_seed(7))
+    return q, support.indices[pick].clone()
+
+
 def _worker(rank: int, init_file: str, out_dir: str) -> None:
     torch.set_num_threads(1)  # two processes on a shared 2-core machine
     dist.init_process_group(
@@ -39,8 +47,12 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
         for step, sizes in enumerate(STEPS):
             for s in (shared, local):
                 s.enqueue(*_rows(rank, step, sizes[rank]))
+        # the same queries on every rank, as after the loop's all-gather: images stored by both ranks
+        q, qi = _queries(shared)
+        sims, rows, displaced = shared.topk_excluding(q, 3, qi)
         torch.save(
-            {"shared": shared.state_dict(), "local": local.state_dict()}, os.path.join(out_dir, f"rank{rank}.pt")
+            {"shared": shared.state_dict(), "local": local.state_dict(), "rows": rows, "sims": sims,
+             "displaced": displaced}, os.path.join(out_dir, f"rank{rank}.pt")
         )
     finally:
         dist.destroy_process_group()
@@ -74,3 +86,21 @@ def test_gather_off_keeps_local_rows(states: list[dict]) -> None:
             ref.enqueue(*_rows(rank, step, sizes[rank]))
         assert torch.equal(state["local"]["indices"], ref.indices)
         assert torch.equal(state["local"]["embeddings"], ref.embeddings)
+
+
+@pytest.mark.timeout(120)
+def test_exclusion_gives_the_same_rows_on_every_rank_and_never_the_query_image(states: list[dict]) -> None:
+    ref = SupportSet(M, D, gather_distributed=False)
+    ref.load_state_dict(states[0]["shared"])
+    q, qi = _queries(ref)
+    # the naive reference: per query, the best rows of any other image
+    sims = F.normalize(q, dim=1) @ ref.embeddings.T
+    expect = []
+    for b in range(q.shape[0]):
+        order = sorted(range(M), key=lambda r: (bool(ref.indices[r] == qi[b]), -float(sims[b, r])))
+        expect.append(order[:3])
+    for state in states:
+        assert torch.equal(state["rows"], torch.tensor(expect))
+        assert not (ref.indices[state["rows"]] == qi[:, None]).any()
+        assert bool(state["displaced"].all())  # each query's nearest row was its own image's
+    assert torch.equal(states[0]["sims"], states[1]["sims"])

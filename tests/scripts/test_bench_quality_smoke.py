@@ -199,14 +199,16 @@ def test_a_stopped_medssl_run_is_not_cached(bq: ModuleType, smoke, tmp_path: Pat
     monkeypatch.setattr(medssl, "pretrain", lambda cfg, progress=False: SimpleNamespace(steps=1, last_loss=5.0))
     run = bq.Run("medssl", "ihcstain", str(cache / "sample_data" / "medmnist" / "ihcstain.npz"), 2, 16, 3,
                  backbone="test_resnet", config="configs/bloodmnist.yaml", overrides=("objective.name=simclr",))
-    with pytest.raises(SystemExit, match="stopped at step 1 of 2"):
+    with pytest.raises(bq.RunStopped, match="stopped at step 1 of 2"):
         bq.Cache(tmp_path).train(run)
     assert bq.Cache(tmp_path).trained(run) is None and not list(tmp_path.glob("*.lock"))
+    sittings = json.loads((tmp_path / f"{run.key()}.partial" / "sittings.json").read_text())
+    assert [s["status"] for s in sittings] == ["stopped"] and sittings[0]["steps_to"] == 1
 
 
 PLAN_NAMES = ["table", "ablate-simclr", "ablate-recipe", "ablate-nn", "ablate-views", "ablate-tau", "ablate-alpha",
               "ablate-predictor", "ablate-lr", "ablate-nn-lightly", "ablate-aug", "ablate-instance",
-              "ablate-on-instance", "ablate-colour"]
+              "ablate-on-instance", "ablate-colour", "long", "ablate-long"]
 
 
 def test_the_config_check_below_covers_every_plan(bq: ModuleType) -> None:
@@ -382,7 +384,7 @@ def test_a_run_that_fails_in_a_worker_is_tried_once_per_call(bq: ModuleType, smo
     (tmp_path / "sample_data").symlink_to(cache / "sample_data")
     calls = []
 
-    def broken(run, out):
+    def broken(run, out, *_):
         calls.append(run.key())
         raise RuntimeError("Expected all tensors to be on the same device")
 
@@ -478,3 +480,23 @@ def test_the_peer_without_colour_is_trained_and_cached_apart(bq: ModuleType, smo
     (run,) = report["runs"]
     assert run["run"]["kind"] == "lightly_simclr_no_colour" and run["train"]["last_loss"] > 0
     assert (tmp_path / run["key"] / "run" / "encoder.safetensors").is_file()
+
+
+def test_same_image_exclusion_is_part_of_a_neighbour_run_key(bq: ModuleType, tmp_path: Path) -> None:
+    """Exclusion became the default (issue 27): a neighbour run trained before it (which
+    excluded nothing) keeps its key only when the run asks for no exclusion; SimCLR's keys
+    do not move."""
+    data = tmp_path / "d.npz"
+    data.write_bytes(b"x")
+
+    def run(*overrides: str):
+        return bq.Run("medssl", "bloodmnist", str(data), 2, 16, 0, config="configs/bloodmnist.yaml",
+                      overrides=overrides)
+
+    on = run("objective.name=pnnclr").spec()
+    assert on["support_set_exclusion"] == ["same_image"]
+    off = run("objective.name=pnnclr", "support_set.exclude_same_image=false").spec()
+    assert "support_set_exclusion" not in off
+    assert run("objective.name=pnnclr").key() != run("objective.name=pnnclr",
+                                                       "support_set.exclude_same_image=false").key()
+    assert "support_set_exclusion" not in run("objective.name=simclr").spec()

@@ -206,6 +206,72 @@ def test_bf16_autocast_trains_on_a_cpu(sample_dir: Path, tmp_path: Path, monkeyp
     assert res.steps == 2 and math.isfinite(res.last_loss)
 
 
+def _probe_answers(monkeypatch: pytest.MonkeyPatch, dtype: Any) -> None:
+    """Make the precision probe of ``train.amp: auto`` answer ``dtype`` (timings injected)."""
+    import medssl.train.loop as loop
+    from medssl.precision import PrecisionChoice
+
+    fp32_s, bf16_s = (2.0, 1.0) if dtype is torch.bfloat16 else (1.0, 2.0)
+    monkeypatch.setattr(loop, "choose_cpu_precision",
+                        lambda model, step, shape: PrecisionChoice(dtype, fp32_s, bf16_s, "probe"))
+
+
+def _probe_must_not_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    import medssl.train.loop as loop
+
+    def refuse(*_: Any, **__: Any) -> None:
+        raise AssertionError("the precision probe ran")
+    monkeypatch.setattr(loop, "choose_cpu_precision", refuse)
+
+
+@pytest.mark.parametrize("dtype, name", [(torch.bfloat16, "bf16"), (None, "float32")])
+def test_auto_on_a_cpu_trains_in_what_the_probe_chose_and_records_it(
+        sample_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        dtype: Any, name: str) -> None:
+    _probe_answers(monkeypatch, dtype)
+    cfg = load_pretrain_config(data=tiny_cfg(sample_dir, tmp_path / "run", "simclr", max_steps=2, device="cpu"))
+    assert cfg.train.amp == "auto"
+    res = pretrain(cfg, progress=False)
+    assert f"train.amp=auto: {name} (one step" in capsys.readouterr().err
+    assert load_checkpoint(res.checkpoint)["precision"] == name
+
+
+def test_a_resumed_run_keeps_its_precision_unless_told(sample_dir: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    _probe_answers(monkeypatch, torch.bfloat16)
+    monkeypatch.setattr("medssl.train.loop.cpu_has_native_bf16", lambda: True)
+    pretrain(load_pretrain_config(data=tiny_cfg(sample_dir, tmp_path / "run", "simclr", max_steps=2, device="cpu")),
+             progress=False)
+    _probe_must_not_run(monkeypatch)  # a resumed run is not probed again
+    capsys.readouterr()
+    res = pretrain(load_pretrain_config(data=tiny_cfg(sample_dir, tmp_path / "run", "simclr", max_steps=3,
+                                                      device="cpu", resume=True)), progress=False)
+    assert "bf16, the precision the resumed run was trained in" in capsys.readouterr().err
+    assert load_checkpoint(res.checkpoint)["precision"] == "bf16"
+    # train.amp is a machine key: an explicit value wins on resume, and is not a config change to force
+    res = pretrain(load_pretrain_config(data=tiny_cfg(sample_dir, tmp_path / "run", "simclr", max_steps=4,
+                                                      device="cpu", resume=True, amp="off")), progress=False)
+    assert res.steps == 4 and load_checkpoint(res.checkpoint)["precision"] == "float32"
+
+
+def test_explicit_precisions_and_a_cpu_without_bf16_are_never_probed(
+        sample_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    _probe_must_not_run(monkeypatch)
+    res = pretrain(load_pretrain_config(data=tiny_cfg(sample_dir, tmp_path / "off", "simclr", max_steps=1,
+                                                      device="cpu", amp="off")), progress=False)
+    assert load_checkpoint(res.checkpoint)["precision"] == "float32"
+    import medssl.precision
+    import medssl.train.loop as loop
+
+    monkeypatch.setattr(loop, "choose_cpu_precision", medssl.precision.choose_cpu_precision)
+    monkeypatch.setattr(medssl.precision, "cpu_has_native_bf16", lambda: False)
+    res = pretrain(load_pretrain_config(data=tiny_cfg(sample_dir, tmp_path / "auto", "simclr", max_steps=1,
+                                                      device="cpu")), progress=False)
+    assert "train.amp=auto: float32 (this CPU has no native bf16)" in capsys.readouterr().err
+    assert load_checkpoint(res.checkpoint)["precision"] == "float32"
+
+
 def test_compile_reports_the_first_step_time(sample_dir: Path, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     cfg = load_pretrain_config(data=tiny_cfg(sample_dir, tmp_path / "c", "simclr", max_steps=2, compile="eager"))

@@ -99,3 +99,23 @@ def test_changes_to_what_is_trained_are_refused_with_a_diff(override: str, key: 
 
 def test_a_checkpoint_without_a_recorded_config_is_not_compared(tmp_path: Path) -> None:
     assert check_resume(None, _cfg("seed=5"), checkpoint=tmp_path / "c.pt", run_dir=tmp_path) == {}
+
+
+def test_a_checkpoint_from_before_same_image_exclusion_resumes_as_it_trained() -> None:
+    """Its config has no support_set.exclude_same_image: it trained without exclusion, so the
+    new default (on) is a change that is refused with the key to set; set, it resumes."""
+    from medssl.errors import ConfigError
+    from medssl.train.resume import check_resume
+
+    new = {"objective": {"name": "pnnclr"}, "support_set": {"size": 64, "exclude_same_image": True,
+                                                            "exclude_same_slide": False, "size_fraction": None},
+           "train": {"export_steps": []}}
+    old = {"objective": {"name": "pnnclr"}, "support_set": {"size": 64}}
+    kw = dict(checkpoint=Path("ckpt.pt"), run_dir=Path("run"))
+    with pytest.raises(ConfigError, match=r"exclude_same_image: False -> True.*set support_set.exclude_same_image: False"):
+        check_resume(old, new, **kw)
+    as_before = {**new, "support_set": {**new["support_set"], "exclude_same_image": False}}
+    assert check_resume(old, as_before, **kw) == {}
+    # a SimCLR run has no support set: the key changes nothing it trains
+    simclr = {**new, "objective": {"name": "simclr"}}
+    assert check_resume({**old, "objective": {"name": "simclr"}}, simclr, **kw) == {}

@@ -18,6 +18,7 @@ from medssl.data.rowreader import RowReader
 from medssl.errors import ConfigError, DataError
 from medssl.fileio import PathLike
 from medssl.registry import DATASETS
+from medssl.text import looked_at
 
 _NPZ_ERRORS = (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, KeyError)
 
@@ -61,7 +62,8 @@ class MedMNISTDataset(MedicalImageDataset):
 
         if not file.is_file():
             where = f"directory {file.parent} does not exist" if not file.parent.is_dir() else f"not in {file.parent}"
-            raise DataError(f"MedMNIST file {file.name} not found ({where}). {how_to_get(flag, size, file.parent)}")
+            raise DataError(f"MedMNIST file {file.name} not found ({where}; looked at {looked_at(file)}). "
+                            f"{how_to_get(flag, size, file.parent)}")
         if verify:
             verify_md5(file, flag, size)
 
