@@ -16,7 +16,7 @@ from typing import Any, Dict, Union
 import numpy as np
 import torch
 
-from medssl.errors import MedSSLError
+from medssl.errors import MedSSLError, WriteError
 from medssl.fileio import PathLike, atomic_write
 from medssl.text import no_such_file
 
@@ -33,32 +33,12 @@ def save_checkpoint(state: Dict[str, Any], path: PathLike) -> Path:
         CheckpointError: the write failed (disk full, read-only filesystem, no permission);
             the previous file at ``path``, if any, is left intact.
     """
-    try:
-        return atomic_write(path, lambda tmp: torch.save(state, tmp))
-    except PermissionError as exc:
-        raise CheckpointError(f"cannot write checkpoint {path}: permission denied") from exc
-    except (OSError, RuntimeError) as exc:
-        # torch.save reports a full disk as a RuntimeError ("... file write failed") with no
-        # errno, so the free space is what tells a full disk from other failures.
-        raise CheckpointError(f"cannot write checkpoint {path}: {_write_failure(exc, Path(path).parent)}") from exc
-
-
-def _write_failure(exc: BaseException, directory: Path) -> str:
-    import errno
-    import shutil
-
-    try:  # measured after the partial file was removed, so it can look roomier than it was
-        free = f"{shutil.disk_usage(directory).free / 1e6:.0f} MB free on its filesystem now"
-    except OSError:
-        free = "free space unknown"
     advice = ("free some space or choose another out_dir, then continue with --resume "
               "(the previous checkpoint is intact)")
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return f"disk full ({exc.strerror}; {free}); {advice}"
-    if isinstance(exc, RuntimeError):  # torch's writer: no errno, and a full disk is the usual cause
-        detail = " ".join(str(exc).split())[:200]
-        return f"the write failed, most likely a disk full or over quota (torch: {detail}; {free}); {advice}"
-    return f"{getattr(exc, 'strerror', None) or exc}; {advice}"
+    try:
+        return atomic_write(path, lambda tmp: torch.save(state, tmp), "checkpoint", advice)
+    except WriteError as exc:
+        raise CheckpointError(str(exc)) from exc.__cause__
 
 
 def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> Dict[str, Any]:

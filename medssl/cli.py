@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import importlib
 import os
 import signal
@@ -19,7 +20,8 @@ import warnings
 from typing import Any, Iterator, List, Optional
 
 from medssl._version import __version__
-from medssl.errors import DataWarning, MedSSLError
+from medssl.errors import DataWarning, MedSSLError, user_message
+from medssl.memory import cannot_allocate_message, is_allocation_failure
 from medssl.threads import prefer_passive_wait
 from medssl.train.signals import stop_signals
 
@@ -77,6 +79,24 @@ def _show_warning(message: Any, category: type, filename: str, lineno: int, file
         _default(message, category, filename, lineno, file, line)
 
 
+# A full disk, an exceeded quota, a read-only filesystem: only ever a write that failed.
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+# Flags that name paths: `--out=~/x` reaches us unexpanded (the shell expands `~` only at
+# the start of a word), so it is expanded here as every path key of a config is.
+_PATH_FLAGS = ("config", "out", "out_dir", "encoder", "data", "test_data", "run_dir", "dirs", "slides", "dir")
+
+
+def _expand_home(args: argparse.Namespace) -> None:
+    for name in _PATH_FLAGS:
+        value = getattr(args, name, None)
+        if isinstance(value, str) and value.startswith("~"):
+            setattr(args, name, os.path.expanduser(value))
+        elif isinstance(value, list):
+            setattr(args, name, [os.path.expanduser(v) if isinstance(v, str) and v.startswith("~") else v
+                                 for v in value])
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Run ``medssl ARGV``; returns the exit status (2 for our errors, 130 for Ctrl-C)."""
     # Ctrl-C lands anywhere, most often in the seconds of importing torch while the
@@ -104,12 +124,38 @@ def _run(argv: Optional[List[str]]) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    _expand_home(args)
     try:
+        if isinstance(getattr(args, "seed", None), int):  # every command's --seed, in the seed range
+            from medssl.config import check_seed
+
+            check_seed("--seed", args.seed)
         return int(args.func(args) or 0)
     except MedSSLError as exc:
         if os.environ.get("MEDSSL_DEBUG"):
             traceback.print_exc()
-        print(f"medssl: error: {exc}", file=sys.stderr)
+        print(f"medssl: error: {user_message(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a writer medssl does not wrap itself (h5py, PIL) on a full or read-only disk
+        if exc.errno not in _WRITE_ERRNOS:
+            raise
+        if os.environ.get("MEDSSL_DEBUG"):
+            traceback.print_exc()
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"medssl: error: cannot write{where}: {exc.strerror}; free some space or choose another "
+              "location, then run the command again", file=sys.stderr)
+        return 2
+    except MemoryError as exc:  # an allocation no estimate caught (see medssl.memory)
+        if os.environ.get("MEDSSL_DEBUG"):
+            traceback.print_exc()
+        print(f"medssl: error: {cannot_allocate_message(exc)}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # torch's allocator, OpenCV, numpy: allocation failures only
+        if not is_allocation_failure(exc):
+            raise
+        if os.environ.get("MEDSSL_DEBUG"):
+            traceback.print_exc()
+        print(f"medssl: error: {cannot_allocate_message(exc)}", file=sys.stderr)
         return 2
 
 

@@ -56,6 +56,8 @@ __all__ = [
     "check_choice",
     "check_kwargs",
     "check_range",
+    "check_seed",
+    "user_path",
     "builder_keywords",
 ]
 
@@ -114,8 +116,8 @@ def _check_nodes(root: yaml.Node, source: str) -> None:
             stack.extend(node.value)
 
 
-def parse_yaml(text: str, source: str = "<string>") -> Any:
-    """Parse YAML ``text`` safely, refusing aliases and duplicate keys (errors name ``source``)."""
+def _compose_checked(text: str, source: str) -> Any:
+    """Parse with the safe loader after :func:`_check_nodes`; YAML syntax errors propagate."""
     loader = _SafeLoader(text)
     try:
         node = loader.get_single_node()
@@ -123,12 +125,18 @@ def parse_yaml(text: str, source: str = "<string>") -> Any:
             return None
         _check_nodes(node, source)
         return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def parse_yaml(text: str, source: str = "<string>") -> Any:
+    """Parse YAML ``text`` safely, refusing aliases and duplicate keys (errors name ``source``)."""
+    try:
+        return _compose_checked(text, source)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         raise ConfigError(f"{source}: not valid YAML{at}: {getattr(exc, 'problem', None) or exc}") from exc
-    finally:
-        loader.dispose()
 
 
 def load_yaml(path: PathLike) -> Dict[str, Any]:
@@ -172,8 +180,13 @@ def parse_override(text: str) -> Tuple[List[str], Any]:
     key = key.strip()
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override {text!r}: empty key part in {key!r}")
+    # The limits of config files hold here too: no aliases (an 80-byte value can expand to
+    # 10^7 items, or refer to itself), at most MAX_YAML_BYTES.
+    if len(raw.encode("utf-8", errors="replace")) > MAX_YAML_BYTES:
+        raise ConfigError(f"override {key}=...: the value is {len(raw) / 1e6:.1f} MB; medssl reads at most "
+                          f"{MAX_YAML_BYTES >> 20} MiB of YAML per value. Put long lists in a file")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = _compose_checked(raw, f"override {key}") if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     # YAML 1.1 reads "1e-3" as a string; users mean a number.
@@ -219,12 +232,23 @@ def _check_finite(value: Any, dotted: str, source: Optional[str]) -> None:
     rate, a temperature, a probability) is meaningless or silently disabling as NaN/inf."""
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{_where(source, dotted)} must be a finite number, got {value!r}")
+    if isinstance(value, float) and abs(value) > FLOAT32_MAX:
+        raise ConfigError(f"{_where(source, dotted)} is {value!r}, beyond the largest float32 "
+                          f"({FLOAT32_MAX:.3g}) that training computes with; give a sensible value")
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        raise ConfigError(f"{_where(source, dotted)} is {value!r}, too large for a 64-bit integer; "
+                          "give a sensible value")
     if isinstance(value, Mapping):
         for k, v in value.items():
             _check_finite(v, f"{dotted}.{k}" if dotted else str(k), source)
     elif isinstance(value, (list, tuple)):
         for i, v in enumerate(value):
             _check_finite(v, f"{dotted}[{i}]", source)
+
+
+#: The largest finite float32: a config float beyond it overflows where torch uses it
+#: (``optim.lr=1e300`` failed inside the optimiser step).
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 def _convert(tp: Any, value: Any, dotted: str, source: Optional[str]) -> Any:
@@ -279,6 +303,7 @@ def _convert(tp: Any, value: Any, dotted: str, source: Optional[str]) -> Any:
         raise ConfigError(f"{_where(source, dotted)} must be true or false, got {value!r}")
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
+            _check_finite(value, dotted, source)
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
@@ -416,6 +441,28 @@ def check_kwargs(builder: Callable[..., Any], kwargs: Mapping[str, Any], where: 
     if missing:
         at = f" in {where}" if where else ""
         raise ConfigError(f"missing required key(s) {', '.join(missing)}{at}")
+
+
+#: Seeds go to Python's, NumPy's (32-bit) and torch's generators: 0 .. 2**32 - 1 suits all.
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(name: str, value: int, count: int = 1) -> int:
+    """``value`` if ``value .. value + count - 1`` (one seed per rank or per repeat) are all
+    valid seeds, else a ConfigError naming ``name`` and the range."""
+    check_range(name, value, lo=0, hi=MAX_SEED - (count - 1), integer=True)
+    return int(value)
+
+
+def user_path(name: str, value: Any) -> str:
+    """A path key as the user wrote it, with ``~`` expanded (as every dataset path is);
+    an empty or blank path is a ConfigError (it would mean the current directory)."""
+    text = str(value)
+    if not text.strip():
+        raise ConfigError(f"{name} is empty; give a path (an empty path would write into the current directory)")
+    import os
+
+    return os.path.expanduser(text)
 
 
 def check_range(name: str, value: Any, lo: Optional[float] = None, hi: Optional[float] = None,

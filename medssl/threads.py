@@ -293,3 +293,31 @@ __all__ = [
     "prefer_passive_wait",
     "wait_policy",
 ]
+
+
+#: The most DataLoader workers ``auto`` starts: beyond this the per-worker memory (each
+#: holds a dataset handle and prefetched batches) outweighs the decoding it adds.
+MAX_AUTO_WORKERS = 8
+
+
+def plan_workers(setting: ThreadSetting = "auto", key: str = "train.num_workers",
+                 cores: Optional[int] = None, local_ranks: Optional[int] = None) -> "tuple[int, str]":
+    """``(DataLoader worker processes, why)``, budgeted like :func:`plan_threads`.
+
+    An explicit integer wins (0 = load in the main process), even above the core count:
+    the user asked, and the reason says so. ``auto`` leaves one of this process's cores
+    (:func:`available_cores` divided among the local ranks) to the training process and
+    gives the rest to workers, at most :data:`MAX_AUTO_WORKERS`: 1 worker on 2 cores, none
+    on 1 -- never more than torch's own suggestion, which it warns about on every run."""
+    cores = available_cores() if cores is None else cores
+    local_ranks = local_world_size() if local_ranks is None else local_ranks
+    if isinstance(setting, bool) or not (isinstance(setting, int) or setting == "auto"):
+        raise ConfigError(f"{key} must be a non-negative integer or 'auto', got {setting!r}")
+    if isinstance(setting, int):
+        if setting < 0:
+            raise ConfigError(f"{key} must be a non-negative integer or 'auto', got {setting!r}")
+        over = f", more than the {cores} usable core(s)" if setting > cores else ""
+        return setting, f"{key}={setting}{over}"
+    per_rank = max(1, cores // max(1, local_ranks))
+    n = min(MAX_AUTO_WORKERS, per_rank - 1)
+    return n, f"auto: {per_rank} usable core(s) for this process, one kept for training"

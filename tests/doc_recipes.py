@@ -20,7 +20,8 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 REPO = Path(__file__).resolve().parents[1]
 # Places a user fills with their own files (docs/data.md says what goes where): a read
 # there needs no earlier command. Everything else a command reads must be written first.
-USER_INPUTS = ("data/", "slides/", "slides.csv", "/shared/", "HOST:")
+# (configs/: a shipped config named as a data source, e.g. `augment preview --data configs/x.yaml`)
+USER_INPUTS = ("data/", "slides/", "slides.csv", "/shared/", "HOST:", "configs/")
 # The README first (a new user starts there), then the documents it links, in its order.
 DOCS = ("README.md", "docs/pretraining.md", "docs/configuration.md", "docs/data.md", "docs/transfer.md",
         "docs/evaluation.md", "docs/api.md", "docs/distributed.md", "docs/reliability.md",
@@ -239,6 +240,8 @@ def _data_effects(ns: argparse.Namespace, sub: Optional[str], e: Effects) -> Non
     elif sub == "tile":
         e.inputs += [("slides", s) for s in ns.slides]
         e.writes.append(ns.out)
+    elif sub == "split" and getattr(ns, "by", "slide") != "slide":
+        e.inputs.append(("data", ns.dir))  # a DICOM / NIfTI folder or manifest: the user's own files
     elif sub == "split":
         e.products.append(("tiles", ns.dir))
     elif sub in ("info", "stats"):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from medssl.errors import WriteError
 from medssl.checkpoint_io import (
     CheckpointError,
     atomic_write,
@@ -43,7 +44,7 @@ def test_failed_write_keeps_old_file(tmp_path: Path) -> None:
         tmp.write_bytes(b"half a checkpoint")
         raise RuntimeError("disk full")
 
-    with pytest.raises(RuntimeError, match="disk full"):
+    with pytest.raises(WriteError, match=r"cannot write .*c\.pt: the write failed, most likely a disk full"):
         atomic_write(p, broken)
     assert int(load_checkpoint(p)["v"]) == 1
     assert sorted(f.name for f in tmp_path.iterdir()) == ["c.pt"]

@@ -75,10 +75,13 @@ def render_grid(
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
+    from medssl.fileio import atomic_savefig
+
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    try:
+        atomic_savefig(fig, out, "the preview", dpi=100)
+    finally:
+        plt.close(fig)
     return out
 
 

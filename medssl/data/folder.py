@@ -58,7 +58,7 @@ import os
 import re
 import warnings
 from pathlib import Path
-from typing import Any, Optional, Sequence, Tuple, Union
+from typing import Any, Iterator, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -153,11 +153,57 @@ def _broken_link(p: Path) -> bool:
     return p.is_symlink() and not p.exists()
 
 
+def _walk_following_links(folder: Path) -> Iterator[Path]:
+    """Every entry under ``folder``, descending into linked directories as into real ones
+    (the docs say links are followed; ``Path.rglob`` does not follow them), each real
+    directory once, so a link back up the tree is no loop."""
+    seen: set = set()
+    for top, dirs, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(top)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs.sort()
+        for name in sorted(dirs + names):
+            yield Path(top) / name
+
+
+def _refuse_non_integer_numbers(rows: Sequence[Tuple[dict, int]], csv_path: Path) -> None:
+    """Labels that are all numbers but not all integers (0.0 / 0.6) are scores or
+    probabilities, not classes: refused, rather than read as class names '0.0' and '0.6'."""
+    def number(text: str) -> bool:
+        try:
+            float(text)
+        except ValueError:
+            return False
+        return True
+
+    if rows and all(number(r["label"]) for r, _ in rows):
+        bad = [(r["label"], ln) for r, ln in rows if not _INT.match(r["label"])]
+        if bad:
+            raise DataError(f"{csv_path} line {bad[0][1]}: label {bad[0][0]!r} is a non-integer number (labels read as "
+                            "float); labels must be integer class indices or class names. Threshold or round them "
+                            "into classes first")
+
+
+def _warn_empty_classes(present: Sequence[int], csv_path: Path) -> None:
+    """Integer labels make classes 0..max; say which of them no image has (labels {0, 7}
+    would otherwise be an 8-class task with six empty classes, silently)."""
+    empty = sorted(set(range(present[-1] + 1)) - set(present))
+    if empty:
+        shown = ", ".join(map(str, empty[:10])) + (f" and {len(empty) - 10} more" if len(empty) > 10 else "")
+        warnings.warn(f"folder: {csv_path}: integer labels {{{', '.join(map(str, present[:10]))}}} make "
+                      f"{present[-1] + 1} classes, and class(es) {shown} have no image; if the labels are not class "
+                      f"indices 0..K-1, set remap_labels: true (the {len(present)} labels present become classes "
+                      f"0..{len(present) - 1}) or give class_names", DataWarning, stacklevel=5)
+
+
 def _list_images(folder: Path, extensions: Tuple[str, ...], recursive: bool,
                  broken: Optional[list[Path]] = None) -> list[Path]:
     """Image files under ``folder`` (hidden parts skipped), sorted; broken symbolic links
     met on the way are appended to ``broken``."""
-    it = folder.rglob("*") if recursive else folder.iterdir()
+    it = _walk_following_links(folder) if recursive else folder.iterdir()
     found = []
     for p in it:
         rel = p.relative_to(folder).parts
@@ -187,6 +233,7 @@ class ImageFolderDataset(MedicalImageDataset):
         allow_outside_root: bool = False,
         extensions: Sequence[str] = IMAGE_EXTENSIONS,
         max_pixels: Optional[int] = MAX_PIXELS,
+        remap_labels: bool = False,
     ) -> None:
         if channels not in (1, 3):
             raise ConfigError(f"folder: channels must be 1 (grayscale) or 3 (RGB), got {channels!r}")
@@ -198,6 +245,9 @@ class ImageFolderDataset(MedicalImageDataset):
                                        or max_pixels < 1):
             raise ConfigError(f"folder: max_pixels must be a positive integer or null, got {max_pixels!r}")
         self.max_pixels = max_pixels
+        if not isinstance(remap_labels, bool):
+            raise ConfigError(f"folder: remap_labels must be true or false, got {remap_labels!r}")
+        self.remap_labels = remap_labels
         self.skipped_links: list[Path] = []
         self.extensions = tuple(e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions)
         self.in_channels = channels
@@ -325,11 +375,18 @@ class ImageFolderDataset(MedicalImageDataset):
                 raise DataError(f"{csv_path} line {ln}: empty label (path {r['path']!r}); every row needs one")
         if names is None:
             raw = sorted({r["label"] for r, _ in rows})
+            _refuse_non_integer_numbers(rows, csv_path)
             if all(_INT.match(x) for x in raw):
-                top = max(int(x) for x in raw)
-                if min(int(x) for x in raw) < 0:
-                    raise DataError(f"{csv_path}: integer labels must be >= 0, found {min(int(x) for x in raw)}")
-                names = [str(i) for i in range(top + 1)]
+                present = sorted({int(x) for x in raw})
+                if present[0] < 0:
+                    raise DataError(f"{csv_path}: integer labels must be >= 0, found {present[0]}")
+                if self.remap_labels:  # the labels present, in order, become classes 0..K-1
+                    names = [str(v) for v in present]
+                    rows = [({**r, "label": str(present.index(int(r["label"])))}, ln) for r, ln in rows]
+                    kept = [({**r, "label": str(present.index(int(r["label"])))}, ln) for r, ln in kept]
+                else:
+                    names = [str(i) for i in range(present[-1] + 1)]
+                    _warn_empty_classes(present, csv_path)
             else:
                 names = raw
         index = {n: i for i, n in enumerate(names)}

@@ -19,6 +19,7 @@ _FLAG_KEYS = {
     "split_test": "split_test", "protocol": "protocol", "label_fraction": "label_fraction",
     "seeds": "seeds", "seed": "seed", "out": "out", "device": "device", "batch_size": "batch_size",
     "allow_class_name_mismatch": "allow_class_name_mismatch", "threads": "threads",
+    "allow_overlap": "allow_overlap",
 }  # fmt: skip
 
 
@@ -137,15 +138,26 @@ def _transfer(args: argparse.Namespace) -> int:
     if args.print_config:
         sys.stdout.write(yaml.safe_dump(to_dict(cfg), sort_keys=False))
         return 0
+    _check_run_config(cfg.encoder)
     _run(cfg, progress=not args.no_progress)
     return 0
+
+
+def _check_run_config(encoder: Any) -> None:
+    """An encoder given as a run directory: its config.yaml must be whole (refused when torn
+    or cut, :func:`medssl.train.run_dir.read_run_config`); the encoder file itself is not checked."""
+    path = Path(str(encoder))
+    if path.is_dir() and (path / "config.yaml").exists():
+        from medssl.train.run_dir import read_run_config
+
+        read_run_config(path)
 
 
 def evaluation_data(run_dir: Path) -> Dict[str, Any]:
     """The labelled dataset mapping of a pretraining run (its ``val_data``, else ``data``),
     without its split; DataError naming the run when neither carries labels."""
-    from medssl.config import load_yaml
     from medssl.data.open import open_dataset
+    from medssl.train.run_dir import read_run_config
 
     cfg_file = run_dir / "config.yaml"
     if not cfg_file.is_file():
@@ -153,7 +165,7 @@ def evaluation_data(run_dir: Path) -> Dict[str, Any]:
 
         raise DataError(f"{run_dir} has no config.yaml (looked at {looked_at(cfg_file)}): pass a run directory "
                         "written by `medssl pretrain`")
-    raw = load_yaml(cfg_file)
+    raw = read_run_config(run_dir)
     tried: List[str] = []
     for key in ("val_data", "data"):
         spec = raw.get(key)
@@ -206,6 +218,7 @@ def _embed(args: argparse.Namespace) -> int:
     check_output_path(out, "--out", kind="file")
     device = resolve_device(args.device or "auto")
     budget = thread_budget(args.threads, key="--threads") if device.type == "cpu" else contextlib.nullcontext()
+    _check_run_config(args.encoder)
     with budget:
         model, preprocess = load_encoder(args.encoder, device=device)
         ds = open_dataset(args.data, split=args.split)
@@ -217,10 +230,7 @@ def _embed(args: argparse.Namespace) -> int:
         with tmp.open("wb") as fh:  # a file object, so np.savez does not append ".npz" to the temporary name
             np.savez(fh, **arrays)
 
-    try:
-        atomic_write(out, save)
-    except OSError as exc:
-        raise ConfigError(f"cannot write --out {out}: {exc.strerror or exc}; choose a writable location") from exc
+    atomic_write(out, save, "--out", "free some space or choose a writable location, then run the command again")
     print(f"medssl: wrote {tuple(feats.shape)} features and labels of {ds.describe()['dataset']} "
           f"split {ds.split!r} to {out}")
     return 0
@@ -229,19 +239,22 @@ def _embed(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from medssl.eval.compare import compare_panels, is_panel_report
     from medssl.eval.report import compare_reports
+    from medssl.fileio import atomic_write_text, check_output_path
 
+    if args.out:  # checked before any report is read; missing folders above it are created
+        check_output_path(args.out, "--out", kind="file")
     paths = [Path(p) for p in args.dirs]
     if any(is_panel_report(p) for p in paths):  # label-efficiency panels (docs/transfer.md)
         figure = Path(args.figure) if args.figure else (Path(args.out).with_suffix(".png") if args.out else None)
         text, issues, result = compare_panels(paths, figure)
         if args.out:
-            Path(args.out).with_suffix(".json").write_text(json.dumps(result, indent=1))
+            atomic_write_text(Path(args.out).with_suffix(".json"), json.dumps(result, indent=1), "--out")
     else:
         text, issues = compare_reports(paths)
     for issue in issues:
         print(f"medssl report: warning: {issue}", file=sys.stderr)
     if args.out:
-        Path(args.out).write_text(text)
+        atomic_write_text(args.out, text, "--out")
         print(f"medssl: wrote {args.out}")
     else:
         sys.stdout.write(text)
@@ -285,6 +298,9 @@ def _add_eval_flags(p: argparse.ArgumentParser, out_default: str) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help=f"where to run: {_DEVICE_HELP}")
     p.add_argument("--batch-size", type=int, help="batch size for feature extraction (default 256)")
     p.add_argument("--threads", type=_threads_flag, help=_THREADS_HELP)
+    p.add_argument("--allow-overlap", action="store_true", default=None,
+                   help="accept train and test sets that share images, files, slides or patients (refused by "
+                        "default); the report then says so")
     p.add_argument("--no-plots", action="store_true", help="skip the figures")
     p.add_argument("--no-progress", action="store_true", help="no progress display")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="dotted config overrides")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Literal, Mapping, Optional, Sequence, Union
 
-from medssl.config import apply_overrides, check_range, from_mapping, load_yaml
+from medssl.config import apply_overrides, check_range, check_seed, from_mapping, load_yaml, user_path
 from medssl.errors import ConfigError
 
 DataSpec = Union[str, Dict[str, Any]]
@@ -104,10 +104,11 @@ class TransferConfig:
     seed: int = 0
     out: str = "runs/transfer"
     batch_size: int = 256
-    num_workers: int = 0
+    num_workers: Union[int, Literal["auto"]] = 0
     threads: Union[int, Literal["auto"]] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     allow_class_name_mismatch: bool = False
+    allow_overlap: bool = False
     # label-efficiency panel (docs/transfer.md, "Label-efficiency panels")
     label_fractions: List[float] = field(default_factory=list)
     labels_per_class: List[int] = field(default_factory=list)
@@ -125,12 +126,21 @@ class TransferConfig:
             )
         check_range("min_per_class", self.min_per_class, lo=0)
         check_range("seeds", self.seeds, lo=1)
+        check_seed("seed", self.seed, count=self.seeds)  # seeds seed .. seed + seeds - 1 are used
+        self.encoder = user_path("encoder", self.encoder)
+        self.out = user_path("out", self.out)
+        if isinstance(self.data, str):
+            self.data = user_path("data", self.data)
+        if isinstance(self.test_data, str):
+            self.test_data = user_path("test_data", self.test_data)
         check_range("batch_size", self.batch_size, lo=1)
-        check_range("num_workers", self.num_workers, lo=0)
+        if self.num_workers != "auto":
+            check_range("num_workers", self.num_workers, lo=0)
         if self.threads != "auto":
             check_range("threads", self.threads, lo=1)
         from medssl.eval.panel_config import check_panel_keys
 
+        self.targets = [user_path(f"targets[{i}]", t) if isinstance(t, str) else t for i, t in enumerate(self.targets)]
         check_panel_keys(self)
 
     def is_panel(self) -> bool:

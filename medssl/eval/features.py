@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
@@ -50,9 +51,11 @@ def embed(
     """Features and labels of ``data`` as numpy arrays: ``(features [N, F] float32,
     labels [N] or [N, C])``.
 
-    ``data`` is a medssl dataset (items ``(image HWC uint8, label)``) or an array of images
-    ``[N, H, W(, C)]`` uint8 (labels then come back as ``-1``). ``indices`` selects a subset
-    of a dataset. The encoder is run in eval mode and left in the mode it was in, under
+    ``data`` is a medssl dataset (items ``(image HWC uint8, label)``), an array of images
+    ``[N, H, W(, C)]`` uint8 or a list of HWC images (labels then come back as ``-1``; an
+    empty batch gives ``(0, F)`` features). A channel-first or ambiguous array is a
+    ConfigError naming the shapes accepted; so are ``batch_size < 1`` and ``indices``
+    outside ``[0, len(data))``. ``indices`` selects a subset of a dataset. The encoder is run in eval mode and left in the mode it was in, under
     ``torch.inference_mode`` (no autograd bookkeeping at all). ``device`` (default: where the
     encoder's parameters are) moves the encoder there first.
     ``progress`` shows the images done under the name ``stage`` (:mod:`medssl.progress`).
@@ -62,11 +65,30 @@ def embed(
     Both outputs are numpy so they go straight to scikit-learn, ``np.savez`` or pandas;
     ``torch.from_numpy`` turns the features back into a tensor without a copy.
     """
-    if isinstance(data, np.ndarray):
-        arr = data if data.ndim == 4 else data[..., None]
-        data = _ArrayDataset(arr)
+    from medssl.augment.layout import image_list
+    from medssl.errors import ConfigError
+
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ConfigError(f"embed: batch_size must be a positive integer, got {batch_size!r}")
+    if isinstance(data, (str, bytes, os.PathLike)):
+        raise ConfigError(f"embed(data): got the path {data!r}; open it first (medssl.open_dataset(path)) or pass "
+                          "an array or list of images")
+    if isinstance(data, (np.ndarray, list, tuple)):
+        data = _ArrayDataset(image_list(data, "embed(data)") if len(data) else [])
+    if indices is not None:
+        idx = np.asarray(indices)
+        if idx.size and (idx.dtype.kind not in "iu" or idx.ndim != 1):
+            raise ConfigError(f"embed: indices must be a 1-D sequence of integers, got shape {idx.shape} "
+                              f"dtype {idx.dtype}")
+        if idx.size and (idx.min() < 0 or idx.max() >= len(data)):
+            raise ConfigError(f"embed: indices must be in [0, {len(data)}) for {len(data)} images, got "
+                              f"{int(idx.min())}..{int(idx.max())}")
     ds = _Preprocessed(data, preprocess, indices)
     if device is not None:
+        if not isinstance(device, torch.device) or (device.type == "cuda" and not torch.cuda.is_available()):
+            from medssl.device import resolve_device
+
+            device = resolve_device(str(device), "embed(device=...)")  # "cuda" without CUDA: our error
         encoder.to(device)  # the features are computed where the images are sent
     device = device or next(encoder.parameters()).device
     was_training = encoder.training
@@ -92,6 +114,9 @@ def embed(
     finally:
         bar.close()
         encoder.train(was_training)
+    if not feats:  # nothing to embed: an empty result of the right width
+        width = int(getattr(encoder, "num_features", 0) or 0)
+        return np.zeros((0, width), np.float32), np.zeros((0,), np.int64)
     return np.concatenate(feats), np.concatenate(labels)
 
 
@@ -145,7 +170,9 @@ def _batches(ds: Dataset, batch_size: int) -> Iterator[Tuple[torch.Tensor, List[
 
 
 class _ArrayDataset(Dataset):
-    def __init__(self, images: np.ndarray) -> None:
+    """``(image, -1)`` of a list of images whose layout :mod:`medssl.augment.layout` checked."""
+
+    def __init__(self, images: List[np.ndarray]) -> None:
         self.images = images
 
     def __len__(self) -> int:

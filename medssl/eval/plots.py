@@ -44,8 +44,12 @@ def _title(text: str, note: str) -> str:
 
 
 def _save(fig: Any, path: Path) -> Path:
-    fig.savefig(path, dpi=DPI)
-    _plt().close(fig)
+    from medssl.fileio import atomic_savefig
+
+    try:
+        atomic_savefig(fig, path, "the plot", dpi=DPI)
+    finally:
+        _plt().close(fig)
     return path
 
 

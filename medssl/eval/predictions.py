@@ -70,11 +70,15 @@ def write_predictions(path: Path, per_seed: Sequence[Tuple[int, Any, Any]], spli
     for seed, y_true, scores in per_seed:
         header, seed_rows = prediction_rows(seed, split, y_true, scores, task, class_names)
         rows += seed_rows
-    with Path(path).open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return Path(path)
+    from medssl.fileio import atomic_write
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(header)
+            writer.writerows(rows)
+
+    return atomic_write(path, write, "the predictions")
 
 
 def auc_recipe(task: str, class_names: Sequence[str], seed: int, file: str = FILE) -> str:

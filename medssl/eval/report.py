@@ -226,8 +226,10 @@ def write_report(report: Mapping[str, Any], out: Path) -> Tuple[Path, Path]:
     """Write ``report.json`` and ``report.md`` into ``out``."""
     out = Path(out)
     js, md = out / "report.json", out / "report.md"
-    js.write_text(json.dumps(report, indent=1, default=str))
-    md.write_text(render_markdown(report))
+    from medssl.fileio import atomic_write_text  # a full disk: one line, never a torn report
+
+    atomic_write_text(js, json.dumps(report, indent=1, default=str), "the report")
+    atomic_write_text(md, render_markdown(report), "the report")
     return js, md
 
 
@@ -238,11 +240,35 @@ def load_report(path: Path) -> Dict[str, Any]:
     if not f.is_file():
         raise DataError(f"no report.json in {p}: pass a directory written by `medssl transfer` or `medssl evaluate`")
     try:
-        body = json.loads(f.read_text())
-    except ValueError as exc:
-        raise DataError(f"{f} is not valid JSON ({exc}); re-run the evaluation") from exc
+        body = json.loads(f.read_bytes().decode("utf-8"))
+    except (ValueError, OSError, RecursionError) as exc:
+        raise DataError(f"{f} is not valid JSON ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); "
+                        "re-run the evaluation") from exc
+    return check_report_body(body, f)
+
+
+# What compare_reports reads, as (dotted key, type): a report missing one is refused by name.
+_REPORT_FIELDS = (("protocol", dict), ("protocol.name", str), ("protocol.label_fraction", (int, float)),
+                  ("protocol.split_test", str), ("protocol.seeds", list), ("data.test.config", object),
+                  ("encoder.encoder_json", dict), ("encoder.sha256", str), ("aggregate", dict))
+
+
+def check_report_body(body: Any, f: Path) -> Dict[str, Any]:
+    """``body`` if it is a medssl report holding every field the comparison reads (each
+    aggregate metric a ``{mean, sd}`` object), else a DataError naming ``f`` and the field."""
+    if not isinstance(body, dict):
+        raise DataError(f"{f} holds a JSON {type(body).__name__}, not a medssl evaluation report (a JSON object); "
+                        "re-run the evaluation")
     if body.get("format") != FORMAT:
         raise DataError(f"{f} is not a medssl evaluation report (format {body.get('format')!r}, expected {FORMAT!r})")
+    wanted = list(_REPORT_FIELDS) + [(f"aggregate.{k}", dict) for k in COMPARE_METRICS]
+    for dotted, kind in wanted:
+        node: Any = body
+        for part in dotted.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is None or not isinstance(node, kind) or isinstance(node, bool):
+            raise DataError(f"{f} has no valid '{dotted}' (the report is incomplete or was edited); "
+                            "re-run the evaluation that wrote it")
     return body
 
 

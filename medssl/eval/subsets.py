@@ -209,14 +209,19 @@ def save_indices(path: PathLike, indices: Any, meta: Optional[Dict[str, Any]] = 
     if idx.ndim != 1 or (idx.size and idx.dtype.kind not in "iu"):
         raise EvaluationError(f"indices must be a 1-D integer array, got shape {idx.shape} dtype {idx.dtype}")
     idx = idx.astype(np.int64)
-    p.parent.mkdir(parents=True, exist_ok=True)
+    from medssl.fileio import atomic_write, atomic_write_text
+
     body = {"format": FORMAT, "meta": meta or {}}
     if p.suffix == ".npy":
-        np.save(p, idx)
-        _meta_path(p).write_text(json.dumps(body, indent=1))
+        def write(tmp: Path) -> None:
+            with tmp.open("wb") as fh:  # a file object, so np.save does not append ".npy" to the temporary
+                np.save(fh, idx)
+
+        atomic_write(p, write, "the label subset")
+        atomic_write_text(_meta_path(p), json.dumps(body, indent=1), "the label subset")
     else:
         body["indices"] = idx.tolist()
-        p.write_text(json.dumps(body))
+        atomic_write_text(p, json.dumps(body), "the label subset")
     return p
 
 

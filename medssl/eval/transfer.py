@@ -25,7 +25,8 @@ from medssl.eval import slide_level
 from medssl.eval.cache import cached_features, fingerprint
 from medssl.eval.config import TransferConfig
 from medssl.eval.seeds import across_seeds, seeds_to_run
-from medssl.errors import DataError
+from medssl.errors import ConfigError, DataError
+from medssl.threads import plan_workers
 from medssl.fileio import check_output_path
 from medssl.provenance import sha256_file
 from medssl.provenance import data_provenance
@@ -60,6 +61,21 @@ def encoder_provenance(path: str, meta: Mapping[str, Any]) -> Dict[str, Any]:
     return {"path": str(p), "sha256": sha256_file(p), "encoder_json": dict(meta)}
 
 
+def check_overlap(train_ds: Any, test_ds: Any, allowed: bool) -> List[str]:
+    """Refuse train / test sets that share images, files, slides or patients unless
+    ``allowed`` (then one warning line for stderr and the report)."""
+    from medssl.eval.overlap import overlap, overlap_warning
+
+    found = overlap(train_ds, test_ds)
+    if found is None:
+        return []
+    if not allowed:
+        raise ConfigError(f"train and test overlap: {found}. A probe scored on its own training images measures "
+                          "memorisation; choose disjoint splits (e.g. --split-train train --split-test test), or "
+                          "pass --allow-overlap (allow_overlap: true) if this is what you mean")
+    return [overlap_warning(found)]
+
+
 def open_labelled(spec: Any, split: str, role: str) -> Tuple[Any, Dict[str, Any]]:
     """``(dataset, resolved config)``; raises DataError when the split carries no labels."""
     from medssl.data.open import open_dataset, resolve_config
@@ -80,7 +96,8 @@ def _embed_split(model: torch.nn.Module, preprocess: Any, ds: Any, cfg: Transfer
                  device: torch.device, progress: bool, stage: str) -> Tuple[np.ndarray, np.ndarray]:
     from medssl.eval.features import embed
 
-    feats, labels = embed(model, ds, preprocess, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
+    workers = plan_workers(cfg.num_workers, "num_workers")[0]
+    feats, labels = embed(model, ds, preprocess, batch_size=cfg.batch_size, num_workers=workers,
                           device=device, progress=progress, stage=stage)
     return feats, labels
 
@@ -188,6 +205,7 @@ def run_transfer(cfg: TransferConfig, progress: bool = True) -> TransferResult:
         test_ds, test_cfg = open_labelled(cfg.test_spec(), cfg.split_test, "test")
         names, class_names_source, name_warnings = check_label_spaces(train_ds, test_ds,
                                                                       cfg.allow_class_name_mismatch)
+        name_warnings = name_warnings + check_overlap(train_ds, test_ds, cfg.allow_overlap)
         inputs = _Inputs(
             model, preprocess, device, encoder_provenance(cfg.encoder, preprocess.meta), train_ds, test_ds,
             names, class_names_source,

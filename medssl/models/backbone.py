@@ -203,7 +203,9 @@ def load_backbone_weights(model: nn.Module, path: Union[str, Path], strict: bool
 
     Tensors whose shape differs from the model's are skipped, except a first conv whose
     input channels differ (3 -> 1 channel), which timm's ``adapt_input_conv`` converts.
-    Anything not loaded is listed in a warning; ``strict=True`` makes it a ConfigError.
+    Anything not loaded is listed in a warning; ``strict=True`` makes it a ConfigError,
+    except the first conv of a small-input stem (:func:`build_backbone` replaced it, so
+    ImageNet weights cannot fit it).
     """
     from timm.models import adapt_input_conv
 
@@ -231,7 +233,9 @@ def load_backbone_weights(model: nn.Module, path: Union[str, Path], strict: bool
         to_load[k] = v
     report.missing = [k for k in own if k not in to_load]
     report.loaded = sorted(to_load)
-    if strict and not report.ok:
+    replaced = {"conv1.weight"} if getattr(model, "small_input_stem_applied", False) else set()
+    mismatched = [m for m in report.shape_mismatch if m.split(" ")[0] not in replaced]
+    if strict and (report.missing or report.unexpected or mismatched):
         raise ConfigError(f"backbone weights do not match the model: {report.summary()}")
     model.load_state_dict(to_load, strict=False)
     if not report.ok or report.adapted:

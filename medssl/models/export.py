@@ -35,8 +35,11 @@ def export_encoder(
     mean: Sequence[float],
     std: Sequence[float],
     extra: Optional[Dict[str, Any]] = None,
+    advice: Optional[str] = None,
 ) -> Path:
     """Write ``path`` (.safetensors) and its ``.json`` sidecar atomically; returns ``path``.
+    A failed write (a full disk) is a one-line :class:`~medssl.errors.WriteError` ending in
+    ``advice`` (what the caller can do about it).
 
     Raises:
         MedSSLError: a weight or buffer holds NaN or infinity (a diverged run); nothing is
@@ -68,8 +71,10 @@ def export_encoder(
             f"infinity ({shown}); training diverged. Lower optim.lr, set optim.grad_clip, or resume "
             "from an earlier checkpoint"
         )
-    atomic_write(target, lambda tmp: save_file(state, str(tmp), metadata={"medssl": json.dumps(meta)}))
-    atomic_write(target.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(meta, indent=2)))
+    atomic_write(target, lambda tmp: save_file(state, str(tmp), metadata={"medssl": json.dumps(meta)}),
+                 "the encoder", advice)
+    atomic_write(target.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(meta, indent=2)),
+                 "the encoder record", advice)
     return target
 
 
@@ -185,14 +190,22 @@ def load_encoder(path: PathLike, device: Union[str, torch.device] = "cpu"
                  ) -> Tuple[nn.Module, Callable[[Any], torch.Tensor]]:
     """An exported encoder in eval mode, and its ``preprocess``.
 
-    ``preprocess`` takes one HWC uint8 image (numpy, as medssl datasets return) or a list of
-    them and returns a float tensor ``[C, S, S]`` / ``[N, C, S, S]`` resized to the
-    training size and normalised as in training; grayscale inputs are repeated to 3
-    channels when the encoder expects 3.
+    ``preprocess`` takes one HWC uint8 image (numpy, as medssl datasets return), a batch
+    ``(N, H, W(, C))`` or a list of images and returns a float tensor ``[C, S, S]`` /
+    ``[N, C, S, S]`` resized to the training size and normalised as in training; grayscale
+    inputs are repeated to 3 channels when the encoder expects 3, RGBA loses its alpha, and
+    a channel-first or ambiguous layout is a ConfigError naming the shapes accepted
+    (:mod:`medssl.augment.layout`). ``device`` "cuda" without a GPU is a ConfigError.
     """
+    from medssl.augment.layout import image_list, one_image
     from medssl.augment.presets import eval_preprocess
+    from medssl.device import resolve_device
     from medssl.models.backbone import build_backbone
 
+    if not isinstance(device, torch.device):
+        device = resolve_device(device, "load_encoder(device=...)")
+    elif device.type == "cuda" and not torch.cuda.is_available():
+        device = resolve_device(str(device), "load_encoder(device=...)")
     p, meta = _resolve(path)
     model = build_backbone(meta["backbone"], in_chans=meta["in_chans"], image_size=meta["image_size"],
                            small_input_stem=meta["small_input_stem"], weights=str(p), strict_weights=True)
@@ -200,10 +213,13 @@ def load_encoder(path: PathLike, device: Union[str, torch.device] = "cpu"
     aug = eval_preprocess(meta["mean"], meta["std"], meta["in_chans"], meta["image_size"])
 
     def preprocess(images: Any) -> torch.Tensor:
-        if isinstance(images, np.ndarray) and images.ndim in (2, 3) and images.dtype == np.uint8 \
-                and (images.ndim == 2 or images.shape[-1] in (1, 3)):
-            return aug(images)
-        return torch.stack([aug(np.asarray(im)) for im in images])
+        if isinstance(images, np.ndarray) and (images.ndim == 2 or (images.ndim == 3 and (
+                images.shape[-1] in (1, 3, 4) or images.shape[0] in (1, 3, 4)))):
+            return aug(one_image(images, "preprocess(images)"))
+        batch = image_list(images, "preprocess(images)")
+        if not batch:
+            return torch.empty(0, meta["in_chans"], meta["image_size"], meta["image_size"])
+        return torch.stack([aug(im) for im in batch])
 
     preprocess.meta = meta  # type: ignore[attr-defined]
     return model, preprocess

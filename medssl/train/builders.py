@@ -8,6 +8,7 @@ then the objective and the model (their initial weights), then the optimiser.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any, List, Optional, Sequence, Tuple
 
@@ -28,6 +29,8 @@ from medssl.objectives.support_set import SupportSet
 from medssl.data.open import open_dataset
 from medssl.registry import OBJECTIVES
 from medssl.train import distributed as D
+from medssl.threads import plan_workers
+from medssl.train.memory_plan import check_training_memory
 from medssl.train.config import PretrainConfig
 from medssl.train.monitor import KNNMonitor
 from medssl.train.optim import build_optimizer, build_scheduler
@@ -80,6 +83,10 @@ class TrainingData:
 def build_data(cfg: PretrainConfig, device: torch.device, dist: D.DistInfo) -> TrainingData:
     """Dataset, sampler, view pipeline, loader and (rank 0) the k-NN monitor."""
     t = cfg.train
+    check_training_memory(cfg)  # before the first view or weight is allocated
+    workers, why = plan_workers(t.num_workers, "train.num_workers")
+    if dist.is_main:
+        print(f"medssl: {workers} DataLoader worker process{'es' if workers != 1 else ''} ({why})", file=sys.stderr)
     dataset = open_dataset(cfg.data)
     if len(dataset) == 0:
         raise ConfigError(f"the training dataset {cfg.data} is empty")
@@ -96,7 +103,7 @@ def build_data(cfg: PretrainConfig, device: torch.device, dist: D.DistInfo) -> T
     make_sampler = getattr(dataset, "make_sampler", None)  # sharded sets order their own epochs
     if make_sampler is not None:
         sampler = make_sampler(t.batch_size, seed=cfg.seed, rank=dist.rank,
-                               world_size=dist.world_size, num_workers=t.num_workers)
+                               world_size=dist.world_size, num_workers=workers)
     else:
         sampler = ResumableSampler(len(dataset), t.batch_size, seed=cfg.seed,
                                    rank=dist.rank, world_size=dist.world_size)
@@ -117,7 +124,6 @@ def build_data(cfg: PretrainConfig, device: torch.device, dist: D.DistInfo) -> T
         source = MultiViewDataset(dataset, views, seed=cfg.seed)
         collate = None
         in_chans = int(source[0][0][0].shape[0])
-    workers = t.num_workers
     loader = DataLoader(
         source,
         batch_size=t.batch_size,
@@ -184,8 +190,16 @@ def build_model(cfg: PretrainConfig, in_chans: int, dataset_size: int, device: t
         obj_cfg[width_option] = m.proj_dim
     objective = OBJECTIVES.build(obj_cfg)
     needs: Requirements = objective.requirements
-    backbone = build_backbone(m.backbone, in_chans=in_chans, image_size=cfg.augment.image_size,
-                              small_input_stem=m.small_input_stem, weights=m.weights)
+    try:
+        backbone = build_backbone(m.backbone, in_chans=in_chans, image_size=cfg.augment.image_size,
+                                  small_input_stem=m.small_input_stem, weights=m.weights,
+                                  strict_weights=not m.partial_weights)
+    except ConfigError as exc:
+        if "do not match the model" not in str(exc):
+            raise
+        raise ConfigError(f"model.weights: {exc} (backbone {m.backbone!r}). Use weights of this architecture, or set "
+                          "model.partial_weights: true to load the matching tensors and keep the rest at random "
+                          "init") from exc
     model: nn.Module = build_ssl_model(backbone, objective, proj_hidden=m.proj_hidden, proj_dim=m.proj_dim,
                                        proj_layers=m.proj_layers, proj_last_bn=m.proj_last_bn,
                                        per_view_bn=m.per_view_bn, predictor=m.predictor,

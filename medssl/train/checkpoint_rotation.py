@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from medssl.checkpoint_io import save_checkpoint
+from medssl.fileio import check_inside
 
 _NAME = re.compile(r"^step_(\d{8})\.pt$")
 
@@ -23,10 +24,16 @@ class CheckpointManager:
         return self.dir / f"step_{step:08d}.pt"
 
     def all(self) -> List[Path]:
-        """Existing checkpoints, oldest first (temporary files of a killed write are ignored)."""
+        """Existing checkpoints, oldest first (temporary files of a killed write are ignored).
+
+        A checkpoint name that is a link leading out of the run directory is a ConfigError
+        naming it: nothing outside the run directory is read through it."""
         if not self.dir.is_dir():
             return []
-        return sorted(p for p in self.dir.iterdir() if _NAME.match(p.name))
+        found = sorted(p for p in self.dir.iterdir() if _NAME.match(p.name))
+        for p in found:  # a linked checkpoints/ (on scratch space) is the user's own; links in it are not
+            check_inside(p, self.dir, "a checkpoint")
+        return found
 
     def latest(self) -> Optional[Path]:
         found = self.all()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import yaml
 
@@ -17,13 +18,20 @@ def _pretrain(args: argparse.Namespace) -> int:
         overrides.append("train.resume=auto")
     if args.out_dir:
         overrides.append(f"out_dir={args.out_dir}")
+    run_dir = Path(args.config).parent
+    if Path(args.config).name == "config.yaml" and ((run_dir / "checkpoints").is_dir()
+                                                     or (run_dir / "encoder.safetensors").exists()):
+        from medssl.train.run_dir import read_run_config
+
+        read_run_config(run_dir)  # a run's own config, as when resuming with it: refused if torn
     cfg = load_pretrain_config(args.config, overrides)
     if args.print_config:
         sys.stdout.write(yaml.safe_dump(to_dict(cfg), sort_keys=False))
         return 0
     from medssl.train.loop import pretrain
 
-    result = pretrain(cfg, progress=not args.no_progress, resume_force=args.resume_force)
+    result = pretrain(cfg, progress=not args.no_progress, resume_force=args.resume_force,
+                      resume_asked=bool(args.resume or args.resume_force), overwrite=args.overwrite)
     if result.encoder is not None:
         steps = f"{result.steps} step" + ("" if result.steps == 1 else "s")
         if result.steps_run == 0:  # resumed at its last step: no loss to show
@@ -52,6 +60,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume-force", action="store_true",
                    help="resume even if the config changes what is trained (dataset, objective, model, "
                    "optimiser, seed ...); each change is recorded in out_dir/history.jsonl")
+    p.add_argument("--overwrite", action="store_true",
+                   help="train a new run into an out_dir that holds a finished run (its encoder, metrics and "
+                   "checkpoints are replaced); without it such a directory is refused")
     p.add_argument("--out-dir", help="run directory (default: the config's out_dir)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_pretrain)

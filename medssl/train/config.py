@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Literal, Optional, Sequence, Tuple, Union
 
-from medssl.config import apply_overrides, check_range, from_mapping, load_yaml
+from medssl.config import apply_overrides, check_range, check_seed, from_mapping, load_yaml, user_path
 from medssl.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -58,6 +58,7 @@ class ModelConfig:
     backbone: str = "resnet18"
     small_input_stem: Union[bool, Literal["auto"]] = "auto"
     weights: Optional[str] = None
+    partial_weights: bool = False  # accept model.weights that leave tensors unloaded (named in a warning)
     proj_hidden: int = 2048
     proj_dim: int = 256
     proj_layers: int = 3
@@ -149,7 +150,7 @@ class TrainConfig:
     epochs: int = 100
     max_steps: Optional[int] = None
     batch_size: int = 256
-    num_workers: int = 2
+    num_workers: Union[int, Literal["auto"]] = "auto"
     threads: Union[int, Literal["auto"]] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # YAML 1.1 reads a bare ``off`` / ``no`` as false: that is "off", not an error
@@ -178,7 +179,8 @@ class TrainConfig:
         if self.max_steps is not None:
             check_range("train.max_steps", self.max_steps, lo=1)
         check_range("train.batch_size", self.batch_size, lo=2)
-        check_range("train.num_workers", self.num_workers, lo=0)
+        if self.num_workers != "auto":
+            check_range("train.num_workers", self.num_workers, lo=0)
         if self.threads != "auto":
             check_range("train.threads", self.threads, lo=1)
         for key in ("log_every", "ckpt_every", "keep_last", "knn_k", "collapse_patience"):
@@ -204,6 +206,15 @@ class PretrainConfig:
     seed: int = 0
     out_dir: str = "runs/medssl"
     recipe: Optional[str] = None  # a named set of defaults (medssl.train.recipes), filled in under the config
+
+    def __post_init__(self) -> None:
+        check_seed("seed", self.seed)
+        # Every path key means the same as in a shell: `~` expanded, an empty one refused.
+        self.out_dir = user_path("out_dir", self.out_dir)
+        if self.model.weights is not None:
+            self.model.weights = user_path("model.weights", self.model.weights)
+        if isinstance(self.train.resume, str) and self.train.resume != "auto":
+            self.train.resume = user_path("train.resume", self.train.resume)
 
 
 # Keys that moved: old dotted key -> new dotted key. A config using the old key still

@@ -46,7 +46,7 @@ from medssl.train.config import PretrainConfig
 from medssl.train.metrics_log import MetricsLogger, plot_metrics, read_jsonl, write_csv
 from medssl.train.monitor import HealthMonitor
 from medssl.train.resume import SAFE_ON_RESUME, agree_on_resume, check_resume, continue_schedule, find_resume
-from medssl.train.run_dir import append_history, open_run_dir
+from medssl.train.run_dir import append_history, check_fresh_start, check_resume_target, open_run_dir
 from medssl.train.signals import stop_signals
 
 
@@ -144,13 +144,17 @@ class Pretrainer:
         resume_force: resume even when ``cfg`` differs from the checkpoint's config in keys
             that change what is trained (recorded in ``history.jsonl``; see
             :mod:`medssl.train.resume`).
+        resume_asked: the user asked to resume (``--resume``): with no checkpoint to resume
+            from, stop rather than start afresh (:func:`~medssl.train.run_dir.check_fresh_start`).
+        overwrite: train over a finished run (or another run's checkpoints) in ``run_dir``.
     """
 
     def __init__(self, cfg: PretrainConfig, run_dir: Optional[Path] = None, progress: bool = True,
-                 resume_force: bool = False) -> None:
+                 resume_force: bool = False, resume_asked: bool = False, overwrite: bool = False) -> None:
         self.cfg = cfg
         self.progress = progress
         self.resume_force = resume_force
+        self.resume_asked, self.overwrite = resume_asked, overwrite
         t = cfg.train
         probe = torch.device("cuda") if (t.device != "cpu" and torch.cuda.is_available()) else torch.device("cpu")
         self.dist = D.init_distributed(probe.type)
@@ -360,6 +364,8 @@ class Pretrainer:
         resume = agree_on_resume(find_resume(t.resume, self.ckpts), self.dist)
         changes: Dict[str, Any] = {}
         if resume is not None:
+            if main:
+                check_resume_target(self.run_dir, self.ckpts, Path(resume), self.overwrite)
             state = load_checkpoint(resume, map_location=self.device)
             # Refused here, before anything is loaded or written, unless forced.
             changes = check_resume((state.get("provenance") or {}).get("config"), cfg_dict, checkpoint=resume,
@@ -376,11 +382,8 @@ class Pretrainer:
                           f"step {self.step} (the learning-rate schedule continues)", file=sys.stderr)
         else:
             recorded = None
-        if main and resume is None and self.ckpts.latest() is not None:
-            raise MedSSLError(
-                f"{self.run_dir} already holds checkpoints of another run. Pass --resume to continue it, "
-                "or choose another out_dir."
-            )
+        if main and resume is None:
+            check_fresh_start(self.run_dir, self.ckpts, self.resume_asked, self.overwrite)
         if self.precision_pending:
             self.amp_dtype = self._choose_cpu_precision(recorded)
         if main:
@@ -479,19 +482,24 @@ class Pretrainer:
             mean=list(mean),
             std=list(std),
             extra={"objective": self.cfg.objective.get("name"), "steps": self.step},
+            advice=f"the training finished and its checkpoint {self.last_checkpoint} is intact: free some space, "
+                   "then run the same command with --resume to export the encoder again",
         )
 
 
 def pretrain(cfg: PretrainConfig, run_dir: Optional[Path] = None, progress: bool = True,
-             resume_force: bool = False) -> RunResult:
+             resume_force: bool = False, resume_asked: bool = False, overwrite: bool = False) -> RunResult:
     """Build a :class:`Pretrainer` from ``cfg`` and run it; the process group is left as found.
 
     The run directory is locked while the run writes to it (rank 0 holds
     :class:`~medssl.runlock.RunLock`): a second run on the same ``out_dir`` is refused,
     naming the PID of the first. Building comes first, so a config that cannot run
-    (unknown data, a backbone that cannot take the image size) writes nothing.
+    (unknown data, a backbone that cannot take the image size) writes nothing. A finished
+    run in ``run_dir`` is replaced only with ``overwrite``; ``resume_asked`` (``--resume``)
+    with no checkpoint to resume from stops (see :class:`Pretrainer`).
     """
-    trainer = Pretrainer(cfg, run_dir=run_dir, progress=progress, resume_force=resume_force)
+    trainer = Pretrainer(cfg, run_dir=run_dir, progress=progress, resume_force=resume_force,
+                         resume_asked=resume_asked, overwrite=overwrite)
     try:
         with RunLock(trainer.run_dir, "out_dir") if trainer.dist.is_main else contextlib.nullcontext():
             return trainer.fit()

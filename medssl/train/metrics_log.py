@@ -11,6 +11,10 @@ from typing import Any, Dict, List, Optional, Sequence
 
 Row = Dict[str, Any]
 
+#: What to do after a failed write in a run directory: the checkpoints are never touched.
+RESUME_ADVICE = ("free some space or choose another out_dir, then continue with --resume "
+                 "(the checkpoints already written are intact)")
+
 
 class MetricsLogger:
     """Appends one JSON object per call to ``metrics.jsonl`` (flushed, so a killed run keeps
@@ -38,8 +42,15 @@ class MetricsLogger:
         if not self.enabled or self._fh is None:
             return
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
-        self._fh.write(json.dumps(clean) + "\n")
-        self._fh.flush()
+        try:
+            self._fh.write(json.dumps(clean) + "\n")
+            self._fh.flush()
+        except OSError as exc:  # a full disk: say so in one line; the checkpoints are intact
+            from medssl.errors import WriteError
+            from medssl.fileio import write_failure_reason
+
+            raise WriteError(f"cannot append to the metrics log {self.path}: "
+                             f"{write_failure_reason(exc, self.run_dir)}; {RESUME_ADVICE}") from exc
         if self._tb is not None and "step" in row:
             for k, v in row.items():
                 if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool):
@@ -55,15 +66,35 @@ class MetricsLogger:
 
 
 def read_jsonl(path: Path) -> List[Row]:
-    """All rows of a metrics file; a torn last line (killed mid-write) is skipped."""
+    """All rows of a metrics file; a torn last line (killed mid-write) is skipped, and so is
+    a line that is JSON but not an object (``null``, a list: never written by medssl), with
+    one warning naming the file and the line numbers (a torn last line, the usual case
+    after a kill, is skipped silently)."""
     rows: List[Row] = []
     if not Path(path).is_file():
         return rows
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
+    skipped: List[int] = []
+    text = Path(path).read_bytes().decode("utf-8", errors="replace")
+    for number, line in enumerate(text.splitlines(), start=1):
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
+            row = json.loads(line)
+        except (json.JSONDecodeError, RecursionError):  # torn, or nested beyond reason
+            skipped.append(number)
             continue
+        if isinstance(row, dict) and isinstance(row.get("step", 0), int) and not isinstance(row.get("step"), bool):
+            rows.append(row)
+        else:
+            skipped.append(number)
+    lines_total = text.count("\n") + (0 if text.endswith("\n") else 1)
+    skipped = [n for n in skipped if not (n == lines_total and not text.endswith("\n"))]  # torn last line
+    if skipped:
+        import warnings
+
+        from medssl.errors import DataWarning
+
+        shown = ", ".join(map(str, skipped[:5])) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+        warnings.warn(f"{path}: skipped {len(skipped)} line(s) that are not metrics rows (JSON objects with an "
+                      f"integer step): line(s) {shown}", DataWarning, stacklevel=2)
     return rows
 
 
@@ -82,11 +113,16 @@ def write_csv(rows: Sequence[Row], path: Path) -> None:
     if "step" in keys:
         keys.remove("step")
         keys.insert(0, "step")
-    with Path(path).open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=keys)
-        writer.writeheader()
-        for r in rows:
-            writer.writerow(r)
+    from medssl.fileio import atomic_write
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=keys)
+            writer.writeheader()
+            for r in rows:
+                writer.writerow(r)
+
+    atomic_write(path, write, "the metrics table", RESUME_ADVICE)
 
 
 # One line per monitored quantity, printed under its panel in monitor.png so the figure
@@ -133,6 +169,10 @@ def plot_metrics(rows: Sequence[Row], path: Path, keys: Sequence[str], title: st
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    from medssl.fileio import atomic_savefig
+
+    try:
+        atomic_savefig(fig, path, "the plot", RESUME_ADVICE, dpi=100)
+    finally:
+        plt.close(fig)
     return Path(path)

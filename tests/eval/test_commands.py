@@ -57,7 +57,11 @@ def _run_dir(tmp_path: Path, encoder: Path, data: dict) -> Path:
     run.mkdir()
     for f in ("encoder.safetensors", "encoder.json"):
         (run / f).write_bytes((encoder / f).read_bytes())
-    (run / "config.yaml").write_text(yaml.safe_dump({"data": data}))
+    # a whole config, as `medssl pretrain` writes it (a run's config.yaml missing keys is refused)
+    from medssl.config import to_dict
+    from medssl.train.config import load_pretrain_config
+
+    (run / "config.yaml").write_text(yaml.safe_dump(to_dict(load_pretrain_config(data={"data": data}))))
     return run
 
 

@@ -64,7 +64,8 @@ def test_every_title_names_the_seed_and_reliability_the_ece_across_seeds(tmp_pat
 
     def keep(fig, path, *a, **kw):
         texts = [ax.get_title() for ax in fig.axes] + ([fig._suptitle.get_text()] if fig._suptitle else [])
-        titles[Path(path).stem] = " | ".join(t for t in texts if t)
+        # the figure is written to a temporary ".roc.png.XXXX.tmp" next to roc.png, then renamed
+        titles[Path(str(path)).name.lstrip(".").split(".")[0]] = " | ".join(t for t in texts if t)
         real(fig, path, *a, **kw)
 
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", keep)

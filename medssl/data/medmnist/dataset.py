@@ -13,7 +13,7 @@ import numpy as np
 from medssl.data.base import MedicalImageDataset, as_hwc, check_image_array
 from medssl.data.medmnist.fetch import how_to_get
 from medssl.data.medmnist.files import SIZES, SPLITS, npz_filename, official_info, parse_stem, read_meta, verify_md5
-from medssl.data.medmnist.npy_cache import MMAP_MIN_SIZE, ensure_npy_copy, npz_member_shape
+from medssl.data.medmnist.npy_cache import MMAP_MIN_SIZE, check_member_size, ensure_npy_copy, npz_member_shape
 from medssl.data.rowreader import RowReader
 from medssl.errors import ConfigError, DataError
 from medssl.fileio import PathLike
@@ -89,13 +89,15 @@ class MedMNISTDataset(MedicalImageDataset):
                         )
                 shape = npz_member_shape(zf, ik)
                 use_mmap = mmap if mmap is not None else (shape is not None and len(shape) >= 3 and shape[1] >= MMAP_MIN_SIZE)
+                check_member_size(zf, lk, self.path, in_memory=True)
+                check_member_size(zf, ik, self.path, in_memory=not use_mmap)
                 with np.load(self.path, allow_pickle=False) as z:
                     labels = z[lk]
                     images = None if use_mmap else z[ik]
                 if use_mmap:
                     self._mmap_file = ensure_npy_copy(self.path, zf, ik, self.cache_dir)
                     images = self._open_mmap()
-        except DataError:
+        except (DataError, ConfigError):
             raise
         except _NPZ_ERRORS as exc:
             raise DataError(f"{self.path}: not a readable .npz file (corrupt or truncated?): {type(exc).__name__}: {exc}") from exc
@@ -129,7 +131,11 @@ class MedMNISTDataset(MedicalImageDataset):
                 labels = labels[:, 0]
             if labels.ndim != 1:
                 raise DataError(f"{src}: single-label task '{self.task}' needs labels of shape (N,) or (N, 1), got {labels.shape}")
-            if n and (labels.min() < 0 or labels.max() >= self.num_classes or not np.all(labels == np.round(labels))):
+            if n and not np.all(labels == np.round(labels)):
+                bad = labels[labels != np.round(labels)][0]
+                raise DataError(f"{src}: labels must be integer class indices, found the non-integer value {bad} "
+                                f"(dtype {labels.dtype}); threshold or round them into classes first")
+            if n and (labels.min() < 0 or labels.max() >= self.num_classes):
                 raise DataError(
                     f"{src}: labels must be integers in [0, {self.num_classes}) for {self.num_classes} classes, "
                     f"found values {labels.min()}..{labels.max()}"

@@ -36,6 +36,31 @@ def npz_member_shape(zf: zipfile.ZipFile, key: str) -> Optional[Tuple[int, ...]]
     return None
 
 
+def check_member_size(zf: zipfile.ZipFile, key: str, source: Path, in_memory: bool) -> None:
+    """Refuse ``key.npy`` before it is read when its header declares more bytes than the
+    archive holds for it (a damaged or crafted file: 5 KB declaring 10^9 images), or, when
+    it is to be read into memory, more than the machine has; the error names the file, the
+    key, the declared shape and both sizes."""
+    from medssl.memory import check_allocation
+
+    info = zf.getinfo(f"{key}.npy")
+    with zf.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(f)
+        header = f.tell()
+    declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    held = info.file_size - header
+    where = f"{source} [{key}]"
+    if declared > held:
+        raise DataError(f"{where}: its header declares shape {tuple(shape)} of {dtype} ({declared / 1e9:,.3g} GB) but "
+                        f"the archive holds {max(held, 0):,} bytes for it; the file is damaged or was not written by "
+                        "numpy. Download or write it again")
+    if in_memory:
+        check_allocation(declared, f"{where} (shape {tuple(shape)} {dtype}) in memory",
+                         "set mmap: true in the dataset config to read it from disk")
+
+
 def _copy_member(zf: zipfile.ZipFile, key: str, dest: Path) -> None:
     """Stream ``key.npy`` out of the archive into ``dest`` atomically (temp file + rename)."""
     def copy(tmp: Path) -> None:
