@@ -200,13 +200,17 @@ def write_predictions_table(path: Path, results: Sequence[Any], sources: Sequenc
                     header += [h for h in head if h not in header]
                     frac, count = (point.value, "") if point.kind == "fraction" else ("", int(point.value))
                     blocks.append(([r.name, s.name, frac, count, int(run["subset"]["size"])], head, rows))
-    with Path(path).open("w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(prefix + header)
-        for lead, head, rows in blocks:
-            where = [head.index(h) if h in head else None for h in header]
-            w.writerows(lead + ["" if i is None else row[i] for i in where] for row in rows)
-    return Path(path)
+    from medssl.fileio import atomic_write
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(prefix + header)
+            for lead, head, rows in blocks:
+                where = [head.index(h) if h in head else None for h in header]
+                w.writerows(lead + ["" if i is None else row[i] for i in where] for row in rows)
+
+    return atomic_write(path, write, "the predictions")
 
 
 def write_panel_report(cfg: Any, out: Path, results: Sequence[Any], failed: List[Dict[str, str]],
@@ -222,6 +226,8 @@ def write_panel_report(cfg: Any, out: Path, results: Sequence[Any], failed: List
         plot_label_efficiency(curves_from_rows(report["rows"], titles), out / FIGURE,
                               note=f"{cfg.protocol}; mean over seeds {cfg.seed_list()}, 95 % CI band")
         report["plots"] = {"label_efficiency": FIGURE}
-    (out / "report.json").write_text(json.dumps(report, indent=1, default=str))
-    (out / "report.md").write_text(render_panel_markdown(report))
+    from medssl.fileio import atomic_write_text  # a full disk: one line, never a torn report
+
+    atomic_write_text(out / "report.json", json.dumps(report, indent=1, default=str), "the report")
+    atomic_write_text(out / "report.md", render_panel_markdown(report), "the report")
     return report
