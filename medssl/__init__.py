@@ -33,6 +33,8 @@ _LAZY = {
     "pretrain": ("medssl.train.loop", "pretrain"),
     "load_transfer_config": ("medssl.eval.config", "load_transfer_config"),
     "run_transfer": ("medssl.eval.transfer", "run_transfer"),
+    "run_panel": ("medssl.eval.panel", "run_panel"),
+    "compare_panels": ("medssl.eval.compare", "compare_panels"),
 }
 
 __all__ = ["__version__", "MedSSLError", "DataError", "ConfigError", "RegistryError", *_LAZY]

@@ -72,12 +72,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality_plans import EPOCHS_TOKEN, PLANS, Row  # noqa: E402
 from quality_sittings import (RunStopped, Sittings, add_long_run_arguments, checkpoint_step,  # noqa: E402
                               cpu_model, epochs_to_steps, machine, stop_after)
+from medssl.eval.pixels import HIST_BINS as COLOUR_BINS, colour_histogram  # noqa: E402  (the colour-histogram row)
 # Bump when a recipe below changes what a run with the same spec computes (invalidates the cache).
 RECIPE_VERSION = 1
 # the benchmark's network and budget shape (issue 12): ResNet-18, small stem at 28 px, batch 128
 BACKBONE, IMAGE_SIZE, BATCH_SIZE = "resnet18", 28, 128
 FRACTIONS = {"probe@100%": 1.0, "probe@10%": 0.10, "probe@2%": 0.02}
-COLOUR_BINS = 8  # intensity bins per channel of the colour-histogram reference row
 PROTOCOLS = (*FRACTIONS, "knn@20")
 
 
@@ -385,30 +385,6 @@ def _record(m: Dict[str, Any], n_labels: int, **extra: Any) -> Dict[str, Any]:
     """What the cache keeps of one protocol's metrics."""
     return {"accuracy": m["accuracy"], "accuracy_ci": m.get("accuracy_ci"), "auc": m["auc"],
             "auc_ci": m.get("auc_ci"), "n_labels": int(n_labels), **extra}
-
-
-def colour_histogram(images: np.ndarray, bins: int = COLOUR_BINS) -> np.ndarray:
-    """Per channel: the fraction of pixels in each of ``bins`` equal intensity bins, the
-    mean and the standard deviation (intensities in [0, 1]). ``images`` uint8 ``[N, H, W]``
-    or ``[N, H, W, C]``; returns float32 ``[N, C * (bins + 2)]``. No network: the reference
-    row that shows how much a data set's labels can be told from colour alone."""
-    x = np.asarray(images)
-    if x.dtype != np.uint8:
-        raise ValueError(f"colour_histogram: expected uint8 images, got {x.dtype}")
-    if x.ndim == 3:
-        x = x[..., None]
-    if x.ndim != 4:
-        raise ValueError(f"colour_histogram: expected [N, H, W] or [N, H, W, C] images, got shape {x.shape}")
-    n, c = x.shape[0], x.shape[-1]
-    out = np.empty((n, c * (bins + 2)), dtype=np.float32)
-    chunk = 256  # images at a time: a [chunk, pixels, bins] mask stays small at 224 px too
-    for i in range(0, n, chunk):
-        px = x[i:i + chunk].reshape(-1, x.shape[1] * x.shape[2], c)
-        which = px.astype(np.int64) * bins // 256  # bin of each pixel, 0 .. bins - 1
-        hist = [(which[..., ch, None] == np.arange(bins)).mean(1) for ch in range(c)]
-        v = px.astype(np.float64) / 255.0
-        out[i:i + chunk] = np.concatenate([*hist, v.mean(1), v.std(1)], axis=1)
-    return out
 
 
 def features(run: Run, encoder: Optional[Tuple[Any, Any]], split: str) -> Tuple[np.ndarray, Any, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import sys
 from pathlib import Path
 from typing import Any, Dict, List
@@ -26,7 +27,80 @@ def _flag_mapping(args: argparse.Namespace) -> Dict[str, Any]:
     out = {key: getattr(args, attr) for attr, key in _FLAG_KEYS.items() if getattr(args, attr, None) is not None}
     if getattr(args, "no_plots", False):
         out["report"] = {"plots": False}
+    return _panel_flags(args, out)
+
+
+def _take_overrides(args: argparse.Namespace, values: List[str]) -> List[str]:
+    """``values`` of a several-valued flag without the ``key=value`` overrides it swallowed
+    (``--label-fraction 0.1 protocol=knn``), which go back to ``args.overrides``."""
+    keep = []
+    for v in values:
+        if "=" in v and not v.startswith("-") and not Path(v).exists():
+            args.overrides.append(v)
+        else:
+            keep.append(v)
+    return keep
+
+
+def _numbers(flag: str, values: List[str], kind: type) -> List[Any]:
+    out = []
+    for v in values:
+        try:
+            out.append(kind(v))
+        except ValueError:
+            raise ConfigError(f"{flag}: {v!r} is not {'a number' if kind is float else 'a whole number'}") from None
     return out
+
+
+def _panel_flags(args: argparse.Namespace, out: Dict[str, Any]) -> Dict[str, Any]:
+    """Several --data / --label-fraction values, --labels-per-class, --baseline: panel keys."""
+    if not isinstance(getattr(args, "overrides", None), list):
+        args.overrides = list(getattr(args, "overrides", None) or [])
+    if isinstance(out.get("data"), list):
+        data = _take_overrides(args, out.pop("data"))
+        out.update({"targets": data} if len(data) > 1 else {"data": data[0]} if data else {})
+    counts = _numbers("--labels-per-class", _take_overrides(args, getattr(args, "labels_per_class", None) or []), int)
+    if isinstance(out.get("label_fraction"), list):
+        fractions = _numbers("--label-fraction", _take_overrides(args, out.pop("label_fraction")), float)
+        if len(fractions) > 1 or counts:
+            out["label_fractions"] = fractions
+        elif fractions:
+            out["label_fraction"] = fractions[0]
+    if counts:
+        out["labels_per_class"] = counts
+    baselines = _take_overrides(args, getattr(args, "baseline", None) or [])
+    if baselines:
+        out["baselines"] = baselines
+    return out
+
+
+def _run(cfg: Any, progress: bool) -> None:
+    """One transfer run, or a label-efficiency panel (medssl/eval/panel.py); prints the summary."""
+    if not cfg.is_panel():
+        from medssl.eval.transfer import run_transfer
+
+        _print_summary(run_transfer(cfg, progress=progress))
+        return
+    from medssl.eval.panel import run_panel
+
+    res = run_panel(cfg, progress=progress)
+    rows = res.report["rows"]
+    print(f"medssl: {cfg.protocol} panel, {len(res.report['targets'])} target(s), seeds {cfg.seed_list()} "
+          "(AUC, mean over seeds and 95 % CI):")
+    titles = {s["name"]: s["title"] for s in res.report["sources"]}
+    for r in sorted(rows, key=lambda r: (r["target"], list(titles).index(r["source"]), r["n_labels"])):
+        a = r["metrics"]["auc"]
+        ci = a.get("ci") or [None, None]
+        val = "n/a (undefined)" if a["mean"] is None else f"{a['mean']:.4f}" + (
+            f" ({ci[0]:.4f}-{ci[1]:.4f})" if ci[0] is not None else "")
+        print(f"  {r['target']:<16} {titles[r['source']]:<36} {r['point']['label']:>13} "
+              f"({r['n_labels']:g} labels): {val}")
+    for w in res.report["warnings"]:
+        print(f"  warning: {w}", file=sys.stderr)
+    print(f"  report: {res.out_dir / 'report.md'} (and report.json, predictions.csv, label_efficiency.png)")
+    if res.failed:
+        raise DataError("; ".join(f"target {f['target']!r} ({f['data']}) failed: {f['error']}" for f in res.failed)
+                        + f". The other targets were scored and written to {res.out_dir}")
 
 
 def _print_summary(result: Any) -> None:
@@ -51,14 +125,13 @@ def _print_summary(result: Any) -> None:
 def _transfer(args: argparse.Namespace) -> int:
     from medssl.config import to_dict
     from medssl.eval.config import load_transfer_config
-    from medssl.eval.transfer import run_transfer
 
+    mapping = _flag_mapping(args)  # first: it hands back overrides a several-valued flag swallowed
     overrides = list(args.overrides)
     config = args.config
     if config is not None and "=" in config and not Path(config).exists():
         overrides.insert(0, config)  # `medssl transfer key=value --encoder ...`: no YAML given
         config = None
-    mapping = _flag_mapping(args)
     cfg = load_transfer_config(config, mapping, overrides) if (config or mapping or overrides) else None
     if cfg is None:
         raise ConfigError("medssl transfer needs a YAML config or --encoder and --data (see `medssl transfer -h`)")
@@ -66,7 +139,7 @@ def _transfer(args: argparse.Namespace) -> int:
         sys.stdout.write(yaml.safe_dump(to_dict(cfg), sort_keys=False))
         return 0
     _check_run_config(cfg.encoder)
-    _print_summary(run_transfer(cfg, progress=not args.no_progress))
+    _run(cfg, progress=not args.no_progress)
     return 0
 
 
@@ -116,7 +189,6 @@ def evaluation_data(run_dir: Path) -> Dict[str, Any]:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from medssl.eval.config import load_transfer_config
-    from medssl.eval.transfer import run_transfer
 
     run_dir = Path(args.run_dir)
     spec = evaluation_data(run_dir)
@@ -124,7 +196,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     mapping.update({"encoder": str(run_dir), "data": spec})
     mapping.setdefault("out", str(run_dir / f"eval_{mapping.get('protocol', 'linear')}"))
     cfg = load_transfer_config(None, mapping, args.overrides)
-    _print_summary(run_transfer(cfg, progress=not args.no_progress))
+    _run(cfg, progress=not args.no_progress)
     return 0
 
 
@@ -165,12 +237,20 @@ def _embed(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from medssl.eval.compare import compare_panels, is_panel_report
     from medssl.eval.report import compare_reports
     from medssl.fileio import atomic_write_text, check_output_path
 
     if args.out:  # checked before any report is read; missing folders above it are created
         check_output_path(args.out, "--out", kind="file")
-    text, issues = compare_reports([Path(p) for p in args.dirs])
+    paths = [Path(p) for p in args.dirs]
+    if any(is_panel_report(p) for p in paths):  # label-efficiency panels (docs/transfer.md)
+        figure = Path(args.figure) if args.figure else (Path(args.out).with_suffix(".png") if args.out else None)
+        text, issues, result = compare_panels(paths, figure)
+        if args.out:
+            atomic_write_text(Path(args.out).with_suffix(".json"), json.dumps(result, indent=1), "--out")
+    else:
+        text, issues = compare_reports(paths)
     for issue in issues:
         print(f"medssl report: warning: {issue}", file=sys.stderr)
     if args.out:
@@ -202,7 +282,14 @@ _DEVICE_HELP = "auto (a GPU when there is one, else the CPU), cpu or cuda (defau
 
 def _add_eval_flags(p: argparse.ArgumentParser, out_default: str) -> None:
     p.add_argument("--protocol", choices=("linear", "knn", "finetune"), help="evaluation protocol (default linear)")
-    p.add_argument("--label-fraction", type=float, help="fraction of the train labels to use, in (0, 1] (default 1.0)")
+    p.add_argument("--label-fraction", nargs="+", metavar="F",
+                   help="fraction(s) of the train labels to use, in (0, 1] (default 1.0); several make a "
+                        "label-efficiency panel (docs/transfer.md)")
+    p.add_argument("--labels-per-class", nargs="+", metavar="K",
+                   help="labelled images per class, one or more: a panel point each (default: none)")
+    p.add_argument("--baseline", nargs="+", metavar="{random,pixels}",
+                   help="also probe a random-init encoder of the same architecture and/or raw pixels + colour "
+                        "histogram on the same subsets, in a panel (default: none)")
     p.add_argument("--seeds", type=int, help="number of label-subset / probe seeds (default 3)")
     p.add_argument("--seed", type=int, help="first seed (default 0)")
     p.add_argument("--split-train", help="labelled split to train the probe on (default train)")
@@ -229,8 +316,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("config", nargs="?", help="transfer YAML config (configs/transfer/); optional with flags")
     t.add_argument("--encoder", help="run directory or encoder.safetensors (default: the YAML's encoder; one of "
                    "the two is required)")
-    t.add_argument("--data", help="labelled dataset: a path (format auto-detected) or a dataset YAML (default: "
-                   "the YAML's data; one of the two is required)")
+    t.add_argument("--data", nargs="+", help="labelled dataset(s): a path (format auto-detected) or a dataset YAML; "
+                   "several make a panel, each target scored on its own (default: the YAML's data or targets; "
+                   "one of the two is required)")
     t.add_argument("--test-data", help="a separate labelled test dataset (default: --data)")
     t.add_argument("--allow-class-name-mismatch", action="store_true", default=None,
                    help="accept a --test-data whose class names differ from --data's (same classes under "
@@ -262,7 +350,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     r = subparsers.add_parser("report", help="compare evaluation reports side by side",
                               description="A Markdown table of the headline metrics of several evaluation "
-                              "directories; differing protocols / label fractions are flagged.")
+                              "directories; differing protocols / label fractions are flagged. On label-efficiency "
+                              "panels: each against the first, paired differences with CIs, labels saved and "
+                              "overlaid curves (docs/transfer.md).")
     r.add_argument("dirs", nargs="+", help="evaluation directories (each with report.json)")
-    r.add_argument("--out", help="write the table to this file (default: print it)")
+    r.add_argument("--out", help="write the table to this file (default: print it; panels: also OUT.json and "
+                   "OUT.png)")
+    r.add_argument("--figure", help="panels: write the overlaid label-efficiency curves here (default: OUT.png "
+                   "when --out is given, else none)")
     r.set_defaults(func=_report)

@@ -5,7 +5,10 @@ Keys (docs/transfer.md documents each): ``encoder`` (run directory or
 ``test_data`` (a separate labelled test set; default: ``data``), ``split_train`` /
 ``split_test``, ``protocol`` (``linear`` | ``knn`` | ``finetune``), ``label_fraction``
 in (0, 1], ``min_per_class``, ``seeds`` (how many) and ``seed`` (the first), ``out``,
-and the sections ``knn``, ``linear``, ``finetune``, ``report``.
+and the sections ``knn``, ``linear``, ``finetune``, ``report``. The label-efficiency panel
+keys ``label_fractions``, ``labels_per_class``, ``targets`` and ``baselines`` (any of them
+set makes the run a panel, :mod:`medssl.eval.panel`) are checked in
+:mod:`medssl.eval.panel_config`.
 """
 
 from __future__ import annotations
@@ -106,6 +109,11 @@ class TransferConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     allow_class_name_mismatch: bool = False
     allow_overlap: bool = False
+    # label-efficiency panel (docs/transfer.md, "Label-efficiency panels")
+    label_fractions: List[float] = field(default_factory=list)
+    labels_per_class: List[int] = field(default_factory=list)
+    targets: List[DataSpec] = field(default_factory=list)
+    baselines: List[Literal["random", "pixels"]] = field(default_factory=list)
     knn: KnnSection = field(default_factory=KnnSection)
     linear: LinearSection = field(default_factory=LinearSection)
     finetune: FinetuneSection = field(default_factory=FinetuneSection)
@@ -130,6 +138,14 @@ class TransferConfig:
             check_range("num_workers", self.num_workers, lo=0)
         if self.threads != "auto":
             check_range("threads", self.threads, lo=1)
+        from medssl.eval.panel_config import check_panel_keys
+
+        self.targets = [user_path(f"targets[{i}]", t) if isinstance(t, str) else t for i, t in enumerate(self.targets)]
+        check_panel_keys(self)
+
+    def is_panel(self) -> bool:
+        """Several fractions / counts / targets or a baseline: run as a panel."""
+        return bool(self.label_fractions or self.labels_per_class or self.targets or self.baselines)
 
     def train_spec(self) -> DataSpec:
         return self.data
@@ -153,6 +169,8 @@ def load_transfer_config(
     raw = apply_overrides(raw, overrides)
     # named here rather than by from_mapping's generic "missing key", because the user
     # may give these as flags as well as YAML keys
+    if raw.get("data") is None and isinstance(raw.get("targets"), list) and raw["targets"]:
+        raw["data"] = raw["targets"][0]  # a panel may name its data sets under targets: only
     missing = [k for k in ("encoder", "data") if raw.get(k) is None]
     if missing:
         where = f" (in {path})" if path is not None else ""

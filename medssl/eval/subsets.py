@@ -153,6 +153,38 @@ def stratified_fraction_plan(
     )
 
 
+def per_class_plan(labels: Any, per_class: int, seed: int = 0) -> FractionPlan:
+    """Sample ``per_class`` labelled items of every class (all of a class that has fewer).
+
+    Single-label targets only. The draw uses the same seeded stream as
+    :func:`stratified_fraction_plan` (one permutation per class, classes in sorted order,
+    the first items taken), so with one seed a larger count keeps the items of a smaller
+    one. The plan's ``fraction`` is the share of the labelled items taken.
+    """
+    if int(per_class) != per_class or per_class < 1:
+        raise ConfigError(f"labels per class must be a whole number >= 1, got {per_class!r}")
+    arr = np.asarray(labels)
+    keep, sid, multilabel = _strata(arr)
+    if multilabel:
+        raise ConfigError("labels_per_class needs a single-label target (a multilabel item belongs to several "
+                          "classes); use label_fractions for multilabel data")
+    if keep.size == 0:
+        raise EvaluationError("labels: no labelled item (all are -1); cannot take labels per class")
+    rng = np.random.default_rng(seed)
+    strata = np.unique(sid)
+    perms = [keep[rng.permutation(np.flatnonzero(sid == s))] for s in strata]
+    idx = np.sort(np.concatenate([p[: int(per_class)] for p in perms])).astype(np.int64)
+    names = [str(int(s)) for s in strata]
+    counts = [int(p.size) for p in perms]
+    short = [f"{n} ({k})" for n, k in zip(names, counts) if k < per_class]
+    notes = [f"class(es) with fewer than {int(per_class)} items, all taken: {', '.join(short)}"] if short else []
+    return FractionPlan(
+        indices=idx, fraction=float(idx.size / keep.size), seed=int(seed), min_per_class=int(per_class),
+        target=int(per_class) * len(strata), class_counts=dict(zip(names, counts)),
+        taken={n: min(k, int(per_class)) for n, k in zip(names, counts)}, notes=notes,
+    )
+
+
 def stratified_fraction(labels: Any, fraction: float, seed: int = 0, min_per_class: int = 1) -> np.ndarray:
     """Sorted int64 indices of a stratified label fraction (see
     :func:`stratified_fraction_plan`, whose notes are logged as warnings here)."""

@@ -111,19 +111,20 @@ def _subset(labels: np.ndarray, cfg: TransferConfig, seed: int, out: Path) -> Tu
 
 
 def _probe(cfg: TransferConfig, seed: int, x: np.ndarray, y: np.ndarray, xq: np.ndarray, yq: np.ndarray,
-           task: str, num_classes: int, names: List[str]) -> Tuple[np.ndarray, Dict[str, Any]]:
-    """Test scores and metrics of the linear / kNN protocol on frozen features."""
+           task: str, num_classes: int, names: List[str], ci: bool = True) -> Tuple[np.ndarray, Dict[str, Any]]:
+    """Test scores and metrics of the linear / kNN protocol on frozen features (``ci``: with
+    each seed's bootstrap CIs; a panel computes its own, over seeds)."""
     if cfg.protocol == "linear":
         from medssl.eval.linear import linear_probe
 
         res = linear_probe(x, y, xq, yq, task, weight_decay=cfg.linear.weight_decay, max_iter=cfg.linear.max_iter,
-                           seed=seed, num_classes=num_classes, class_names=names, ci=True, n_boot=cfg.report.n_boot)
+                           seed=seed, num_classes=num_classes, class_names=names, ci=ci, n_boot=cfg.report.n_boot)
         res.metrics["protocol"]["selection_table"] = res.selection
         return res.scores, res.metrics
     from medssl.eval.knn import knn_evaluate, knn_predict
 
     metrics = knn_evaluate(x, y, xq, yq, task, k=cfg.knn.k, temperature=cfg.knn.temperature,
-                           num_classes=num_classes, class_names=names, ci=True, n_boot=cfg.report.n_boot, seed=seed)
+                           num_classes=num_classes, class_names=names, ci=ci, n_boot=cfg.report.n_boot, seed=seed)
     scores = knn_predict(x, y, xq, cfg.knn.k, cfg.knn.temperature, num_classes).numpy().astype(np.float64)
     return scores, metrics
 

@@ -217,3 +217,47 @@ def test_transfer_threads_flag_is_applied_and_auto_never_exceeds_the_cores(
                  "--out", str(tmp_path / "b"), "--device", "cpu", *FAST]) == 0
     err = capsys.readouterr().err
     assert f"{available_cores()} torch thread" in err and "auto:" in err
+
+
+def test_several_values_become_panel_keys_and_one_value_keeps_the_old_ones(capsys: pytest.CaptureFixture[str],
+                                                                          tmp_path: Path) -> None:
+    assert main(["transfer", "--encoder", "e", "--data", "a.npz", "b/", "--label-fraction", "0.1", "0.2",
+                 "--labels-per-class", "5", "--baseline", "random", "pixels", "--print-config"]) == 0
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    assert cfg["targets"] == ["a.npz", "b/"] and cfg["data"] == "a.npz"
+    assert cfg["label_fractions"] == [0.1, 0.2] and cfg["labels_per_class"] == [5]
+    assert cfg["baselines"] == ["random", "pixels"]
+    assert main(["transfer", "--encoder", "e", "--data", "a.npz", "--label-fraction", "0.1", "--print-config"]) == 0
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    assert cfg["data"] == "a.npz" and cfg["label_fraction"] == 0.1
+    assert cfg["targets"] == [] and cfg["label_fractions"] == []
+    # overrides after a several-valued flag are still overrides
+    assert main(["transfer", "--encoder", "e", "--data", "a.npz", "b.npz", "seeds=5", "--label-fraction", "0.1",
+                 "0.2", "protocol=knn", "--print-config"]) == 0
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    assert cfg["targets"] == ["a.npz", "b.npz"] and cfg["seeds"] == 5 and cfg["protocol"] == "knn"
+    assert main(["transfer", "--encoder", "e", "--data", "a.npz", "--label-fraction", "0.1", "half"]) == 2
+    assert "--label-fraction: 'half' is not a number" in capsys.readouterr().err
+    assert main(["transfer", "--encoder", "e", "--data", "a.npz", "--baseline", "noise", "--print-config"]) == 2
+    assert "noise" in capsys.readouterr().err
+    y = tmp_path / "panel.yaml"  # a YAML panel may list its targets without `data:`
+    y.write_text(yaml.safe_dump({"encoder": "e", "targets": ["x.npz", "y.npz"], "label_fractions": [0.5]}))
+    assert main(["transfer", str(y), "--print-config"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["data"] == "x.npz"
+
+
+def test_panel_transfer_and_report_on_panels(sample_dir: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    dirs = []
+    for seed in (0, 1):
+        enc = export_tiny(tmp_path / f"enc{seed}", seed=seed)
+        out = tmp_path / f"panel{seed}"
+        assert main(["transfer", "--encoder", str(enc), "--data", str(ihc(sample_dir)), "--protocol", "knn",
+                     "--label-fraction", "0.1", "0.4", "--device", "cpu", "--out", str(out), "--no-progress",
+                     *FAST]) == 0
+        assert "(AUC, mean over seeds and 95 % CI)" in capsys.readouterr().out
+        dirs.append(str(out))
+    md = tmp_path / "cmp.md"
+    assert main(["report", *dirs, "--out", str(md)]) == 0
+    assert "## panel1 − panel0" in md.read_text() and md.with_suffix(".png").is_file()
+    assert len(json.loads(md.with_suffix(".json").read_text())["comparisons"][0]["rows"]) == 2

@@ -118,3 +118,25 @@ def test_one_percent_of_real_bloodmnist_keeps_every_class():
     assert np.all(counts >= 1)
     expected = np.bincount(y[:, 0], minlength=8) * 0.01
     assert np.all(np.abs(counts - expected) < 1)
+
+
+def test_per_class_plan_takes_k_of_each_class_and_nests_across_k():
+    from medssl.eval.subsets import per_class_plan
+
+    y = imbalanced()
+    five = per_class_plan(y, 5, seed=3)
+    np.testing.assert_array_equal(np.bincount(y[five.indices], minlength=4), [5, 5, 5, 5])
+    ten = per_class_plan(y, 10, seed=3)
+    assert set(five.indices.tolist()) <= set(ten.indices.tolist())  # one seeded stream: k=5 inside k=10
+    assert not np.array_equal(five.indices, per_class_plan(y, 5, seed=4).indices)
+    big = per_class_plan(y, 60, seed=0)  # class 3 has 50: all of them, and a note
+    assert big.taken == {"0": 60, "1": 60, "2": 60, "3": 50} and "3 (50)" in big.notes[0]
+
+
+def test_per_class_plan_refuses_multilabel_and_bad_counts():
+    from medssl.eval.subsets import per_class_plan
+
+    with pytest.raises(ConfigError, match="single-label"):
+        per_class_plan(np.eye(3, dtype=np.int64)[[0, 1, 2, 0]], 1)
+    with pytest.raises(ConfigError, match=">= 1"):
+        per_class_plan(imbalanced(), 0)
