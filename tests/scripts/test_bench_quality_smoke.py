@@ -208,7 +208,7 @@ def test_a_stopped_medssl_run_is_not_cached(bq: ModuleType, smoke, tmp_path: Pat
 
 PLAN_NAMES = ["table", "ablate-simclr", "ablate-recipe", "ablate-nn", "ablate-views", "ablate-tau", "ablate-alpha",
               "ablate-predictor", "ablate-lr", "ablate-nn-lightly", "ablate-aug", "ablate-instance",
-              "ablate-on-instance", "ablate-colour", "long", "ablate-long"]
+              "ablate-on-instance", "ablate-colour", "long", "ablate-long", "precision"]
 
 
 def test_the_config_check_below_covers_every_plan(bq: ModuleType) -> None:
