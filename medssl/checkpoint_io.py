@@ -36,9 +36,17 @@ def save_checkpoint(state: Dict[str, Any], path: PathLike) -> Path:
     advice = ("free some space or choose another out_dir, then continue with --resume "
               "(the previous checkpoint is intact)")
     try:
-        return atomic_write(path, lambda tmp: torch.save(state, tmp), "checkpoint", advice)
+        return atomic_write(path, lambda tmp: _save_through_file(state, tmp), "checkpoint", advice)
     except WriteError as exc:
         raise CheckpointError(str(exc)) from exc.__cause__
+
+
+def _save_through_file(state: Dict[str, Any], tmp: Path) -> None:
+    # Through a Python file object, a full disk surfaces as OSError(ENOSPC) with its errno;
+    # given a path, torch's own writer reports it as a RuntimeError with no cause
+    # ("unexpected pos ..."), indistinguishable from any other failure.
+    with open(tmp, "wb") as fh:
+        torch.save(state, fh)
 
 
 def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> Dict[str, Any]:

@@ -41,9 +41,12 @@ def write_failure_reason(exc: BaseException, directory: PathLike) -> str:
     """Why a write into ``directory`` failed, in words, with the free space there now:
     ``disk full (No space left on device; 3 MB free on its filesystem now)``.
 
-    torch's and safetensors' writers report a full disk without an errno (a RuntimeError
-    "file write failed", a SafetensorError naming ``StorageFull``), so those count as a
-    full disk too."""
+    Only the errno, or a writer's own words for it (safetensors' ``StorageFull``, "No space
+    left", "os error 28"), say "disk full". Anything else is reported as it is: a
+    RuntimeError without an errno is not guessed to be a full disk (a DataLoader worker
+    killed by a group SIGTERM once surfaced inside ``torch.save`` that way). Checkpoints are
+    written through a file object (:mod:`medssl.checkpoint_io`), which gives a full disk
+    its errno."""
     import errno
     import shutil
 
@@ -63,7 +66,7 @@ def write_failure_reason(exc: BaseException, directory: PathLike) -> str:
     if "StorageFull" in detail or "No space left" in detail or "os error 28" in detail.lower():
         return f"disk full ({detail}; {free})"
     if isinstance(exc, RuntimeError) or type(exc).__name__ == "SafetensorError":
-        return f"the write failed, most likely a disk full or over quota ({detail}; {free})"
+        return f"the write failed ({type(exc).__name__}: {detail}; {free})"
     return f"{detail}; {free}"
 
 

@@ -44,7 +44,7 @@ def test_failed_write_keeps_old_file(tmp_path: Path) -> None:
         tmp.write_bytes(b"half a checkpoint")
         raise RuntimeError("disk full")
 
-    with pytest.raises(WriteError, match=r"cannot write .*c\.pt: the write failed, most likely a disk full"):
+    with pytest.raises(WriteError, match=r"cannot write .*c\.pt: the write failed \(RuntimeError: disk full; "):
         atomic_write(p, broken)
     assert int(load_checkpoint(p)["v"]) == 1
     assert sorted(f.name for f in tmp_path.iterdir()) == ["c.pt"]
@@ -83,3 +83,21 @@ def test_rng_state_round_trip_through_a_checkpoint(tmp_path: Path) -> None:
     restore_rng_state(load_checkpoint(p)["rng"])
     got = (random.random(), np.random.rand(), float(torch.rand(1)), np.random.randn())
     assert got == expect
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
+def test_a_full_disk_is_reported_by_its_errno(tmp_path: Path) -> None:
+    """Written through a file object, torch.save surfaces a full device as OSError(ENOSPC)
+    (given a path, its writer raises a RuntimeError with no errno), so the diagnosis can
+    rest on the errno instead of a guess."""
+    import errno
+
+    from medssl.checkpoint_io import _save_through_file
+    from medssl.fileio import write_failure_reason
+
+    with pytest.raises(OSError) as info:
+        _save_through_file({"w": torch.zeros(100_000)}, Path("/dev/full"))
+    assert info.value.errno == errno.ENOSPC
+    assert write_failure_reason(info.value, tmp_path).startswith("disk full (No space left on device; ")
+    other = write_failure_reason(RuntimeError("DataLoader worker (pid 7) is killed by signal: Terminated."), tmp_path)
+    assert "disk full" not in other and "DataLoader worker (pid 7)" in other

@@ -35,6 +35,7 @@ from medssl.train.config import PretrainConfig
 from medssl.train.monitor import KNNMonitor
 from medssl.train.optim import build_optimizer, build_scheduler
 from medssl.train.sampler import ResumableSampler
+from medssl.train.signals import protect_worker
 
 
 def _collate_raw(batch: Sequence[Tuple[Any, Any, int]]) -> Tuple[torch.Tensor, Any, torch.Tensor]:
@@ -133,6 +134,8 @@ def build_data(cfg: PretrainConfig, device: torch.device, dist: D.DistInfo) -> T
         pin_memory=device.type == "cuda",
         drop_last=True,
         persistent_workers=workers > 0,
+        # workers ignore the scheduler's group signals; the loop ends them (train/signals.py)
+        worker_init_fn=protect_worker if workers > 0 else None,
         # its own generator: creating an epoch's iterator must not move the global RNG
         generator=torch.Generator().manual_seed(cfg.seed),
     )

@@ -42,6 +42,10 @@ def _pretrain(args: argparse.Namespace) -> int:
         print(f"  encoder       : {result.encoder}")
         print(f"  checkpoint    : {result.checkpoint}")
         print(f"  metrics       : {result.run_dir / 'metrics.csv'} (plots: loss.png, monitor.png)")
+    if result.stop_signal is not None:  # checkpointed, not finished: "resume me"
+        from medssl.train.signals import exit_status
+
+        return exit_status(result.stop_signal)
     return 0
 
 

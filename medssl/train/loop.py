@@ -47,7 +47,8 @@ from medssl.train.metrics_log import MetricsLogger, plot_metrics, read_jsonl, wr
 from medssl.train.monitor import HealthMonitor
 from medssl.train.resume import SAFE_ON_RESUME, agree_on_resume, check_resume, continue_schedule, find_resume
 from medssl.train.run_dir import append_history, check_fresh_start, check_resume_target, open_run_dir
-from medssl.train.signals import stop_signals
+from medssl.train.preemption import REQUEUE_SIGNAL, requeue_slurm_job, stop_message
+from medssl.train.signals import shutdown_workers, stop_signals, workers_start_protected
 
 
 @dataclass
@@ -60,6 +61,7 @@ class RunResult:
     checkpoint: Optional[Path]
     encoder: Optional[Path]
     steps_run: int = 0  # in this call: 0 when a resumed run was already complete
+    stop_signal: Optional[int] = None  # the signal that stopped it before the last step
 
 
 def snapshot_path(run_dir: Path, step: int) -> Path:
@@ -199,6 +201,7 @@ class Pretrainer:
         self.health = HealthMonitor(t.collapse_std, t.collapse_patience)
         self.step = 0
         self.last_checkpoint: Optional[Path] = None
+        self._saved_step: Optional[int] = None  # the step self.last_checkpoint holds
         self._stop_signal: Optional[int] = None
         self._pending_signal: Optional[int] = None  # received, not yet agreed by all ranks
 
@@ -326,6 +329,7 @@ class Pretrainer:
     def _save(self) -> Optional[Path]:
         if self.dist.is_main:
             self.last_checkpoint = self.ckpts.save(self.state_dict(), self.step)
+        self._saved_step = self.step
         D.barrier()
         return self.last_checkpoint
 
@@ -349,14 +353,27 @@ class Pretrainer:
         return choice.dtype
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
-        """SIGTERM/SIGINT: finish the current step, save a checkpoint and exit cleanly."""
+        """SIGTERM/SIGINT/SIGUSR1: finish the current step, save a checkpoint and stop."""
         if self.dist.enabled:  # acted on only once all ranks agree (see fit)
             self._pending_signal = signum
         else:
             self._stop_signal = signum
 
     def fit(self) -> RunResult:
-        """Run (or resume) training to ``total_steps``; returns what it wrote."""
+        """Run (or resume) training to ``total_steps``, or until a stop signal (then with
+        one checkpoint of the step all ranks stopped at); returns what it wrote."""
+        with stop_signals(self._on_signal):  # from the first line: start-up, resume, export
+            result = self._fit()
+        stopped = result.stop_signal
+        if stopped is not None and self.dist.is_main:
+            print(stop_message(stopped, self.step, self.last_checkpoint, self.run_dir, self.dist.world_size),
+                  file=sys.stderr)
+            requeued = requeue_slurm_job() if stopped == REQUEUE_SIGNAL else None
+            if requeued:
+                print(f"medssl: {requeued}", file=sys.stderr)
+        return result
+
+    def _fit(self) -> RunResult:
         cfg, t = self.cfg, self.cfg.train
         main = self.dist.is_main
         cfg_dict = to_dict(cfg)
@@ -374,7 +391,7 @@ class Pretrainer:
             self.load_state_dict(state, resume, fresh_optimizer=fresh_optimizer)
             recorded = state.get("precision")
             del state
-            self.last_checkpoint = resume
+            self.last_checkpoint, self._saved_step = resume, self.step
             if main:
                 print(f"medssl: resumed from {resume} at step {self.step}", file=sys.stderr)
                 if fresh_optimizer:
@@ -393,13 +410,11 @@ class Pretrainer:
         else:
             logger = MetricsLogger(self.run_dir, enabled=False)
         start = self.step
-        with stop_signals(self._on_signal):
-            last_loss = self._run(logger)
-        encoder = self._finish(main) if self.step >= self.total_steps else None
-        if self._stop_signal is not None and main:
-            print(f"medssl: stopped by signal {self._stop_signal} at step {self.step}; "
-                  f"resume with --resume (checkpoint {self.last_checkpoint})", file=sys.stderr)
-        return RunResult(self.run_dir, self.step, last_loss, self.last_checkpoint, encoder, self.step - start)
+        last_loss = self._run(logger)
+        finished = self.step >= self.total_steps  # a signal during the export changes nothing
+        encoder = self._finish(main) if finished else None
+        return RunResult(self.run_dir, self.step, last_loss, self.last_checkpoint, encoder, self.step - start,
+                         stop_signal=None if finished else self._stop_signal)
 
     def _run(self, logger: MetricsLogger) -> float:
         """Train from ``self.step`` to ``total_steps`` (or a stop signal); the last loss."""
@@ -413,7 +428,9 @@ class Pretrainer:
                 self.sampler.set_position(epoch, offset)
                 if hasattr(self.train_source, "set_epoch"):
                     self.train_source.set_epoch(epoch)
-                for batch in self.loader:
+                with workers_start_protected():  # forked workers inherit the blocked mask
+                    batches = iter(self.loader)
+                for batch in batches:
                     last_loss, diag = self.train_step(batch)
                     if self.dist.enabled:  # a signal may reach the ranks at different steps
                         self._stop_signal = D.agree_on_stop(self._stop_signal or self._pending_signal,
@@ -441,7 +458,8 @@ class Pretrainer:
                         self._save()
                     if self.step >= self.total_steps or self._stop_signal is not None:
                         break
-            self._save()
+            if self._saved_step != self.step:  # one checkpoint per step, none if nothing ran
+                self._save()
         except torch.distributed.DistError as exc:  # a peer died or hung: say so in one line
             detail = " ".join(str(exc).split())[:300]
             raise D.DistributedError(
@@ -451,6 +469,7 @@ class Pretrainer:
                 f"{self.last_checkpoint or 'the start (no checkpoint was written)'}."
             ) from exc
         finally:
+            shutdown_workers(self.loader)  # ours to end: they ignore the scheduler's signals
             bar.close()
             logger.close()
         return last_loss
@@ -498,13 +517,25 @@ def pretrain(cfg: PretrainConfig, run_dir: Optional[Path] = None, progress: bool
     run in ``run_dir`` is replaced only with ``overwrite``; ``resume_asked`` (``--resume``)
     with no checkpoint to resume from stops (see :class:`Pretrainer`).
     """
-    trainer = Pretrainer(cfg, run_dir=run_dir, progress=progress, resume_force=resume_force,
-                         resume_asked=resume_asked, overwrite=overwrite)
-    try:
-        with RunLock(trainer.run_dir, "out_dir") if trainer.dist.is_main else contextlib.nullcontext():
-            return trainer.fit()
-    finally:
-        if torch.get_num_threads() != trainer.threads_before:
-            torch.set_num_threads(trainer.threads_before)
-        if os.environ.get("WORLD_SIZE", "1") != "1":
-            D.cleanup()
+    trainer: Optional[Pretrainer] = None
+    early: List[int] = []
+
+    def on_signal(signum: int, frame: Any) -> None:  # held while it builds, then the trainer's
+        if trainer is None:
+            early.append(signum)
+        else:
+            trainer._on_signal(signum, frame)
+
+    with stop_signals(on_signal):
+        trainer = Pretrainer(cfg, run_dir=run_dir, progress=progress, resume_force=resume_force,
+                             resume_asked=resume_asked, overwrite=overwrite)
+        for signum in early:
+            trainer._on_signal(signum, None)
+        try:
+            with RunLock(trainer.run_dir, "out_dir") if trainer.dist.is_main else contextlib.nullcontext():
+                return trainer.fit()
+        finally:
+            if torch.get_num_threads() != trainer.threads_before:
+                torch.set_num_threads(trainer.threads_before)
+            if os.environ.get("WORLD_SIZE", "1") != "1":
+                D.cleanup()

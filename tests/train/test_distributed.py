@@ -196,7 +196,7 @@ def test_ranks_end_with_the_same_state_even_when_one_rank_is_signalled(sample_di
             assert torch.equal(r0[part][k], r1[part][k]), f"{part}.{k} differs between ranks"
     assert int(r0["support_set"]["num_filled"]) == 2 * 2 * PER_RANK_BATCH
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "step_00000002.pt")["step"] == 2
-    assert "stopped by signal 15 at step 2" in out
+    assert "stopped by signal SIGTERM (15) at step 2" in out
 
 
 def test_a_rank_that_dies_ends_the_job_quickly(sample_dir: Path, tmp_path: Path) -> None:

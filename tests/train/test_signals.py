@@ -1,4 +1,5 @@
-"""SIGTERM during `medssl pretrain` saves a checkpoint and exits cleanly; --resume continues."""
+"""Stop signals during `medssl pretrain`: to the main process or to its whole process group
+(DataLoader workers included), a checkpoint, one line, status 128 + N; --resume continues."""
 
 from __future__ import annotations
 
@@ -9,11 +10,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, Dict, Tuple
 
 import pytest
+import torch
 import yaml
 
 from medssl.checkpoint_io import load_checkpoint
+from medssl.train.config import load_pretrain_config
+from medssl.train.loop import pretrain
+from medssl.train.signals import exit_status, protect_worker, shutdown_workers, signal_name, workers_start_protected
 from pretrain_helpers import tiny_cfg
 
 
@@ -43,8 +49,8 @@ def test_signal_saves_checkpoint_then_resume_finishes(sample_dir: Path, tmp_path
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 0, err
-    assert "stopped by signal" in err
+    assert proc.returncode == 128 + sig, err  # checkpointed but not finished: "resume me"
+    assert f"stopped by signal {signal.Signals(sig).name} ({sig}) at step" in err
     ckpts = sorted((run / "checkpoints").glob("step_*.pt"))
     assert len(ckpts) == 1
     step = load_checkpoint(ckpts[0])["step"]
@@ -56,3 +62,120 @@ def test_signal_saves_checkpoint_then_resume_finishes(sample_dir: Path, tmp_path
     assert f"resumed from {ckpts[0]} at step {step}" in res.stderr
     assert (run / "encoder.safetensors").is_file()
     assert [r["step"] for r in _rows(run / "metrics.jsonl")] == list(range(1, step + 3))
+
+
+# ------------------------------------------------------------------ signals to the whole group
+class _Pids(torch.utils.data.Dataset):
+    """Item i: (the worker's pid, i), a little slowly, so signals land mid-epoch."""
+
+    def __len__(self) -> int:
+        return 24
+
+    def __getitem__(self, i: int) -> Tuple[int, int]:
+        time.sleep(0.01)
+        return os.getpid(), i
+
+
+def _kill_from_outside(pid: int, sig: int) -> None:
+    # from another process, as a scheduler would (a signal from the parent means "exit")
+    subprocess.run(["kill", f"-{signal.Signals(sig).name[3:]}", str(pid)], check=True)
+
+
+def _loader(init: Any) -> torch.utils.data.DataLoader:
+    return torch.utils.data.DataLoader(_Pids(), batch_size=2, num_workers=2, persistent_workers=True,
+                                       worker_init_fn=init)
+
+
+def test_protected_workers_ignore_outside_signals_and_the_loop_ends_them() -> None:
+    loader = _loader(protect_worker)
+    with workers_start_protected():
+        batches = iter(loader)
+    pids, seen = set(), []
+    first = next(batches)
+    for pid in {int(p) for p in first[0]}:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
+            _kill_from_outside(pid, sig)
+    for pid_batch, idx in [first, *batches]:
+        pids.update(int(p) for p in pid_batch)
+        seen.extend(int(i) for i in idx)
+    assert sorted(seen) == list(range(24)) and len(pids) == 2  # the same two workers served it all
+    assert all(Path(f"/proc/{p}").exists() for p in pids)
+    shutdown_workers(loader)  # torch's shutdown: a message, a join, its terminate() if needed
+    assert not any(Path(f"/proc/{p}").exists() for p in pids)
+    assert loader._iterator is None
+
+
+def test_without_protection_a_worker_dies_of_an_outside_sigterm() -> None:
+    """The failure protect_worker prevents (what a group SIGTERM did to training)."""
+    loader = _loader(None)
+    batches = iter(loader)
+    first = next(batches)
+    _kill_from_outside(int(first[0][0]), signal.SIGTERM)
+    with pytest.raises(RuntimeError, match="DataLoader worker .* (exited unexpectedly|killed by signal)"):
+        for _ in batches:
+            time.sleep(0.02)
+    shutdown_workers(loader)
+
+
+def _wait_rows(proc: "subprocess.Popen[str]", metrics: Path, n: int) -> None:
+    deadline = time.time() + 120
+    while len([r for r in _rows(metrics) if "loss" in r]) < n:
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.time() < deadline, "training did not start in time"
+        time.sleep(0.05)
+
+
+def _final_state(path: Path) -> Dict[str, torch.Tensor]:
+    state = load_checkpoint(path)
+    out = {f"model.{k}": v for k, v in state["model"].items()}
+    out.update({f"objective.{k}": v for k, v in state["objective"].items()})
+    out.update({f"support.{k}": v for k, v in state["support_set"].items() if torch.is_tensor(v)})
+    return out
+
+
+def test_group_sigterm_between_checkpoints_then_resume_is_bitwise(sample_dir: Path, tmp_path: Path) -> None:
+    """`kill -TERM -PGID` (Slurm at the time limit, docker stop, Kubernetes) with two
+    DataLoader workers, between checkpoints: one line, status 143, one loadable checkpoint
+    of the step it stopped at; the printed resume command finishes the run bitwise equal to
+    an uninterrupted one."""
+    run = tmp_path / "run"
+    cfg = tiny_cfg(sample_dir, run, "pnnclr", max_steps=10, num_workers=2, ckpt_every=1000, device="cpu",
+                   deterministic=True)
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "medssl", "pretrain", str(path), "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    try:
+        _wait_rows(proc, run / "metrics.jsonl", 3)
+        os.killpg(proc.pid, signal.SIGTERM)  # the main process and both workers
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err and "disk full" not in err and "DataLoader worker" not in err, err
+    stops = [ln for ln in err.splitlines() if ln.startswith("medssl: stopped")]
+    assert len(stops) == 1, err
+    (ckpt,) = sorted((run / "checkpoints").glob("step_*.pt"))
+    step = load_checkpoint(ckpt)["step"]
+    assert 3 <= step < 10
+    resume_cmd = f"medssl pretrain {run / 'config.yaml'} --resume"
+    assert stops[0].startswith(f"medssl: stopped by signal SIGTERM (15) at step {step}; checkpoint {ckpt}; "
+                               f"resume with: {resume_cmd}"), stops[0]
+
+    res = subprocess.run([sys.executable, "-m", *resume_cmd.split(), "--no-progress"],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert f"resumed from {ckpt} at step {step}" in res.stderr
+    ref = pretrain(load_pretrain_config(data={**cfg, "out_dir": str(tmp_path / "ref")}), progress=False)
+    expected, got = _final_state(ref.checkpoint), _final_state(run / "checkpoints" / "step_00000010.pt")
+    assert got.keys() == expected.keys()
+    for key in expected:
+        assert torch.equal(got[key], expected[key]), key
+
+
+def test_signal_names_and_exit_statuses() -> None:
+    assert [signal_name(s) for s in (15, 2, 10)] == ["SIGTERM", "SIGINT", "SIGUSR1"]
+    assert [exit_status(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)] == [143, 130, 138]
