@@ -267,3 +267,24 @@ def warmup_notice(cfg: PretrainConfig, total_steps: int) -> Optional[str]:
     return (f"warning: optim.warmup_steps={o.warmup_steps} is not shorter than this run's {total_steps} steps, "
             f"so the learning rate never reaches optim.lr={o.lr:g}; lower it or set optim.warmup_fraction "
             "(e.g. 0.05) instead, which scales with the run's length")
+
+
+def reshard_loader(data_loader: DataLoader, sampler: Any, per_rank: int, dist: D.DistInfo) -> Tuple[Any, DataLoader]:
+    """The sampler and loader of a run resumed on another number of processes: the same
+    seeded global order, cut into ``dist.world_size`` shares of ``per_rank`` images
+    (:func:`medssl.train.resume.per_rank_batch`). Only :class:`ResumableSampler` orders
+    are a function of the global batch alone; a dataset with its own sampler (slide
+    shards) is refused."""
+    if not isinstance(sampler, ResumableSampler):
+        raise ConfigError(
+            f"this training set orders its own epochs ({type(sampler).__name__}), which depends on the number of "
+            "processes: resume it on the number it was started with"
+        )
+    new = ResumableSampler(sampler.length, per_rank, seed=sampler.seed, rank=dist.rank,
+                           world_size=dist.world_size, shuffle=sampler.shuffle)
+    old = data_loader
+    loader = DataLoader(old.dataset, batch_size=per_rank, sampler=new, num_workers=old.num_workers,
+                        collate_fn=old.collate_fn, pin_memory=old.pin_memory, drop_last=True,
+                        persistent_workers=old.persistent_workers, worker_init_fn=old.worker_init_fn,
+                        generator=old.generator)
+    return new, loader

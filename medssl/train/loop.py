@@ -40,12 +40,14 @@ from medssl.provenance import run_provenance
 from medssl.runlock import RunLock
 from medssl.threads import ThreadPlan, apply_threads, plan_threads
 from medssl.train import distributed as D
-from medssl.train.builders import build_data, build_model, build_optimisation, exclusion_groups, warmup_notice
+from medssl.train.builders import (build_data, build_model, build_optimisation, exclusion_groups, reshard_loader,
+                                   warmup_notice)
 from medssl.train.checkpoint_rotation import CheckpointManager
 from medssl.train.config import PretrainConfig
 from medssl.train.metrics_log import MetricsLogger, plot_metrics, read_jsonl, write_csv
 from medssl.train.monitor import HealthMonitor
-from medssl.train.resume import SAFE_ON_RESUME, agree_on_resume, check_resume, continue_schedule, find_resume
+from medssl.train.resume import (SAFE_ON_RESUME, agree_on_resume, check_resume, continue_schedule, find_resume,
+                                 per_rank_batch)
 from medssl.train.run_dir import append_history, check_fresh_start, check_resume_target, open_run_dir
 from medssl.train.preemption import REQUEUE_SIGNAL, requeue_slurm_job, stop_message
 from medssl.train.signals import shutdown_workers, stop_signals, workers_start_protected
@@ -222,6 +224,8 @@ class Pretrainer:
             "precision": "bf16" if self.amp_dtype == torch.bfloat16 else
                          "fp16" if self.amp_dtype == torch.float16 else "float32",
             "provenance": self._provenance,
+            # how the global batch was split: a resume on another number of processes keeps it
+            "layout": {"world_size": self.dist.world_size, "batch_size": self.sampler.batch_size},
         }
 
     def load_state_dict(self, state: Dict[str, Any], source: Path, fresh_optimizer: bool = False) -> None:
@@ -373,6 +377,19 @@ class Pretrainer:
                 print(f"medssl: {requeued}", file=sys.stderr)
         return result
 
+    def _reshard(self, layout: Optional[Dict[str, Any]], checkpoint: Path) -> None:
+        """Resuming on another number of processes: keep the checkpoint's global batch
+        (docs/distributed.md, "another world size"). Weights, optimiser, support set and
+        generators are identical on every rank, so they load as they are."""
+        per_rank = per_rank_batch(layout, self.dist.world_size, self.sampler.batch_size, checkpoint=checkpoint)
+        if layout is None or per_rank == self.sampler.batch_size:
+            return
+        self.sampler, self.loader = reshard_loader(self.loader, self.sampler, per_rank, self.dist)
+        if self.dist.is_main:
+            print(f"medssl: resuming a {layout['world_size']}-process run on {self.dist.world_size}: "
+                  f"{per_rank} images per process (global batch {per_rank * self.dist.world_size}, as trained; "
+                  "learning rate unchanged)", file=sys.stderr)
+
     def _fit(self) -> RunResult:
         cfg, t = self.cfg, self.cfg.train
         main = self.dist.is_main
@@ -388,6 +405,7 @@ class Pretrainer:
             changes = check_resume((state.get("provenance") or {}).get("config"), cfg_dict, checkpoint=resume,
                                    run_dir=self.run_dir, force=self.resume_force)
             fresh_optimizer = any(k.startswith("optim.") for k in changes)
+            self._reshard(state.get("layout"), resume)
             self.load_state_dict(state, resume, fresh_optimizer=fresh_optimizer)
             recorded = state.get("precision")
             del state
@@ -435,7 +453,7 @@ class Pretrainer:
                     if self.dist.enabled:  # a signal may reach the ranks at different steps
                         self._stop_signal = D.agree_on_stop(self._stop_signal or self._pending_signal,
                                                             self.device)
-                    seen += t.batch_size * self.dist.world_size
+                    seen += self.sampler.batch_size * self.dist.world_size
                     self.health.check(self.step, last_loss, diag.get("emb_std"),
                                       str(self.last_checkpoint) if self.last_checkpoint else None)
                     if self.step % t.log_every == 0 or self.step == self.total_steps:

@@ -152,3 +152,28 @@ def continue_schedule(optimizer: torch.optim.Optimizer, scheduler: Any, step: in
     for group, base, factor in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
         group["lr"] = base * factor(step)
     scheduler._last_lr = [g["lr"] for g in optimizer.param_groups]
+
+
+def per_rank_batch(layout: Optional[Mapping[str, Any]], world_size: int, per_rank: int, *,
+                   checkpoint: Path) -> int:
+    """The per-process batch that continues a checkpoint's run on ``world_size`` processes.
+
+    ``layout`` is the checkpoint's ``{"world_size": N, "batch_size": b}`` (None for a
+    checkpoint from before it was recorded: taken as this launch's). The global batch
+    ``N * b`` is what was trained with, and it is kept: the same images make each step,
+    so the epoch length, the sampler position and the learning-rate schedule carry over
+    unchanged (the learning rate is not rescaled).
+
+    Raises:
+        ConfigError: ``N * b`` does not split into ``world_size`` equal shares.
+    """
+    if not layout or int(layout["world_size"]) == world_size:
+        return per_rank
+    global_batch = int(layout["world_size"]) * int(layout["batch_size"])
+    if global_batch % world_size:
+        raise ConfigError(
+            f"cannot resume {checkpoint} on {world_size} processes: it was trained on {layout['world_size']} with a "
+            f"global batch of {global_batch} images, which does not split into {world_size} equal shares. Resume on a "
+            f"number of processes that divides {global_batch}"
+        )
+    return global_batch // world_size

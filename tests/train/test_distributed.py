@@ -242,3 +242,144 @@ def test_helpers_are_identity_without_a_process_group(monkeypatch: pytest.Monkey
     assert D.gather_with_grad(x) is x and all_reduce_with_grad(x) is x
     assert D.agree_on_stop(None) is None and D.agree_on_stop(15) == 15
     assert D.init_distributed("cpu") == D.DistInfo()
+
+
+# ------------------------------------------------------------------ pre-emption, another world size
+def _final_state(path: Path) -> Dict[str, torch.Tensor]:
+    state = load_checkpoint(path)
+    out = {f"model.{k}": v for k, v in state["model"].items()}
+    out.update({f"objective.{k}": v for k, v in state["objective"].items()})
+    out.update({f"support.{k}": v for k, v in state["support_set"].items() if torch.is_tensor(v)})
+    return out
+
+
+PREEMPT_STEPS = 8
+
+
+def _preempt_cfg(sample_dir: Path, out: Path) -> Dict[str, Any]:
+    # two DataLoader workers per rank: they get the group signals too
+    return ddp_cfg(sample_dir, out, {"name": "pnnclr"}, max_steps=PREEMPT_STEPS, ckpt_every=3, num_workers=2,
+                   deterministic=True)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-rank run of PREEMPT_STEPS steps, never signalled; its run directory."""
+    root = tmp_path_factory.mktemp("ddp_ref")
+    cfg_path = root / "cfg.yaml"
+    cfg_path.write_text(yaml.safe_dump(_preempt_cfg(sample_dir, root / "run")))
+    rc, out, _ = torchrun(["-m", "medssl", "pretrain", str(cfg_path), "--no-progress"], cwd=root)
+    assert rc == 0, out[-4000:]
+    return root / "run"
+
+
+def _signal_everyone(torchrun_pid: int, sig: int) -> None:
+    """What Slurm does: the signal to torchrun's group and to each rank's own session (torchrun
+    starts each rank in one), DataLoader workers included."""
+    for pid in [torchrun_pid] + descendants(torchrun_pid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, sig)
+
+
+def _torchrun_signalled(cfg_path: Path, run: Path, cwd: Path, sig: int, after_rows: int) -> str:
+    """torchrun the config (resuming if there is a checkpoint), signal everyone once the run
+    has logged ``after_rows`` rows; its output."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
+           "--master_addr=127.0.0.1", f"--master_port={free_port()}",
+           "-m", "medssl", "pretrain", str(cfg_path), "--resume", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", D.TIMEOUT_ENV: "60",
+           "TORCHELASTIC_SIGNALS_TO_HANDLE": "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1"}  # as configs/slurm/ sets it
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 100
+        metrics_file = run / "metrics.jsonl"
+        while not (metrics_file.is_file() and len(metrics_file.read_text().splitlines()) >= after_rows):
+            assert proc.poll() is None, proc.communicate()[0][-4000:]
+            assert time.monotonic() < deadline, "the run did not reach the step to signal at"
+            time.sleep(0.05)
+        _signal_everyone(proc.pid, sig)
+        out, _ = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            _signal_everyone(proc.pid, signal.SIGKILL)
+            proc.communicate(timeout=30)
+    return out
+
+
+def test_two_ranks_preempted_by_group_sigusr1_then_sigterm_resume_bitwise(
+        sample_dir: Path, tmp_path: Path, uninterrupted: Path) -> None:
+    run = tmp_path / "run"
+    cfg_path = tmp_path / "cfg.yaml"
+    cfg_path.write_text(yaml.safe_dump(_preempt_cfg(sample_dir, run)))
+    stopped_at = []
+    for sig, rows in ((signal.SIGUSR1, 2), (signal.SIGTERM, 5)):
+        out = _torchrun_signalled(cfg_path, run, tmp_path, sig, rows)
+        name = signal.Signals(sig).name
+        found = [ln for ln in out.splitlines() if f"medssl: stopped by signal {name} ({int(sig)}) at step" in ln]
+        assert len(found) == 1, out[-4000:]  # rank 0 speaks, once
+        assert "DataLoader worker" not in out and "disk full" not in out, out[-4000:]
+        step = int(found[0].split(" at step ")[1].split(";")[0])
+        assert load_checkpoint(run / "checkpoints" / f"step_{step:08d}.pt")["step"] == step
+        stopped_at.append(step)
+    assert stopped_at[0] < stopped_at[1] < PREEMPT_STEPS, stopped_at
+    rc, out, _ = torchrun(["-m", "medssl", "pretrain", str(cfg_path), "--resume", "--no-progress"], cwd=tmp_path)
+    assert rc == 0, out[-4000:]
+    assert [r["step"] for r in metrics(run)] == list(range(1, PREEMPT_STEPS + 1))
+    name = f"step_{PREEMPT_STEPS:08d}.pt"
+    expected, got = _final_state(uninterrupted / "checkpoints" / name), _final_state(run / "checkpoints" / name)
+    assert got.keys() == expected.keys()
+    for key in expected:
+        assert torch.equal(got[key], expected[key]), key
+
+
+# Measured 2026-12-08 on the CPU (test_resnet, pnnclr, SGD lr 0.05, resumed at step 3 of 8):
+# relative loss differences 2e-7, 1.5e-6, 1.5e-5 at steps 4-6 (rounding, growing ~10x per
+# step), then 0.6-0.9 % at steps 7-8, when a nearest-neighbour near-tie is decided the other
+# way. docs/distributed.md, "Resume at another world size".
+FIRST_STEPS_RTOL = 1e-4
+WEIGHTS_RTOL = 1e-2  # measured: see the test's printout and the docs
+
+
+def test_a_two_rank_run_resumes_on_one_process_within_the_documented_tolerance(
+        uninterrupted: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    shutil.copy(uninterrupted / "checkpoints" / "step_00000003.pt", run / "checkpoints")
+    cfg = load_pretrain_config(uninterrupted / "config.yaml", [f"out_dir={run}", "train.resume=auto"])
+    err_lines: List[str] = []
+    with contextlib.redirect_stderr(_Tee(err_lines)):
+        result = Pretrainer(cfg, progress=False).fit()
+    assert result.steps == PREEMPT_STEPS
+    said = "".join(err_lines)
+    assert "resuming a 2-process run on 1: 16 images per process (global batch 16, as trained" in said, said
+    rows, ref_rows = metrics(run), metrics(uninterrupted)
+    assert [r["step"] for r in rows] == list(range(4, PREEMPT_STEPS + 1))
+    assert [r["lr"] for r in rows] == [r["lr"] for r in ref_rows[3:]]  # the schedule is untouched
+    losses, ref_losses = [r["loss"] for r in rows], [r["loss"] for r in ref_rows[3:]]
+    print("2 -> 1 ranks, relative loss differences:",
+          ", ".join(f"{abs(a - b) / abs(b):.1e}" for a, b in zip(losses, ref_losses)))
+    assert losses[:3] == pytest.approx(ref_losses[:3], rel=FIRST_STEPS_RTOL)
+    name = f"step_{PREEMPT_STEPS:08d}.pt"
+    expected, got = _final_state(uninterrupted / "checkpoints" / name), _final_state(run / "checkpoints" / name)
+    assert got.keys() == expected.keys()
+    for key in ("support.indices", "support.labels", "support.num_filled"):  # the same images, in order
+        assert torch.equal(got[key], expected[key]), key
+    floats = [k for k in expected if k.startswith("model.") and expected[k].is_floating_point()]
+    diff = torch.cat([(got[k].double() - expected[k].double()).flatten() for k in floats]).norm()
+    rel = float(diff / torch.cat([expected[k].double().flatten() for k in floats]).norm())
+    print(f"2 -> 1 ranks: relative weight difference (L2 over all model tensors) after {PREEMPT_STEPS - 3} steps: "
+          f"{rel:.1e}")
+    assert 0 < rel < WEIGHTS_RTOL
+
+
+class _Tee:
+    def __init__(self, sink: List[str]) -> None:
+        self.sink = sink
+
+    def write(self, text: str) -> int:
+        self.sink.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass

@@ -119,3 +119,17 @@ def test_a_checkpoint_from_before_same_image_exclusion_resumes_as_it_trained() -
     # a SimCLR run has no support set: the key changes nothing it trains
     simclr = {**new, "objective": {"name": "simclr"}}
     assert check_resume({**old, "objective": {"name": "simclr"}}, simclr, **kw) == {}
+
+
+def test_per_rank_batch_keeps_the_checkpoints_global_batch(tmp_path: Path) -> None:
+    from medssl.train.resume import per_rank_batch
+
+    ckpt = tmp_path / "step_00000003.pt"
+    assert per_rank_batch(None, 4, 8, checkpoint=ckpt) == 8  # an old checkpoint: as launched
+    assert per_rank_batch({"world_size": 2, "batch_size": 8}, 2, 8, checkpoint=ckpt) == 8
+    assert per_rank_batch({"world_size": 2, "batch_size": 8}, 1, 8, checkpoint=ckpt) == 16
+    assert per_rank_batch({"world_size": 8, "batch_size": 32}, 4, 32, checkpoint=ckpt) == 64
+    assert per_rank_batch({"world_size": 1, "batch_size": 16}, 2, 16, checkpoint=ckpt) == 8
+    with pytest.raises(ConfigError, match=r"cannot resume .*step_00000003\.pt on 3 processes: it was trained on 2 "
+                                          r"with a global batch of 16 images.*divides 16"):
+        per_rank_batch({"world_size": 2, "batch_size": 8}, 3, 8, checkpoint=ckpt)
