@@ -24,7 +24,7 @@ LAYERS: List[List[str]] = [
     # 0 basics: no medssl import above this line; used by every layer.
     ["medssl._version", "medssl.errors", "medssl.fileio", "medssl.config", "medssl.registry",
      "medssl.tasks", "medssl.device", "medssl.precision", "medssl.threads", "medssl.provenance", "medssl.progress", "medssl.hdf5",
-     "medssl.checkpoint_io", "medssl.runlock", "medssl.text", "medssl.memory"],
+     "medssl.checkpoint_io", "medssl.runlock", "medssl.text", "medssl.memory", "medssl.tracking"],
     # 1-5 the pretraining data flow, files -> dataset -> views -> model -> objective; each
     # step may read the steps before it (DESIGN.md "Data flows one way").
     ["medssl.wsi"],  # slides -> tile shards + manifest (data.wsi_tiles reads them)

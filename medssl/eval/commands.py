@@ -74,16 +74,30 @@ def _panel_flags(args: argparse.Namespace, out: Dict[str, Any]) -> Dict[str, Any
     return out
 
 
+def _track(cfg: Any, out_dir: Path, report: Dict[str, Any]) -> None:
+    """Log the report to the MLflow run of the pretraining run behind ``cfg.encoder``, when
+    that run was tracked (medssl.tracking); nothing otherwise."""
+    from medssl.tracking import log_transfer_report
+
+    encoder = getattr(cfg, "encoder", None)
+    run_id = log_transfer_report(encoder, out_dir, report) if isinstance(encoder, str) else None
+    if run_id is not None:
+        print(f"  mlflow: logged to the pretraining run {run_id}")
+
+
 def _run(cfg: Any, progress: bool) -> None:
     """One transfer run, or a label-efficiency panel (medssl/eval/panel.py); prints the summary."""
     if not cfg.is_panel():
         from medssl.eval.transfer import run_transfer
 
-        _print_summary(run_transfer(cfg, progress=progress))
+        result = run_transfer(cfg, progress=progress)
+        _print_summary(result)
+        _track(cfg, result.out_dir, result.report)
         return
     from medssl.eval.panel import run_panel
 
     res = run_panel(cfg, progress=progress)
+    _track(cfg, res.out_dir, res.report)
     rows = res.report["rows"]
     print(f"medssl: {cfg.protocol} panel, {len(res.report['targets'])} target(s), seeds {cfg.seed_list()} "
           "(AUC, mean over seeds and 95 % CI):")

@@ -192,6 +192,15 @@ class TrainConfig:
 
 
 @dataclass
+class TrackingConfig:
+    """Experiment tracking: off unless ``mlflow_uri`` is set (:mod:`medssl.tracking`)."""
+
+    mlflow_uri: Optional[str] = None
+    experiment: str = "medssl"
+    run_name: Optional[str] = None  # default: the run directory's name
+
+
+@dataclass
 class PretrainConfig:
     """The whole pretraining run; ``data`` and ``objective`` have a required ``name``."""
 
@@ -203,6 +212,7 @@ class PretrainConfig:
     support_set: SupportSetConfig = field(default_factory=SupportSetConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
     seed: int = 0
     out_dir: str = "runs/medssl"
     recipe: Optional[str] = None  # a named set of defaults (medssl.train.recipes), filled in under the config
@@ -290,6 +300,7 @@ __all__: List[str] = [
     "SupportSetConfig",
     "OptimConfig",
     "TrainConfig",
+    "TrackingConfig",
     "PretrainConfig",
     "load_pretrain_config",
     "move_deprecated_keys",

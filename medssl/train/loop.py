@@ -51,6 +51,7 @@ from medssl.train.resume import (SAFE_ON_RESUME, agree_on_resume, check_resume, 
 from medssl.train.run_dir import append_history, check_fresh_start, check_resume_target, open_run_dir
 from medssl.train.preemption import REQUEUE_SIGNAL, requeue_slurm_job, stop_message
 from medssl.train.signals import shutdown_workers, stop_signals, workers_start_protected
+from medssl.train.tracking import RunTracker
 
 
 @dataclass
@@ -204,6 +205,7 @@ class Pretrainer:
         self.step = 0
         self.last_checkpoint: Optional[Path] = None
         self._saved_step: Optional[int] = None  # the step self.last_checkpoint holds
+        self.tracker: Optional[RunTracker] = None  # rank 0, tracking.mlflow_uri set
         self._stop_signal: Optional[int] = None
         self._pending_signal: Optional[int] = None  # received, not yet agreed by all ranks
 
@@ -367,7 +369,14 @@ class Pretrainer:
         """Run (or resume) training to ``total_steps``, or until a stop signal (then with
         one checkpoint of the step all ranks stopped at); returns what it wrote."""
         with stop_signals(self._on_signal):  # from the first line: start-up, resume, export
-            result = self._fit()
+            try:
+                result = self._fit()
+            except BaseException:
+                if self.tracker is not None:
+                    self.tracker.finish(self.run_dir, "FAILED")
+                raise
+        if self.tracker is not None:  # a stopped run is KILLED; its resume continues the same MLflow run
+            self.tracker.finish(self.run_dir, "FINISHED" if result.stop_signal is None else "KILLED")
         stopped = result.stop_signal
         if stopped is not None and self.dist.is_main:
             print(stop_message(stopped, self.step, self.last_checkpoint, self.run_dir, self.dist.world_size),
@@ -423,6 +432,9 @@ class Pretrainer:
             self.amp_dtype = self._choose_cpu_precision(recorded)
         if main:
             logger = open_run_dir(self.run_dir, cfg_dict, self.step)
+            self.tracker = RunTracker.start(cfg, cfg_dict, self._provenance, self.run_dir)
+            if self.tracker is not None:
+                logger.mirrors.append(self.tracker)
             append_history(self.run_dir, "resume" if resume is not None else "start", self.step, changes,
                            checkpoint=resume, forced=any(k not in SAFE_ON_RESUME for k in changes))
         else:

@@ -26,6 +26,7 @@ class MetricsLogger:
         self.path = self.run_dir / "metrics.jsonl"
         self._fh = None
         self._tb = None
+        self.mirrors: List[Any] = []  # more sinks with .log(row) (the MLflow run, medssl.tracking)
         if not enabled:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -51,6 +52,8 @@ class MetricsLogger:
 
             raise WriteError(f"cannot append to the metrics log {self.path}: "
                              f"{write_failure_reason(exc, self.run_dir)}; {RESUME_ADVICE}") from exc
+        for mirror in self.mirrors:
+            mirror.log(row)
         if self._tb is not None and "step" in row:
             for k, v in row.items():
                 if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool):

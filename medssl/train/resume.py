@@ -64,6 +64,7 @@ SAFE_ON_RESUME = frozenset({
     "train.ckpt_every", "train.keep_last", "train.export_steps",    # checkpoint / export cadence
     "train.num_workers", "train.device", "train.threads", "train.compile", "train.amp",  # machine, speed
     "train.resume", "out_dir",                                      # how the resume itself was asked for
+    "tracking.mlflow_uri", "tracking.experiment", "tracking.run_name",  # where it is reported
 })
 
 _UNSET = "(not set)"
