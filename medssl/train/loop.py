@@ -488,7 +488,7 @@ class Pretrainer:
                         self._save()
                     if self.step >= self.total_steps or self._stop_signal is not None:
                         break
-            if self._saved_step != self.step:  # one checkpoint per step, none if nothing ran
+            if self.step > 0 and self._saved_step != self.step:  # one checkpoint per step, none if nothing ran
                 self._save()
         except torch.distributed.DistError as exc:  # a peer died or hung: say so in one line
             detail = " ".join(str(exc).split())[:300]

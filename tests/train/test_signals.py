@@ -179,3 +179,55 @@ def test_group_sigterm_between_checkpoints_then_resume_is_bitwise(sample_dir: Pa
 def test_signal_names_and_exit_statuses() -> None:
     assert [signal_name(s) for s in (15, 2, 10)] == ["SIGTERM", "SIGINT", "SIGUSR1"]
     assert [exit_status(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)] == [143, 130, 138]
+
+
+# ------------------------------------------------------------------ a signal at each point of a run
+def _signal_self_inside(monkeypatch: pytest.MonkeyPatch, module: Any, name: str, sig: int = signal.SIGTERM) -> None:
+    """Make ``module.name`` receive ``sig`` while it runs (as a scheduler's signal would land)."""
+    real = getattr(module, name)
+
+    def signalled(*a: Any, **kw: Any) -> Any:
+        os.kill(os.getpid(), sig)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(module, name, signalled)
+
+
+def _tiny(sample_dir: Path, tmp_path: Path, **train: Any) -> Any:
+    return load_pretrain_config(data=tiny_cfg(sample_dir, tmp_path / "run", "simclr", device="cpu",
+                                              **{"max_steps": 4, "ckpt_every": 100, **train}))
+
+
+def test_a_signal_during_start_up_stops_before_training_and_writes_no_checkpoint(
+        sample_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    import medssl.train.loop as loop
+
+    _signal_self_inside(monkeypatch, loop, "build_model")  # while the model is built
+    result = pretrain(_tiny(sample_dir, tmp_path), progress=False)
+    assert result.stop_signal == signal.SIGTERM and result.steps == 0 and result.checkpoint is None
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    assert "stopped by signal SIGTERM (15) at step 0; no checkpoint yet" in capsys.readouterr().err
+
+
+def test_a_signal_during_the_knn_monitor_stops_after_that_step(
+        sample_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from medssl.train.monitor import KNNMonitor
+
+    _signal_self_inside(monkeypatch, KNNMonitor, "__call__", signal.SIGUSR1)
+    cfg = tiny_cfg(sample_dir, tmp_path / "run", "simclr", device="cpu", max_steps=6, ckpt_every=100, knn_every=2,
+                   knn_k=3)
+    cfg["val_data"] = dict(cfg["data"], split="val")
+    result = pretrain(load_pretrain_config(data=cfg), progress=False)
+    assert result.stop_signal == signal.SIGUSR1 and result.steps == 2
+    assert load_checkpoint(result.checkpoint)["step"] == 2
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["step_00000002.pt"]
+
+
+def test_a_signal_during_the_export_lets_the_finished_run_finish(
+        sample_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    import medssl.train.loop as loop
+
+    _signal_self_inside(monkeypatch, loop, "export_encoder")
+    result = pretrain(_tiny(sample_dir, tmp_path, max_steps=2), progress=False)
+    assert result.stop_signal is None and result.steps == 2 and result.encoder is not None
+    assert result.encoder.is_file() and "stopped by signal" not in capsys.readouterr().err
