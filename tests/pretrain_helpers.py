@@ -34,3 +34,33 @@ def tiny_cfg(sample_dir: Path, out: Path, objective: Union[str, Mapping[str, Any
         "out_dir": str(out),
         "seed": 3,
     }
+
+
+def trained_state(checkpoint: Path) -> Dict[str, Any]:
+    """The tensors a run trains, from a checkpoint: ``model.*``, ``objective.*`` and
+    ``support.*`` (what "resume is exact" compares)."""
+    import torch
+
+    from medssl.checkpoint_io import load_checkpoint
+
+    state = load_checkpoint(checkpoint)
+    out = {f"model.{k}": v for k, v in state["model"].items()}
+    out.update({f"objective.{k}": v for k, v in state["objective"].items()})
+    out.update({f"support.{k}": v for k, v in state["support_set"].items() if torch.is_tensor(v)})
+    return out
+
+
+def wait_for_rows(proc: Any, metrics: Path, n: int, timeout_s: float = 120.0) -> None:
+    """Wait until the child ``proc`` has logged ``n`` loss rows to ``metrics`` (it must not
+    exit first)."""
+    import json
+    import time
+
+    deadline = time.time() + timeout_s
+    while True:
+        lines = metrics.read_text().splitlines() if metrics.is_file() else []
+        if sum(1 for ln in lines if ln.strip() and "loss" in json.loads(ln)) >= n:
+            return
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.time() < deadline, "training did not start in time"
+        time.sleep(0.05)

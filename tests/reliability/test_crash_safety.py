@@ -32,6 +32,7 @@ from medssl.checkpoint_io import load_checkpoint
 from medssl.train.config import load_pretrain_config
 from medssl.train.loop import pretrain
 
+from pretrain_helpers import trained_state
 from tests.reliability.harness import CHILD_ENV, assert_clean_cli_error, run_cli, spawn_medssl, tiny_cfg, write_yaml
 
 MAX_STEPS = 10
@@ -151,14 +152,6 @@ def _assert_every_checkpoint_loads(run: Path) -> None:
         assert state["step"] == int(path.stem.split("_")[1]), path
 
 
-def _final_state(path: Path) -> Dict[str, torch.Tensor]:
-    state = load_checkpoint(path)
-    out = {f"model.{k}": v for k, v in state["model"].items()}
-    out.update({f"objective.{k}": v for k, v in state["objective"].items()})
-    out.update({f"support.{k}": v for k, v in state["support_set"].items() if torch.is_tensor(v)})
-    return out
-
-
 def test_sigkill_at_random_points_never_tears_a_checkpoint_and_resume_is_exact(
         sample_dir: Path, tmp_path: Path) -> None:
     cfg = tiny_cfg(sample_dir, tmp_path / "run", "pnnclr", max_steps=MAX_STEPS, ckpt_every=1, keep_last=2)
@@ -200,8 +193,8 @@ def test_sigkill_at_random_points_never_tears_a_checkpoint_and_resume_is_exact(
     assert (run / "encoder.safetensors").is_file()
     assert _metrics_steps(run) == list(range(1, MAX_STEPS + 1))  # no duplicated or missing rows
 
-    expected = _final_state(ref.checkpoint)
-    got = _final_state(_checkpoints(run)[-1])
+    expected = trained_state(ref.checkpoint)
+    got = trained_state(_checkpoints(run)[-1])
     assert got.keys() == expected.keys()
     for key in expected:
         assert torch.equal(got[key], expected[key]), key

@@ -12,9 +12,8 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Dict
 
 import pytest
 import yaml
@@ -23,7 +22,7 @@ from medssl.checkpoint_io import load_checkpoint
 from medssl.train.config import load_pretrain_config
 from medssl.train.loop import Pretrainer
 from medssl.train.preemption import requeue_slurm_job, slurm_job_id, stop_message
-from pretrain_helpers import tiny_cfg
+from pretrain_helpers import tiny_cfg, wait_for_rows
 
 
 def fake_scontrol(bin_dir: Path, exit_code: int = 0) -> Path:
@@ -76,10 +75,6 @@ def test_stop_message_names_signal_step_checkpoint_and_resume_command(tmp_path: 
     assert "no checkpoint yet" in stop_message(15, 0, None, tmp_path, world_size=1)
 
 
-def _rows(path: Path) -> List[Dict[str, Any]]:
-    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()] if path.is_file() else []
-
-
 def test_sigusr1_under_slurm_checkpoints_requeues_and_the_requeued_job_resumes(
         sample_dir: Path, tmp_path: Path) -> None:
     """The same command serves the first start and the requeue: SIGUSR1 to the job's process
@@ -95,11 +90,7 @@ def test_sigusr1_under_slurm_checkpoints_requeues_and_the_requeued_job_resumes(
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             start_new_session=True)
     try:
-        deadline = time.time() + 120
-        while len(_rows(run / "metrics.jsonl")) < 2:
-            assert proc.poll() is None, proc.communicate()[1]
-            assert time.time() < deadline, "training did not start in time"
-            time.sleep(0.05)
+        wait_for_rows(proc, run / "metrics.jsonl", 2)
         os.killpg(proc.pid, signal.SIGUSR1)  # Slurm signals every process of the step
         _, err = proc.communicate(timeout=60)
     finally:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, Tuple
+from typing import Any, Tuple
 
 import pytest
 import torch
@@ -20,7 +21,7 @@ from medssl.checkpoint_io import load_checkpoint
 from medssl.train.config import load_pretrain_config
 from medssl.train.loop import pretrain
 from medssl.train.signals import exit_status, protect_worker, shutdown_workers, signal_name, workers_start_protected
-from pretrain_helpers import tiny_cfg
+from pretrain_helpers import tiny_cfg, trained_state, wait_for_rows
 
 
 def _rows(path: Path) -> list:
@@ -39,11 +40,7 @@ def test_signal_saves_checkpoint_then_resume_finishes(sample_dir: Path, tmp_path
     proc = subprocess.Popen([sys.executable, "-m", "medssl", "pretrain", str(path), "--no-progress"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        deadline = time.time() + 120
-        while len(_rows(run / "metrics.jsonl")) < 2:
-            assert proc.poll() is None, proc.communicate()[1]
-            assert time.time() < deadline, "training did not start in time"
-            time.sleep(0.2)
+        wait_for_rows(proc, run / "metrics.jsonl", 2)
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=60)
     finally:
@@ -72,7 +69,7 @@ class _Pids(torch.utils.data.Dataset):
         return 24
 
     def __getitem__(self, i: int) -> Tuple[int, int]:
-        time.sleep(0.01)
+        time.sleep(0.1)  # the workers are still busy when the signals arrive
         return os.getpid(), i
 
 
@@ -105,32 +102,35 @@ def test_protected_workers_ignore_outside_signals_and_the_loop_ends_them() -> No
     assert loader._iterator is None
 
 
-def test_without_protection_a_worker_dies_of_an_outside_sigterm() -> None:
-    """The failure protect_worker prevents (what a group SIGTERM did to training)."""
-    loader = _loader(None)
+_UNPROTECTED = """
+import subprocess, time, torch
+class Slow(torch.utils.data.Dataset):
+    def __len__(self): return 24
+    def __getitem__(self, i):
+        time.sleep(0.1)
+        import os; return os.getpid(), i
+loader = torch.utils.data.DataLoader(Slow(), batch_size=2, num_workers=2, persistent_workers=True)
+try:
     batches = iter(loader)
-    first = next(batches)
-    _kill_from_outside(int(first[0][0]), signal.SIGTERM)
-    with pytest.raises(RuntimeError, match="DataLoader worker .* (exited unexpectedly|killed by signal)"):
-        for _ in batches:
-            time.sleep(0.02)
-    shutdown_workers(loader)
+    pid = int(next(batches)[0][0])
+    subprocess.run(["kill", "-TERM", str(pid)], check=True)
+    for _ in batches:
+        time.sleep(0.02)
+    print("no error")
+except RuntimeError as exc:
+    print("RuntimeError:", exc)
+"""
 
 
-def _wait_rows(proc: "subprocess.Popen[str]", metrics: Path, n: int) -> None:
-    deadline = time.time() + 120
-    while len([r for r in _rows(metrics) if "loss" in r]) < n:
-        assert proc.poll() is None, proc.communicate()[1]
-        assert time.time() < deadline, "training did not start in time"
-        time.sleep(0.05)
-
-
-def _final_state(path: Path) -> Dict[str, torch.Tensor]:
-    state = load_checkpoint(path)
-    out = {f"model.{k}": v for k, v in state["model"].items()}
-    out.update({f"objective.{k}": v for k, v in state["objective"].items()})
-    out.update({f"support.{k}": v for k, v in state["support_set"].items() if torch.is_tensor(v)})
-    return out
+def test_without_protection_a_worker_dies_of_an_outside_sigterm() -> None:
+    """The failure protect_worker prevents (what a group SIGTERM did to training), in a child
+    process: torch raises it from its SIGCHLD handler wherever the main process is."""
+    res = subprocess.run([sys.executable, "-c", _UNPROTECTED], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    # torch reports it in more than one way ("is killed by signal: Terminated", "exited
+    # unexpectedly", a reset connection while it tears down): never a normal end
+    assert "no error" not in res.stdout, res.stdout + res.stderr
+    assert re.search(r"DataLoader worker|ConnectionResetError", res.stdout + res.stderr), res.stdout + res.stderr
 
 
 def test_group_sigterm_between_checkpoints_then_resume_is_bitwise(sample_dir: Path, tmp_path: Path) -> None:
@@ -148,7 +148,7 @@ def test_group_sigterm_between_checkpoints_then_resume_is_bitwise(sample_dir: Pa
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             start_new_session=True)
     try:
-        _wait_rows(proc, run / "metrics.jsonl", 3)
+        wait_for_rows(proc, run / "metrics.jsonl", 3)
         os.killpg(proc.pid, signal.SIGTERM)  # the main process and both workers
         _, err = proc.communicate(timeout=60)
     finally:
@@ -170,7 +170,7 @@ def test_group_sigterm_between_checkpoints_then_resume_is_bitwise(sample_dir: Pa
     assert res.returncode == 0, res.stderr
     assert f"resumed from {ckpt} at step {step}" in res.stderr
     ref = pretrain(load_pretrain_config(data={**cfg, "out_dir": str(tmp_path / "ref")}), progress=False)
-    expected, got = _final_state(ref.checkpoint), _final_state(run / "checkpoints" / "step_00000010.pt")
+    expected, got = trained_state(ref.checkpoint), trained_state(run / "checkpoints" / "step_00000010.pt")
     assert got.keys() == expected.keys()
     for key in expected:
         assert torch.equal(got[key], expected[key]), key
