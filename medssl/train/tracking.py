@@ -32,7 +32,8 @@ def data_tags(provenance: Mapping[str, Any]) -> Dict[str, str]:
     digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
     tags = {"medssl.data_fingerprint": digest, "medssl.data_files": str(len(files))}
     for i, f in enumerate(files[:_SHOWN_FILES]):
-        tags[f"medssl.data_file.{i}"] = f"{f.get('path')} size={f.get('size')} sha256_head_tail={f.get('head_tail_sha256')}"
+        tags[f"medssl.data_file.{i}"] = (f"{f.get('path')} size={f.get('size')} "
+                                         f"sha256_head_tail={f.get('head_tail_sha256')}")
     return tags
 
 
@@ -73,7 +74,7 @@ class RunTracker:
 
     def finish(self, run_dir: Path, status: str) -> None:
         """Upload the run directory's artifacts (when FINISHED) and end the run."""
+        files = [Path(run_dir) / n for n in ARTIFACTS]
         if status == "FINISHED":
-            self._guard("upload artifacts",
-                        lambda: self.run.log_artifacts([Path(run_dir) / n for n in ARTIFACTS]))  # type: ignore[union-attr]
+            self._guard("upload artifacts", lambda: self.run.log_artifacts(files))  # type: ignore[union-attr]
         self._guard("end the run", lambda: self.run.close(status))  # type: ignore[union-attr]

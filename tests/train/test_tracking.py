@@ -120,4 +120,5 @@ def test_a_run_stopped_by_a_signal_is_killed_then_finished_by_its_resume(sample_
     assert client.get_run(link["run_id"]).info.status == "KILLED"
     Pretrainer(load_pretrain_config(data=cfg, overrides=["train.resume=auto"]), progress=False).fit()
     run = client.get_run(link["run_id"])
-    assert run.info.status == "FINISHED" and "encoder.safetensors" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert run.info.status == "FINISHED"
+    assert "encoder.safetensors" in {a.path for a in client.list_artifacts(run.info.run_id)}
