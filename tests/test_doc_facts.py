@@ -90,7 +90,10 @@ def test_every_schema_key_is_documented(section: str) -> None:
 # ------------------------------------------------------------------ option names
 # Options of other programs that the docs show (torchrun, pip, tensorboard, docker, medmnist).
 EXTERNAL_OPTIONS = {"--nproc_per_node", "--nnodes", "--standalone", "--rdzv-backend", "--rdzv-endpoint",
-                    "--rdzv-id", "--index-url", "--logdir", "--cpuset-cpus", "--cpus", "--root", "--size"}
+                    "--rdzv-id", "--index-url", "--logdir", "--cpuset-cpus", "--cpus", "--root", "--size",
+                    # torchrun's and Slurm's (sbatch / srun), in docs/distributed.md's Slurm section
+                    "--max-restarts", "--shutdown-timeout", "--signal", "--requeue", "--open-mode", "--nodes",
+                    "--ntasks-per-node", "--gpus-per-node", "--time", "--kill-on-bad-exit"}
 
 
 def _parser_options() -> Dict[str, Set[str]]:
