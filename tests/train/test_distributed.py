@@ -313,7 +313,7 @@ def test_two_ranks_preempted_by_group_sigusr1_then_sigterm_resume_bitwise(
         name = signal.Signals(sig).name
         found = [ln for ln in out.splitlines() if f"medssl: stopped by signal {name} ({int(sig)}) at step" in ln]
         assert len(found) == 1, out[-4000:]  # rank 0 speaks, once
-        assert "DataLoader worker" not in out and "disk full" not in out, out[-4000:]
+        assert "DataLoader worker (pid" not in out and "disk full" not in out, out[-4000:]
         step = int(found[0].split(" at step ")[1].split(";")[0])
         assert load_checkpoint(run / "checkpoints" / f"step_{step:08d}.pt")["step"] == step
         stopped_at.append(step)

@@ -159,7 +159,7 @@ def test_group_sigterm_between_checkpoints_then_resume_is_bitwise(sample_dir: Pa
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 143, err
-    assert "Traceback" not in err and "disk full" not in err and "DataLoader worker" not in err, err
+    assert "Traceback" not in err and "disk full" not in err and "DataLoader worker (pid" not in err, err
     stops = [ln for ln in err.splitlines() if ln.startswith("medssl: stopped")]
     assert len(stops) == 1, err
     (ckpt,) = sorted((run / "checkpoints").glob("step_*.pt"))
