@@ -270,6 +270,10 @@ def _convert(tp: Any, value: Any, dotted: str, source: Optional[str]) -> Any:
                 return _convert(arg, value, dotted, source)
             except ConfigError as exc:
                 errors.append(str(exc))
+        # a list alternative that failed on a non-finite item says the more useful thing
+        finite = [e for e in errors if "must be a finite number" in e]
+        if finite:
+            raise ConfigError(finite[0])
         raise ConfigError(
             f"{_where(source, dotted)}: {value!r} is not a valid "
             f"{' or '.join(_type_name(a) for a in args)}"

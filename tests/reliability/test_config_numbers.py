@@ -31,6 +31,11 @@ def _takes_float(tp: Any) -> bool:
     return any(_takes_float(a) for a in typing.get_args(tp) if a is not type(None))
 
 
+def _list_of(tp: Any) -> bool:
+    """``List[...]`` itself or inside an Optional / Union."""
+    return typing.get_origin(tp) is list or any(typing.get_origin(a) is list for a in typing.get_args(tp))
+
+
 def float_keys(cls: type, prefix: str = "") -> Iterator[str]:
     """``key=VALUE`` override templates for every key of ``cls`` (a config dataclass tree)
     whose type admits a float; a tuple of floats gets the value as its first item."""
@@ -39,6 +44,8 @@ def float_keys(cls: type, prefix: str = "") -> Iterator[str]:
         tp, dotted = hints[f.name], f"{prefix}{f.name}"
         if dataclasses.is_dataclass(tp):
             yield from float_keys(tp, dotted + ".")
+        elif _list_of(tp) and _takes_float(tp):
+            yield f"{dotted}=[VALUE]"  # a list of floats (e.g. several label fractions)
         elif typing.get_origin(tp) is tuple and _takes_float(tp):
             rest = ", ".join(["0.5"] * (len(typing.get_args(tp)) - 1))
             yield f"{dotted}=[VALUE, {rest}]"

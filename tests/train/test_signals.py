@@ -145,7 +145,8 @@ def test_group_sigterm_between_checkpoints_then_resume_is_bitwise(sample_dir: Pa
     overrides = [f"data.root={sample_dir / 'pcam'}", f"val_data.root={sample_dir / 'pcam'}", "train.epochs=3",
                  "train.num_workers=2", "train.ckpt_every=1000", "train.device=cpu", "train.deterministic=true",
                  "model.backbone=test_resnet",  # the demo's resnet18 is ~20x slower, and not the point here
-                 "train.amp=off"]  # one precision for both runs, whatever the bf16 probe would measure
+                 "train.amp=off",  # one precision for both runs, whatever the bf16 probe would measure
+                 "train.threads=1"]  # and one thread count: the in-process reference would take the suite's
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     demo = str(REPO / "configs" / "demo.yaml")
     proc = subprocess.Popen([sys.executable, "-m", "medssl", "pretrain", demo, f"out_dir={run}", *overrides,
