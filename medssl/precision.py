@@ -74,6 +74,16 @@ class PrecisionChoice:
                 f"{key}=bf16 or off forces it)")
 
 
+def forced_bf16(key: str, instead: str) -> Optional[torch.dtype]:
+    """An explicit ``bf16`` on a CPU: ``torch.bfloat16`` where the CPU computes it natively,
+    else None (float32) with a warning naming ``key`` and what runs ``instead``."""
+    if cpu_has_native_bf16():
+        return torch.bfloat16
+    print(f"medssl: warning: {key} is 'bf16' but this CPU has no native bf16 (avx512_bf16, amx_bf16 or Arm bf16); "
+          f"{instead}", file=sys.stderr)
+    return None
+
+
 def decide(fp32_s: float, bf16_s: float, margin: float = MARGIN) -> Optional[torch.dtype]:
     """``torch.bfloat16`` when bf16 is at least ``margin`` times faster than float32, else None."""
     if not (fp32_s > 0 and bf16_s > 0):

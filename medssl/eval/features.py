@@ -11,9 +11,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from medssl.device import cpu_has_native_bf16
 from medssl.errors import ConfigError
-from medssl.precision import choose_cpu_precision
+from medssl.precision import choose_cpu_precision, forced_bf16
 from medssl.progress import Progress
 
 Preprocess = Callable[[np.ndarray], torch.Tensor]
@@ -66,7 +65,6 @@ def embed(
     ``torch.from_numpy`` turns the features back into a tensor without a copy.
     """
     from medssl.augment.layout import image_list
-    from medssl.errors import ConfigError
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ConfigError(f"embed: batch_size must be a positive integer, got {batch_size!r}")
@@ -142,11 +140,7 @@ def feature_precision(encoder: nn.Module, batch: torch.Tensor, precision: str = 
         return None
     cpu = batch.device.type == "cpu"
     if precision == "bf16":
-        if cpu and not cpu_has_native_bf16():
-            print("medssl: warning: precision 'bf16' but this CPU has no native bf16; features in float32",
-                  file=sys.stderr)
-            return None
-        return torch.bfloat16
+        return forced_bf16("precision", "features in float32") if cpu else torch.bfloat16
     if not cpu or (n_items is not None and n_items < PROBE_MIN_BATCHES * len(batch)):
         return None
 

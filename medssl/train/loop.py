@@ -34,7 +34,7 @@ from medssl.device import cpu_has_native_bf16, resolve_device
 from medssl.errors import ConfigError, MedSSLError
 from medssl.models.export import export_encoder
 from medssl.models.outputs import ViewOutputs
-from medssl.precision import PrecisionChoice, choose_cpu_precision
+from medssl.precision import PrecisionChoice, choose_cpu_precision, forced_bf16
 from medssl.progress import Progress
 from medssl.provenance import run_provenance
 from medssl.runlock import RunLock
@@ -90,13 +90,7 @@ def resolve_amp(name: str, device: torch.device) -> Optional[torch.dtype]:
     if name == "off":
         return None
     if device.type == "cpu":
-        if name != "bf16":
-            return None
-        if not cpu_has_native_bf16():
-            print("medssl: warning: train.amp is 'bf16' but this CPU has no native bf16 (avx512_bf16, "
-                  "amx_bf16 or Arm bf16); training in float32", file=sys.stderr)
-            return None
-        return torch.bfloat16
+        return forced_bf16("train.amp", "training in float32") if name == "bf16" else None
     if device.type != "cuda":
         return None
     if name == "auto":

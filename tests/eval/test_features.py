@@ -75,7 +75,7 @@ def _choice(monkeypatch: pytest.MonkeyPatch, dtype, calls: list) -> None:
 
 def test_bf16_features_are_float32_and_close_to_float32_ones(encoder: Path, sample_dir: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("medssl.eval.features.cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr("medssl.precision.cpu_has_native_bf16", lambda: True)
     model, preprocess = load_encoder(encoder)
     ds = open_dataset(sample_dir / "pcam", split="test")
     exact, _ = embed(model, ds, preprocess, batch_size=4, precision="off")

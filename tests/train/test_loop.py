@@ -186,10 +186,10 @@ def test_cpu_autocast_is_bf16_only_when_asked_and_native(monkeypatch: pytest.Mon
     import medssl.train.loop as loop
 
     cpu = torch.device("cpu")
-    monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr("medssl.precision.cpu_has_native_bf16", lambda: True)
     assert loop.resolve_amp("bf16", cpu) is torch.bfloat16
     assert loop.resolve_amp("auto", cpu) is None and loop.resolve_amp("fp16", cpu) is None
-    monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr("medssl.precision.cpu_has_native_bf16", lambda: False)
     assert loop.resolve_amp("bf16", cpu) is None
     assert "no native bf16" in capsys.readouterr().err
 
@@ -197,7 +197,7 @@ def test_cpu_autocast_is_bf16_only_when_asked_and_native(monkeypatch: pytest.Mon
 def test_bf16_autocast_trains_on_a_cpu(sample_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import medssl.train.loop as loop
 
-    monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr("medssl.precision.cpu_has_native_bf16", lambda: True)
     cfg = load_pretrain_config(data=tiny_cfg(sample_dir, tmp_path / "bf", "pnnclr", max_steps=2, amp="bf16",
                                              device="cpu"))
     trainer = Pretrainer(cfg, progress=False)
