@@ -169,6 +169,27 @@ def _walk_following_links(folder: Path) -> Iterator[Path]:
             yield Path(top) / name
 
 
+def resolve_csv_row(base: Path, cell: str, line: int, csv_path: Path, allow_outside_root: bool,
+                    what: str = "image file") -> Path:
+    """The file a CSV manifest's ``path`` cell names, relative to ``base``: an empty cell, a
+    path leaving ``base`` (unless ``allow_outside_root``) or a missing file is a DataError
+    naming the CSV, the line and the absolute path looked at."""
+    if not cell:
+        raise DataError(f"{csv_path} line {line}: empty 'path'")
+    rel = Path(cell).expanduser()
+    full = Path(os.path.normpath(base / rel))
+    if not allow_outside_root:
+        base_norm = Path(os.path.normpath(base.absolute()))
+        if rel.is_absolute() or not Path(os.path.normpath(full.absolute())).is_relative_to(base_norm):
+            raise DataError(
+                f"{csv_path} line {line}: path {cell!r} points outside {base}; "
+                "use paths relative to it, or set allow_outside_root: true"
+            )
+    if not full.is_file():
+        raise DataError(f"{csv_path} line {line}: {what} {cell!r} not found (looked at {looked_at(full)})")
+    return full
+
+
 def _refuse_non_integer_numbers(rows: Sequence[Tuple[dict, int]], csv_path: Path) -> None:
     """Labels that are all numbers but not all integers (0.0 / 0.6) are scores or
     probabilities, not classes: refused, rather than read as class names '0.0' and '0.6'."""
@@ -402,20 +423,7 @@ class ImageFolderDataset(MedicalImageDataset):
         raise DataError(f"{csv_path} line {line}: label {label!r} is not one of the class names {names}")
 
     def _resolve_row(self, base: Path, cell: str, line: int, csv_path: Path) -> Path:
-        if not cell:
-            raise DataError(f"{csv_path} line {line}: empty 'path'")
-        rel = Path(cell).expanduser()
-        full = Path(os.path.normpath(base / rel))
-        if not self.allow_outside_root:
-            base_norm = Path(os.path.normpath(base.absolute()))
-            if rel.is_absolute() or not Path(os.path.normpath(full.absolute())).is_relative_to(base_norm):
-                raise DataError(
-                    f"{csv_path} line {line}: path {cell!r} points outside {base}; "
-                    "use paths relative to it, or set allow_outside_root: true"
-                )
-        if not full.is_file():
-            raise DataError(f"{csv_path} line {line}: image file {cell!r} not found (looked at {looked_at(full)})")
-        return full
+        return resolve_csv_row(base, cell, line, csv_path, self.allow_outside_root)
 
     # -- dataset contract -------------------------------------------------------------------
     def __len__(self) -> int:

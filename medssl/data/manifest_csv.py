@@ -11,7 +11,6 @@ files carry (they are pseudonymised like those, never written as given).
 from __future__ import annotations
 
 import csv
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +18,8 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from medssl.data.folder import resolve_csv_row
 from medssl.errors import DataError
-from medssl.text import no_such_file
 
 COLUMNS = ("path", "label", "split", "patient", "study")
 _INT = re.compile(r"^-?\d+$")
@@ -62,19 +61,9 @@ def read_manifest(csv_path: Path, root: Optional[Path], allow_outside_root: bool
         raise DataError(f"{csv_path}: needs a 'path' column (optional: {', '.join(COLUMNS[1:])}); found columns {columns}")
     if not raw:
         raise DataError(f"{csv_path}: the CSV has no data rows")
-    base_norm = Path(os.path.normpath(base.absolute()))
     rows = []
     for r, ln in raw:
-        cell = r.get("path", "")
-        if not cell:
-            raise DataError(f"{csv_path} line {ln}: empty 'path'")
-        rel = Path(cell).expanduser()
-        full = Path(os.path.normpath(base / rel))
-        if not allow_outside_root and (rel.is_absolute() or not Path(os.path.normpath(full.absolute())).is_relative_to(base_norm)):
-            raise DataError(f"{csv_path} line {ln}: path {cell!r} points outside {base}; use paths relative to it, "
-                            "or set allow_outside_root: true")
-        if not full.is_file():
-            raise DataError(f"{csv_path} line {ln}: " + no_such_file("file", cell, f"looked at {os.path.abspath(full)}"))
+        full = resolve_csv_row(base, r.get("path", ""), ln, csv_path, allow_outside_root, what="file")
         rows.append(ManifestRow(full, ln, r.get("label", ""), norm_split(r.get("split", "")), r.get("patient", ""),
                                 r.get("study", "")))
     return rows, columns, csv_path
